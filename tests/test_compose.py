@@ -1,0 +1,263 @@
+"""docker-compose.yml wiring, checked without Docker: images, settings, secrets, dependencies, Temporal setup.
+
+Variables are interpolated the way compose does it (`${X:-default}`, `${X:?message}`, `$$`), so the checks see
+what the containers would see.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import AliasChoices
+
+from models.settings import Settings, get_settings
+from workflows.types import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+APP_SERVICES = ("api", "worker")
+# Settings that only configure the embedded dev server `make run` starts; compose points TEMPORAL_ADDRESS at its
+# own Temporal server instead.
+EMBEDDED_ONLY = {"TEMPORAL_PORT", "TEMPORAL_UI_PORT"}
+REQUIRED = {"STAGEFLOW_API_KEY", "POSTGRES_PASSWORD", "TEMPORAL_POSTGRES_PASSWORD", "SMTP_HOST", "SMTP_FROM"}
+GIVEN = {
+    "STAGEFLOW_API_KEY": "k" * 40,
+    "POSTGRES_PASSWORD": "app-db-secret",
+    "TEMPORAL_POSTGRES_PASSWORD": "temporal-db-secret",
+    "SMTP_HOST": "smtp.example.com",
+    "SMTP_FROM": "crm@example.com",
+}
+
+_VAR = re.compile(
+    r"\$\$"
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>(?:[^{}]|\{[^{}]*\})*))?\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+class MissingVariable(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's variable interpolation over a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("name") or match.group("bare")
+        op, arg = match.group("op"), match.group("arg") or ""
+        current = env.get(name)
+        unset = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in ("?", ":?") and unset:
+            raise MissingVariable(name, arg)
+        if op in ("-", ":-") and unset:
+            return interpolate(arg, env)
+        return current or ""
+
+    return _VAR.sub(substitute, value)
+
+
+def raw_compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def resolved_compose(env: dict[str, str] | None = None) -> dict:
+    return interpolate(raw_compose(), GIVEN if env is None else env)
+
+
+def settings_env_names() -> set[str]:
+    names: set[str] = set()
+    prefix = Settings.model_config.get("env_prefix", "")
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(choice for choice in alias.choices if isinstance(choice, str))
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def image_tag(image: str) -> str | None:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+def depends_on(service: dict) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def test_every_image_is_pinned_to_a_version():
+    services = resolved_compose()["services"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name, service in services.items():
+        assert "image" in service, f"service {name} names no image"
+        tag = image_tag(service["image"])
+        assert tag and tag != "latest", f"service {name}: image {service['image']} is not pinned to a version"
+        if "build" in service:
+            assert service["image"] == f"stageflow:{version}", f"service {name} builds stageflow {version}"
+    base = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert base, "the Dockerfile has no FROM line"
+    for image in base:
+        tag = image_tag(image)
+        assert tag and tag != "latest" and tag[0].isdigit(), f"Dockerfile base {image} is not pinned to a version"
+
+
+def test_temporal_images_move_together():
+    services = resolved_compose()["services"]
+    server = image_tag(services["temporal"]["image"])
+    assert services["temporal"]["image"].startswith("temporalio/server:")
+    for name, service in services.items():
+        if service["image"].startswith("temporalio/admin-tools:"):
+            assert image_tag(service["image"]) == server, f"{name} runs admin-tools of another version than the server"
+    assert not any("auto-setup" in s["image"] for s in services.values()), "temporalio/auto-setup is deprecated"
+
+
+def test_api_and_worker_get_every_setting_the_code_reads():
+    services = raw_compose()["services"]
+    wanted = settings_env_names() - EMBEDDED_ONLY
+    assert "STAGEFLOW_API_KEY" in wanted and "DATABASE_URL" in wanted  # the names are read off Settings
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert isinstance(environment, dict), f"{name}: environment as a mapping"
+        missing = wanted - set(environment)
+        assert not missing, f"{name} does not set {sorted(missing)}"
+        unknown = set(environment) - settings_env_names()
+        assert not unknown, f"{name} sets variables no setting reads: {sorted(unknown)}"
+    assert services["api"]["environment"] == services["worker"]["environment"]
+
+
+def test_the_resolved_environment_is_valid_settings(monkeypatch):
+    environment = resolved_compose()["services"]["api"]["environment"]
+    for name in settings_env_names():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        if value is not None:
+            monkeypatch.setenv(name, str(value))
+    settings = get_settings()
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == GIVEN["STAGEFLOW_API_KEY"]
+    assert settings.effective_database_url == (
+        f"postgresql+psycopg://stageflow:{GIVEN['POSTGRES_PASSWORD']}@postgresql:5432/stageflow"
+    )
+    assert settings.effective_temporal_address == "temporal:7233"
+    assert settings.smtp_host == GIVEN["SMTP_HOST"] and settings.smtp_from == GIVEN["SMTP_FROM"]
+    assert settings.allow_private_urls is False
+    assert str(settings.data_dir) == "/data"
+
+
+def test_secrets_fail_fast_when_unset():
+    missing: set[str] = set()
+    env: dict[str, str] = {}
+    for _ in range(len(REQUIRED) + 1):
+        try:
+            resolved_compose(env)
+            break
+        except MissingVariable as exc:
+            assert exc.message.strip(), f"${{{exc.name}:?}} needs a message saying what to set"
+            missing.add(exc.name)
+            env[exc.name] = "x"
+    assert missing == REQUIRED
+    for name in REQUIRED:
+        with pytest.raises(MissingVariable) as caught:
+            resolved_compose({k: v for k, v in GIVEN.items() if k != name})
+        assert caught.value.name == name
+    text = COMPOSE.read_text()
+    for match in re.finditer(r"\$\{([A-Z0-9_]*(?:PASSWORD|API_KEY|SECRET)[A-Z0-9_]*)([^}]*)\}", text):
+        assert match.group(2).startswith(":?"), f"${{{match.group(1)}{match.group(2)}}} must fail fast with :?"
+    for name, service in raw_compose()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|PWD|API_KEY|SECRET", key) and value is not None:
+                assert str(value).startswith("${") and ":?" in str(value), f"{name}.{key} holds a literal secret"
+
+
+def test_dependencies_exist_and_their_conditions_can_be_met():
+    services = resolved_compose()["services"]
+    for name, service in services.items():
+        for target, condition in depends_on(service).items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits for {target} to be healthy; it has no check"
+            elif condition == "service_completed_successfully":
+                assert services[target].get("restart", "no") not in ("always", "unless-stopped"), (
+                    f"{name} waits for one-shot {target} to complete, but it restarts forever")
+            else:
+                assert condition == "service_started", f"{name}: unknown condition {condition}"
+    for name in APP_SERVICES:
+        deps = depends_on(services[name])
+        assert deps.get("postgresql") == "service_healthy", f"{name} starts before its database is ready"
+        assert deps.get("temporal-create-namespace") == "service_completed_successfully", (
+            f"{name} starts before the namespace and search attributes exist")
+    assert "/health" in " ".join(services["api"]["healthcheck"]["test"])
+
+
+def test_databases_are_separate_and_wired():
+    services = resolved_compose()["services"]
+    app_db = services["postgresql"]["environment"]
+    assert services["postgresql"]["image"].startswith("postgres:16")
+    url = services["api"]["environment"]["DATABASE_URL"]
+    assert url == (
+        f"postgresql+psycopg://{app_db['POSTGRES_USER']}:{app_db['POSTGRES_PASSWORD']}@postgresql:5432/"
+        f"{app_db['POSTGRES_DB']}"
+    )
+    temporal = services["temporal"]["environment"]
+    assert temporal["POSTGRES_SEEDS"] == "temporal-postgresql"
+    assert services["temporal-postgresql"]["image"].startswith("postgres:")
+    assert temporal["POSTGRES_PWD"] == services["temporal-postgresql"]["environment"]["POSTGRES_PASSWORD"]
+    assert temporal["POSTGRES_PWD"] != app_db["POSTGRES_PASSWORD"]
+    schema_job = " ".join(services["temporal-admin-tools"]["command"])
+    for part in ("temporal-sql-tool", "setup-schema", "update-schema", "temporal_visibility", "--ep temporal-postgresql"):
+        assert part in schema_job, f"the schema job does not run {part!r}"
+    assert depends_on(services["temporal"]) == {"temporal-admin-tools": "service_completed_successfully"}
+
+
+def test_app_and_ui_reach_the_temporal_service_and_attributes_are_registered():
+    services = resolved_compose()["services"]
+    for name in (*APP_SERVICES, "temporal-ui"):
+        host, _, port = services[name]["environment"]["TEMPORAL_ADDRESS"].partition(":")
+        assert host == "temporal" and port == "7233", f"{name} does not point at the temporal service"
+    job = services["temporal-create-namespace"]
+    script = " ".join(job["command"])
+    namespace = services["api"]["environment"]["TEMPORAL_NAMESPACE"]
+    assert job["environment"]["NAMESPACE"] == namespace
+    assert "namespace create" in script
+    for attribute in SEARCH_ATTRIBUTES:
+        assert attribute in script, f"search attribute {attribute} is not registered"
+    assert "search-attribute create" in script and "--type Keyword" in script
+    assert depends_on(job) == {"temporal": "service_healthy"}
+
+
+def test_app_services_share_the_data_volume_and_the_image_has_postgres_support():
+    services = resolved_compose()["services"]
+    data_dir = services["api"]["environment"]["STAGEFLOW_DATA_DIR"]
+    mounts = {name: [v for v in services[name]["volumes"] if v.endswith(f":{data_dir}")] for name in APP_SERVICES}
+    assert mounts["api"] and mounts["api"] == mounts["worker"], "documents written by the worker must reach the API"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("psycopg[binary]") for dep in extras["postgres"])
+    assert re.search(r"pip install [^\n]*\.\[postgres\]", DOCKERFILE.read_text())
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    configuration = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    undocumented = sorted(name for name in settings_env_names() if f"`{name}`" not in configuration)
+    assert not undocumented, f"README's Configuration section does not list {undocumented}"
