@@ -1,0 +1,77 @@
+"""Typed service settings, read from the environment by a factory (never at import time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    api_key: SecretStr | None = Field(default=None, validation_alias=_env("STAGEFLOW_API_KEY"))
+    data_dir: Path = Field(default=Path("data"), validation_alias=_env("STAGEFLOW_DATA_DIR"))
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    temporal_address: str | None = Field(default=None, validation_alias=_env("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field(default="default", validation_alias=_env("TEMPORAL_NAMESPACE"))
+    temporal_task_queue: str = Field(default="stageflow", validation_alias=_env("TEMPORAL_TASK_QUEUE"))
+    item_history_limit: int = Field(default=0, ge=0, validation_alias=_env("STAGEFLOW_ITEM_HISTORY_LIMIT"))
+    temporal_search_attributes: bool = Field(default=True, validation_alias=_env("TEMPORAL_SEARCH_ATTRIBUTES"))
+    port: int = Field(default=8000, validation_alias=_env("STAGEFLOW_PORT"))
+    temporal_port: int = Field(default=7233, validation_alias=_env("TEMPORAL_PORT"))
+    temporal_ui_port: int = Field(default=8233, validation_alias=_env("TEMPORAL_UI_PORT"))
+    public_url: str | None = Field(default=None, validation_alias=_env("STAGEFLOW_PUBLIC_URL"))
+    temporal_ui_url: str | None = Field(default=None, validation_alias=_env("TEMPORAL_UI_URL"))
+
+    smtp_host: str = Field(default="localhost", validation_alias=_env("SMTP_HOST"))
+    smtp_port: int = Field(default=8025, validation_alias=_env("SMTP_PORT"))
+    smtp_username: str | None = Field(default=None, validation_alias=_env("SMTP_USERNAME"))
+    smtp_password: SecretStr | None = Field(default=None, validation_alias=_env("SMTP_PASSWORD"))
+    smtp_from: str = Field(default="stageflow@localhost", validation_alias=_env("SMTP_FROM"))
+    smtp_starttls: bool = Field(default=False, validation_alias=_env("SMTP_STARTTLS"))
+
+    sms_provider: str = Field(default="record", validation_alias=_env("SMS_PROVIDER"))
+    sms_http_url: str | None = Field(default=None, validation_alias=_env("SMS_HTTP_URL"))
+    sms_http_method: str = Field(default="POST", validation_alias=_env("SMS_HTTP_METHOD"))
+    sms_http_auth_header: SecretStr | None = Field(default=None, validation_alias=_env("SMS_HTTP_AUTH_HEADER"))
+    sms_http_body_template: str | None = Field(default=None, validation_alias=_env("SMS_HTTP_BODY_TEMPLATE"))
+    sms_default_region: str = Field(default="US", validation_alias=_env("SMS_DEFAULT_REGION"))
+
+    allow_private_urls: bool = Field(default=False, validation_alias=_env("STAGEFLOW_ALLOW_PRIVATE_URLS"))
+    rule_max_attempts: int = Field(default=6, validation_alias=_env("STAGEFLOW_RULE_MAX_ATTEMPTS"))
+    rule_retry_initial_seconds: float = Field(default=1.0, validation_alias=_env("STAGEFLOW_RULE_RETRY_INITIAL_SECONDS"))
+    max_body_bytes: int = Field(default=1_000_000, validation_alias=_env("STAGEFLOW_MAX_BODY_BYTES"))
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'stageflow.db'}"
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def effective_temporal_ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://localhost:{self.temporal_ui_port}").rstrip("/")
+
+    def workflow_ui_link(self, workflow_id: str) -> str:
+        from urllib.parse import quote
+
+        return (
+            f"{self.effective_temporal_ui_url}/namespaces/{self.temporal_namespace}"
+            f"/workflows/{quote(workflow_id, safe='')}"
+        )
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,332 @@
+"""SQLModel tables: the CRM's own data. Temporal keeps the workflow state; this keeps what users see."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json(default_factory=dict) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    supervisor_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    key_hash: str = Field(unique=True, index=True)
+    role: str = "member"  # admin | member
+    revoked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Pipeline(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    entity_type: str  # deal | lead
+    name: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Stage(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("pipeline_id", "code"),)
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(foreign_key="pipeline.id", index=True)
+    code: str
+    name: str
+    semantic: str = "process"  # process | success | failure
+    position: int = 0
+
+
+class Automation(SQLModel, table=True):
+    """The whole automation of one pipeline, validated as a whole and replaced at once."""
+
+    pipeline_id: int = Field(foreign_key="pipeline.id", primary_key=True)
+    version: int = 1
+    config: dict = _json()
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class HookSecret(SQLModel, table=True):
+    """The secret URL of one inbound-webhook trigger; kept across automation saves while the trigger exists."""
+
+    __table_args__ = (UniqueConstraint("pipeline_id", "stage", "trigger_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(foreign_key="pipeline.id", index=True)
+    stage: str
+    trigger_name: str
+    secret: str
+    secret_hash: str = Field(unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CustomRuleType(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    title: str = ""
+    settings_schema: dict = _json()
+    handler_url: str
+    returns: list = _json(list)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Company(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Requisites(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("owner_type", "owner_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    owner_type: str  # contact | company
+    owner_id: int = Field(index=True)
+    template: str = "organization"  # organization | sole_proprietor | individual
+    fields: dict = _json()
+    addresses: dict = _json()  # {"legal": {...}, "actual": {...}, "other": {...}}
+    bank: dict = _json()
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SettingsRecord(SQLModel, table=True):
+    """Singleton documents: `company` (my company) and `calendar` (business hours)."""
+
+    key: str = Field(primary_key=True)
+    value: dict = _json()
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Item(SQLModel, table=True):
+    """A deal or a lead. Its `stage` is written only by the item's workflow.
+
+    Ids are never reused (AUTOINCREMENT on SQLite, a sequence elsewhere): an item's workflow id is
+    derived from its id, so a new item must never inherit a deleted item's workflows.
+    """
+
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: int | None = Field(default=None, primary_key=True)
+    entity_type: str = Field(index=True)  # deal | lead
+    title: str
+    pipeline_id: int = Field(foreign_key="pipeline.id", index=True)
+    stage: str | None = Field(default=None, index=True)
+    entry_no: int = 0
+    amount: float | None = None
+    currency: str | None = None
+    responsible_id: int = Field(foreign_key="user.id")
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    company_id: int | None = Field(default=None, foreign_key="company.id")
+    close_date: date | None = None
+    fields: dict = _json()
+    products: list = _json(list)
+    source_item_id: int | None = Field(default=None, foreign_key="item.id")
+    origin_key: str | None = Field(default=None, unique=True)
+    stage_changed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TimelineEntry(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(index=True)
+    text: str = ""
+    author_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    rule_name: str | None = None
+    entry_no: int | None = None
+    data: dict = _json()
+    key: str | None = Field(default=None, unique=True)
+
+
+class Effect(SQLModel, table=True):
+    """One row per rule run that took effect or was skipped: the idempotency record (key = workflow id / rule)."""
+
+    key: str = Field(primary_key=True)
+    item_id: int = Field(index=True)
+    rule_type: str
+    status: str  # done | skipped | cancelled
+    result: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Task(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
+    title: str
+    description: str = ""
+    responsible_id: int | None = Field(default=None, foreign_key="user.id")
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    deadline: datetime | None = None
+    status: str = "pending"  # pending | in_progress | completed | deferred
+    observers: list = _json(list)
+    time_tracking: bool = False
+    rule_name: str | None = None
+    pipeline_id: int | None = None
+    stage: str | None = None
+    effect_key: str | None = Field(default=None, unique=True)
+    completed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Activity(SQLModel, table=True):
+    """A to-do on the item: call, meeting, other."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    kind: str = "call"
+    description: str = ""
+    due_at: datetime | None = None
+    responsible_id: int | None = Field(default=None, foreign_key="user.id")
+    completed: bool = False
+    completed_at: datetime | None = None
+    complete_on_stage_change: bool = True
+    entry_no: int | None = None
+    effect_key: str | None = Field(default=None, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("effect_key", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
+    text: str
+    read: bool = False
+    effect_key: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """Every email and SMS sent to a client, with its delivery status."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
+    channel: str  # email | sms
+    to: str
+    subject: str | None = None
+    body: str = ""
+    status: str = "queued"  # queued | sent | failed
+    error: str | None = None
+    provider_id: str | None = None
+    tracking_token: str | None = Field(default=None, unique=True)
+    links: list = _json(list)
+    attachments: list = _json(list)
+    effect_key: str | None = Field(default=None, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Document(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
+    template: str
+    number: str = Field(index=True)
+    title: str = ""
+    status: str = "rendering"  # rendering | ready | failed
+    docx: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    sha256: str | None = None
+    public_token: str | None = Field(default=None, unique=True, index=True)
+    public_revoked: bool = False
+    public_expires_at: datetime | None = None
+    signing: dict = _json()
+    signed_pdf: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    effect_key: str | None = Field(default=None, unique=True)
+    data: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+    render_input: dict = _json()  # images (base64) the pending PDF is rendered with; emptied when it is ready
+
+
+class DocumentTemplate(SQLModel, table=True):
+    """A user's own .docx template uploaded through the API."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True)
+    name: str
+    prefix: str = "DOC"
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Sequence(SQLModel, table=True):
+    """Per-template, per-year document numbering (INV-2026-0001)."""
+
+    key: str = Field(primary_key=True)
+    value: int = 0
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A client's Idempotency-Key on a move or event, with the answer it got."""
+
+    key: str = Field(primary_key=True)
+    route: str
+    status_code: int = 200
+    response: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentSigner(SQLModel, table=True):
+    """One signer of a document sent for signing: a one-time link, and one-time codes kept only as hashes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int = Field(foreign_key="document.id", index=True)
+    item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
+    position: int = 0
+    role: str  # company | client
+    name: str
+    channel: str  # email | sms
+    address: str  # e-mail address or E.164 phone number
+    token: str = Field(unique=True, index=True)
+    status: str = "pending"  # pending | sent | viewed | signed
+    sent_at: datetime | None = None
+    viewed_at: datetime | None = None
+    signed_at: datetime | None = None
+    code_hash: str | None = None
+    code_salt: str | None = None
+    code_expires_at: datetime | None = None
+    code_attempts: int = 0
+    codes_sent: int = 0
+    last_code_at: datetime | None = None
+    effect_key: str | None = Field(default=None, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Callback(SQLModel, table=True):
+    """A one-time URL through which an outside system answers a rule (webhook with callback)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token: str
+    token_hash: str = Field(unique=True, index=True)
+    effect_key: str = Field(unique=True)
+    workflow_id: str
+    rule_name: str
+    item_id: int = Field(index=True)
+    expires_at: datetime | None = None
+    answered_at: datetime | None = None
+    values: dict = _json()
+    created_at: datetime = Field(default_factory=utcnow)
