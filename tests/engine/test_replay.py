@@ -1,0 +1,91 @@
+"""Determinism: recorded histories of every workflow type replay against the current code.
+
+The histories in tests/histories/ were recorded from the scenario below; a code change that would
+break running items makes them fail. Set STAGEFLOW_RECORD_HISTORIES=1 to record them again (only
+when a change is deliberately incompatible and guarded by `workflow.patched`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from tests.engine.changed_workflows import ReorderedEntryWorkflow
+from workflows.entry import StageEntryWorkflow
+from workflows.item import ItemWorkflow
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
+RELEASE = "v0.1.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+
+
+def _recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+def _load(path: Path) -> WorkflowHistory:
+    document = json.loads(path.read_text())
+    return WorkflowHistory.from_json(document["workflow_id"], document["history"])
+
+
+async def _scenario(stack) -> list[str]:
+    """Creation, a rule, a delayed rule cancelled by a move, a trigger move, a failed rule, a pending query."""
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
+    await automate(stack.http, flow["id"], {
+        "NEW": {"rules": [
+            {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}},
+            {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}},
+            {"name": "then", "type": "change_responsible", "start": "after_previous",
+             "settings": {"user_id": manager["id"]}},
+        ]},
+        "INVOICE": {"rules": [
+            {"name": "ping", "type": "notify_supervisor", "settings": {"text": "no supervisor here"}},
+        ], "triggers": [{"name": "paid", "type": "payment_received"}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await eventually(lambda: timeline(stack.http, item["id"], kind="comment"))
+    ok(await stack.http.get(f"/deals/{item['id']}/pending"))
+    ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
+    await eventually(lambda: timeline(stack.http, item["id"], kind="rule_failed"))
+    await eventually(lambda: timeline(stack.http, item["id"], kind="rule_cancelled"))
+    return [f"deal-{item['id']}", f"deal-{item['id']}/entry-1", f"deal-{item['id']}/entry-2"]
+
+
+async def test_fresh_histories_of_every_workflow_type_replay(stack):
+    workflow_ids = await _scenario(stack)
+    histories = [await stack.client.get_workflow_handle(wid).fetch_history() for wid in workflow_ids]
+    replayer = Replayer(workflows=WORKFLOWS)
+    for history in histories:
+        await replayer.replay_workflow(history)
+    if os.environ.get("STAGEFLOW_RECORD_HISTORIES") == "1":
+        for history in histories:
+            part = history.workflow_id.partition("/")[2] or "item"
+            (HISTORIES / f"{RELEASE}_{part}.json").write_text(
+                json.dumps({"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}, indent=1)
+            )
+
+
+@pytest.mark.parametrize("path", _recorded(), ids=lambda path: path.stem)
+async def test_recorded_history_replays(path: Path):
+    await Replayer(workflows=WORKFLOWS).replay_workflow(_load(path))
+
+
+def test_histories_are_recorded_for_every_workflow_type():
+    types = {json.loads(path.read_text())["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
+             ["workflowType"]["name"] for path in _recorded()}
+    assert types == {"ItemWorkflow", "StageEntryWorkflow"}
+
+
+async def test_a_non_deterministic_change_is_caught():
+    entries = [path for path in _recorded() if "entry" in path.stem]
+    assert entries, "no recorded stage-entry history"
+    with pytest.raises(NondeterminismError):
+        await Replayer(workflows=[ItemWorkflow, ReorderedEntryWorkflow]).replay_workflow(_load(entries[0]))

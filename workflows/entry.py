@@ -1,0 +1,352 @@
+"""One stage entry of one item: snapshots the stage's rules and runs them with durable timers.
+
+Rules that start on entry each begin a chain; a rule that starts after the previous one joins the
+chain of the rule before it. A rule that uses another rule's results waits for that rule. Leaving
+the stage cancels this workflow: every rule still pending is recorded as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.types import (
+        ENTRY_WORKFLOW,
+        EntryFinish,
+        EntryInput,
+        CallbackSignal,
+        EntryPlan,
+        ItemChanged,
+        ItemEvent,
+        PendingRule,
+        RuleCall,
+        RuleFailure,
+        RuleOutcome,
+        RulePlan,
+        ScheduleCall,
+        WaitEnded,
+    )
+
+ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+ENGINE_TIMEOUT = timedelta(seconds=30)
+FINISHED = ("done", "skipped", "cancelled", "failed")
+
+
+@workflow.defn(name=ENTRY_WORKFLOW)
+class StageEntryWorkflow:
+    @workflow.init
+    def __init__(self, entry: EntryInput) -> None:
+        self.entry = entry
+        self.plan: EntryPlan | None = None
+        self.status: dict[str, str] = {}
+        self.due: dict[str, datetime | None] = {}
+        self.results: dict[str, dict] = {}
+        self.variables: dict = {}
+        self.failures: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.running: dict[str, asyncio.Task] = {}
+        self.callbacks: dict[str, dict] = {}
+        self.changes: list[str] = []
+
+    @workflow.run
+    async def run(self, entry: EntryInput) -> dict[str, str]:
+        try:
+            self.plan = await workflow.execute_activity(
+                "begin_entry",
+                entry,
+                result_type=EntryPlan,
+                start_to_close_timeout=ENGINE_TIMEOUT,
+                retry_policy=ENGINE_RETRY,
+                summary="load rules",
+            )
+            self.variables = dict(self.plan.variables)
+            for rule in self.plan.rules:
+                self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
+                self.due[rule.name] = rule.due
+            await asyncio.gather(*(self._chain(chain) for chain in self._chains()))
+        except asyncio.CancelledError:
+            await self._finish_cancelled()
+            raise
+        if self.skipped:
+            await self._finish([])
+        if self.failures:
+            raise ApplicationError(
+                "rules failed: " + ", ".join(self.failures), type="RuleFailed", non_retryable=True
+            )
+        return dict(self.status)
+
+    @workflow.signal
+    def callback(self, answer: CallbackSignal) -> None:
+        """An outside system answered a rule's callback URL."""
+        self.callbacks.setdefault(answer.rule, answer.values)
+
+    @workflow.signal
+    def item_changed(self, change: ItemChanged) -> None:
+        self.changes.extend(change.fields)
+
+    @workflow.query
+    def pending(self) -> list[PendingRule]:
+        if self.plan is None:
+            return []
+        waiting = []
+        for rule in self.plan.rules:
+            state = self.status.get(rule.name, "")
+            if state in FINISHED:
+                continue
+            waiting.append(
+                PendingRule(
+                    name=rule.name,
+                    type=rule.type,
+                    start=rule.start,
+                    state=state,
+                    due=self.due.get(rule.name),
+                    delay=rule.delay,
+                    condition=rule.condition,
+                    waiting_for=self._waiting_for(rule, state),
+                )
+            )
+        return waiting
+
+    def _waiting_for(self, rule: RulePlan, state: str) -> str | None:
+        if state == "waiting_previous":
+            return rule.wait_for
+        if state == "waiting_rule":
+            return ", ".join(name for name in rule.depends_on if self.status.get(name) not in FINISHED)
+        return None
+
+    def _chains(self) -> list[list[RulePlan]]:
+        chains: list[list[RulePlan]] = []
+        for rule in self.plan.rules:
+            if rule.start == "after_previous" and chains:
+                chains[-1].append(rule)
+            else:
+                chains.append([rule])
+        return chains
+
+    async def _chain(self, rules: list[RulePlan]) -> None:
+        for position, rule in enumerate(rules):
+            if position and self.status[rules[position - 1].name] == "failed":
+                self._skip_rest(rules[position:], f"previous rule {rules[position - 1].name} failed")
+                return
+            if position:
+                await self._schedule(rule)
+            await self._wait_due(rule)
+            await self._wait_dependencies(rule)
+            await self._execute(rule)
+
+    async def _schedule(self, rule: RulePlan) -> None:
+        self.status[rule.name] = "waiting_delay"
+        if rule.delay is None:
+            self.due[rule.name] = workflow.now()
+            return
+        self.due[rule.name] = await workflow.execute_activity(
+            "schedule_rule",
+            ScheduleCall(
+                item_id=self.entry.item_id,
+                entity=self.entry.entity,
+                workflow_id=workflow.info().workflow_id,
+                entry_no=self.entry.entry_no,
+                rule=rule,
+                base=workflow.now(),
+            ),
+            result_type=datetime,
+            start_to_close_timeout=ENGINE_TIMEOUT,
+            retry_policy=ENGINE_RETRY,
+            summary=f"schedule {rule.name}",
+        )
+
+    async def _wait_due(self, rule: RulePlan) -> None:
+        due = self.due.get(rule.name)
+        if due is None:
+            return
+        remaining = (due - workflow.now()).total_seconds()
+        if remaining > 0:
+            await workflow.sleep(remaining, summary=f"{rule.name} due {due.isoformat()}")
+
+    async def _wait_dependencies(self, rule: RulePlan) -> None:
+        if any(self.status.get(name) not in FINISHED for name in rule.depends_on):
+            self.status[rule.name] = "waiting_rule"
+            await workflow.wait_condition(
+                lambda: all(self.status.get(name) in FINISHED for name in rule.depends_on)
+            )
+
+    async def _execute(self, rule: RulePlan) -> None:
+        self.status[rule.name] = "running"
+        changes_seen = len(self.changes)
+        info = workflow.info()
+        call = RuleCall(
+            item_id=self.entry.item_id,
+            entity=self.entry.entity,
+            pipeline_id=self.entry.pipeline_id,
+            stage=self.entry.stage,
+            entry_no=self.entry.entry_no,
+            workflow_id=info.workflow_id,
+            rule=rule,
+            at=workflow.now(),
+            constants=self.plan.constants,
+            variables=dict(self.variables),
+            results={name: self.results[name] for name in rule.depends_on if name in self.results},
+        )
+        task = asyncio.ensure_future(self._run_rule(rule, call))
+        self.running[rule.name] = task
+        try:
+            outcome = await asyncio.shield(task)
+        except ActivityError as error:
+            await self._record_failure(rule, error)
+            return
+        finally:
+            if task.done():
+                self.running.pop(rule.name, None)
+        if outcome.wait is not None and outcome.status == "done":
+            await self._wait_after(rule, outcome, changes_seen)
+        await self._accept(rule, outcome)
+
+    async def _wait_after(self, rule: RulePlan, outcome: RuleOutcome, changes_seen: int) -> None:
+        wait = outcome.wait
+        if wait.kind == "callback":
+            self.status[rule.name] = "waiting_callback"
+            arrived = lambda: rule.name in self.callbacks  # noqa: E731
+        else:
+            self.status[rule.name] = "waiting_field"
+            arrived = lambda: bool(set(self.changes[changes_seen:]) & set(wait.fields))  # noqa: E731
+        timed_out = False
+        try:
+            await workflow.wait_condition(arrived, timeout=wait.timeout_seconds)
+        except asyncio.TimeoutError:
+            timed_out = True
+        if wait.kind == "callback":
+            outcome.result.update(self.callbacks.get(rule.name, {}))
+            outcome.result["timed_out"] = timed_out
+            detail = "no answer before the timeout" if timed_out else "answer received"
+        else:
+            changed = sorted(set(self.changes[changes_seen:]) & set(wait.fields))
+            outcome.result.update(changed=not timed_out, field=changed[0] if changed else None)
+            detail = "time passed" if timed_out else "field changed: " + ", ".join(changed)
+        await workflow.execute_activity(
+            "record_wait_end",
+            WaitEnded(
+                item_id=self.entry.item_id,
+                workflow_id=workflow.info().workflow_id,
+                entry_no=self.entry.entry_no,
+                rule=rule.name,
+                kind=wait.kind,
+                timed_out=timed_out,
+                at=workflow.now(),
+                detail=detail,
+            ),
+            start_to_close_timeout=ENGINE_TIMEOUT,
+            retry_policy=ENGINE_RETRY,
+            summary=f"{rule.name}: {detail}",
+        )
+
+    async def _run_rule(self, rule: RulePlan, call: RuleCall) -> RuleOutcome:
+        """The rule's activity. Shielded: leaving the stage never interrupts a rule that already started;
+        the activity itself refuses to act once the item has left."""
+        return await workflow.execute_activity(
+            rule.activity,
+            call,
+            result_type=RuleOutcome,
+            start_to_close_timeout=timedelta(seconds=rule.timeout_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=self.plan.retry_initial_seconds),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(minutes=5),
+                maximum_attempts=self.plan.retry_max_attempts,
+                non_retryable_error_types=["RuleFailed"],
+            ),
+            summary=f"{rule.name} ({rule.type})",
+            )
+
+    async def _record_failure(self, rule: RulePlan, error: ActivityError) -> None:
+        info = workflow.info()
+        self.status[rule.name] = "failed"
+        self.failures.append(rule.name)
+        await workflow.execute_activity(
+                "record_rule_failed",
+                RuleFailure(
+                    item_id=self.entry.item_id,
+                    entity=self.entry.entity,
+                    workflow_id=info.workflow_id,
+                    entry_no=self.entry.entry_no,
+                    rule=rule.name,
+                    rule_type=rule.type,
+                    error=_failure_message(error),
+                    at=workflow.now(),
+                ),
+                start_to_close_timeout=ENGINE_TIMEOUT,
+                retry_policy=ENGINE_RETRY,
+                summary=f"{rule.name} failed",
+            )
+
+    async def _accept(self, rule: RulePlan, outcome: RuleOutcome) -> None:
+        self.status[rule.name] = outcome.status
+        self.results[rule.name] = outcome.result
+        self.variables.update(outcome.variables)
+        await self._forward(outcome)
+
+    async def _forward(self, outcome: RuleOutcome) -> None:
+        """Events and moves a rule produced on purpose go to the item's workflow."""
+        if not outcome.events and not outcome.moves:
+            return
+        parent = workflow.get_external_workflow_handle(self.entry.parent_workflow_id)
+        for event in outcome.events:
+            await parent.signal("event", ItemEvent(type=event.type, data=event.data, event_id=event.event_id))
+        for move in outcome.moves:
+            await parent.signal("rule_move", move)
+
+    def _skip_rest(self, rules: list[RulePlan], reason: str) -> None:
+        for rule in rules:
+            self.status[rule.name] = "skipped"
+            self.skipped[rule.name] = reason
+
+    async def _finish_cancelled(self) -> None:
+        """The item left the stage: rules already running finish (and count), the rest are cancelled."""
+        for name, task in list(self.running.items()):
+            try:
+                await task
+            except ActivityError as error:
+                await self._record_failure(next(r for r in self.plan.rules if r.name == name), error)
+            else:
+                await self._accept(next(r for r in self.plan.rules if r.name == name), task.result())
+        self.running.clear()
+        for name, state in self.status.items():
+            if state in ("waiting_callback", "waiting_field"):
+                self.status[name] = "done"
+        cancelled = [name for name, state in self.status.items() if state not in FINISHED]
+        for name in cancelled:
+            self.status[name] = "cancelled"
+        await self._finish(cancelled)
+
+    async def _finish(self, cancelled: list[str]) -> None:
+        """Records the rules that will not run. Cancelled before the rules were loaded, the activity
+        records every rule of the stage as cancelled."""
+        await workflow.execute_activity(
+            "finish_entry",
+            EntryFinish(
+                item_id=self.entry.item_id,
+                entity=self.entry.entity,
+                workflow_id=workflow.info().workflow_id,
+                entry_no=self.entry.entry_no,
+                at=workflow.now(),
+                cancelled=cancelled,
+                skipped=self.skipped,
+                stage=self.entry.stage,
+                pipeline_id=self.entry.pipeline_id,
+                before_plan=self.plan is None,
+            ),
+            start_to_close_timeout=ENGINE_TIMEOUT,
+            retry_policy=ENGINE_RETRY,
+            summary="record rules not run",
+        )
+
+
+def _failure_message(error: ActivityError) -> str:
+    cause = error.cause
+    while cause is not None and getattr(cause, "cause", None) is not None and not str(cause):
+        cause = cause.cause
+    return str(cause or error)

@@ -1,0 +1,218 @@
+"""The entity workflow of one deal or lead: the only writer of its stage.
+
+Moves arrive as updates (update-with-start on creation), trigger events as signals; a lock
+serializes them so racing moves and events can never interleave. Each stage entry runs as an
+abandoned child workflow so it outlives this workflow's continue-as-new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.entry import StageEntryWorkflow
+    from workflows.types import (
+        ITEM_WORKFLOW,
+        SA_ENTITY,
+        SA_ITEM_ID,
+        SA_PIPELINE_ID,
+        SA_STAGE,
+        EnterCall,
+        EntryInput,
+        ItemChanged,
+        ItemEvent,
+        ItemState,
+        MatchCall,
+        MatchResult,
+        MoveRequest,
+        MoveResult,
+        entry_workflow_id,
+    )
+
+SEEN_LIMIT = 500
+ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+def _keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
+    return [
+        SearchAttributeKey.for_keyword(SA_ITEM_ID).value_set(str(state.item_id)),
+        SearchAttributeKey.for_keyword(SA_ENTITY).value_set(state.entity),
+        SearchAttributeKey.for_keyword(SA_PIPELINE_ID).value_set(str(state.pipeline_id)),
+        SearchAttributeKey.for_keyword(SA_STAGE).value_set(stage),
+    ]
+
+
+def _outcome_seen(child: asyncio.Future) -> None:
+    """An entry's own outcome is on its timeline; the item workflow only marks it as read."""
+    if not child.cancelled():
+        child.exception()
+
+
+@workflow.defn(name=ITEM_WORKFLOW)
+class ItemWorkflow:
+    @workflow.init
+    def __init__(self, state: ItemState) -> None:
+        self.state = state
+        self.lock = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, state: ItemState) -> None:
+        await workflow.wait_condition(self._should_continue_as_new)
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self.lock.locked())
+        workflow.continue_as_new(self.state)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self.state.history_limit
+        return bool(limit) and info.get_current_history_length() >= limit
+
+    @workflow.update
+    async def move(self, request: MoveRequest) -> MoveResult:
+        async with self.lock:
+            return await self._move(request)
+
+    @move.validator
+    def validate_move(self, request: MoveRequest) -> None:
+        if not request.stage:
+            raise ApplicationError("stage is required", type="InvalidMove")
+        if request.reason != "created" and self.state.stage is None and not self.lock.locked():
+            raise ApplicationError("the item has not entered a stage yet", type="InvalidMove")
+        if request.stage == self.state.stage and not self.lock.locked():
+            raise ApplicationError(f"the item is already in stage {request.stage}", type="AlreadyInStage")
+
+    @workflow.signal
+    async def event(self, event: ItemEvent) -> None:
+        async with self.lock:
+            if self._seen(event.event_id):
+                return
+            if event.type == "field_changed" and self.state.entry_no:
+                self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
+            match: MatchResult = await workflow.execute_activity(
+                "match_trigger",
+                MatchCall(
+                    item_id=self.state.item_id,
+                    entity=self.state.entity,
+                    pipeline_id=self.state.pipeline_id,
+                    stage=self.state.stage,
+                    event=event,
+                    at=workflow.now(),
+                ),
+                result_type=MatchResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=ENGINE_RETRY,
+                summary=f"match {event.type}",
+            )
+            if match.stage:
+                await self._move(
+                    MoveRequest(
+                        stage=match.stage,
+                        as_user_id=match.as_user_id,
+                        reason="trigger",
+                        trigger=match.trigger,
+                        event_type=event.type,
+                    )
+                )
+
+    @workflow.signal
+    async def rule_move(self, request: MoveRequest) -> None:
+        """A move asked for by a rule (change stage); deduplicated by its request id."""
+        async with self.lock:
+            if self._seen(request.request_id):
+                return
+            await self._move(request)
+
+    @workflow.query
+    def current(self) -> ItemState:
+        return self.state
+
+    def _seen(self, key: str | None) -> bool:
+        if not key:
+            return False
+        if key in self.state.seen:
+            return True
+        self.state.seen.append(key)
+        del self.state.seen[:-SEEN_LIMIT]
+        return False
+
+    async def _move(self, request: MoveRequest) -> MoveResult:
+        state = self.state
+        if request.request_id and request.reason != "rule" and self._seen(request.request_id):
+            return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="duplicate request")
+        if request.stage == state.stage:
+            return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="already in stage")
+        previous_stage, previous_entry = state.stage, state.entry_no
+        entry_no = previous_entry + 1
+        now = workflow.now()
+        await workflow.execute_activity(
+            "enter_stage",
+            EnterCall(
+                item_id=state.item_id,
+                entity=state.entity,
+                stage=request.stage,
+                previous_stage=previous_stage,
+                entry_no=entry_no,
+                at=now,
+                reason=request.reason,
+                as_user_id=request.as_user_id,
+                trigger=request.trigger,
+                event_type=request.event_type,
+                rule=request.rule,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=ENGINE_RETRY,
+            summary=f"enter {request.stage}",
+        )
+        state.stage, state.entry_no = request.stage, entry_no
+        if state.search_attributes:
+            workflow.upsert_search_attributes(_keys(state, request.stage))
+        if previous_entry:
+            self._cancel_entry(entry_workflow_id(state.entity, state.item_id, previous_entry))
+        child_id = entry_workflow_id(state.entity, state.item_id, entry_no)
+        child = await workflow.start_child_workflow(
+            StageEntryWorkflow.run,
+            EntryInput(
+                item_id=state.item_id,
+                entity=state.entity,
+                pipeline_id=state.pipeline_id,
+                stage=request.stage,
+                entry_no=entry_no,
+                entered_at=now,
+                parent_workflow_id=workflow.info().workflow_id,
+            ),
+            id=child_id,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes(_keys(state, request.stage)) if state.search_attributes else None,
+            static_summary=f"{state.entity} {state.item_id} in {request.stage} (entry {entry_no})",
+        )
+        child.add_done_callback(_outcome_seen)
+        return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
+
+    def _tell_entry(self, change: ItemChanged) -> None:
+        """Rules of the current entry that wait for a field hear of its change."""
+        entry_id = entry_workflow_id(self.state.entity, self.state.item_id, self.state.entry_no)
+
+        async def tell() -> None:
+            try:
+                await workflow.get_external_workflow_handle(entry_id).signal("item_changed", change)
+            except Exception as error:  # the entry may have finished already
+                workflow.logger.debug("entry %s not told: %s", entry_id, error)
+
+        asyncio.create_task(tell())
+
+    def _cancel_entry(self, workflow_id: str) -> None:
+        """Asks the previous entry to stop; not awaited, since an entry that already finished may never answer."""
+
+        async def cancel() -> None:
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).cancel()
+            except Exception as error:  # the entry may have finished already
+                workflow.logger.debug("entry %s not cancelled: %s", workflow_id, error)
+
+        asyncio.create_task(cancel())

@@ -1,0 +1,245 @@
+"""Plain data passed in and out of workflows, activities, signals, updates and queries.
+
+Only stdlib types here: this module is imported by workflow code and passed through the sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ITEM_WORKFLOW = "ItemWorkflow"
+ENTRY_WORKFLOW = "StageEntryWorkflow"
+
+# Search attributes (Keyword) registered by `make run` and the worker.
+SA_ITEM_ID = "StageflowItemId"
+SA_ENTITY = "StageflowEntity"
+SA_PIPELINE_ID = "StageflowPipelineId"
+SA_STAGE = "StageflowStage"
+SEARCH_ATTRIBUTES = (SA_ITEM_ID, SA_ENTITY, SA_PIPELINE_ID, SA_STAGE)
+
+
+def item_workflow_id(entity: str, item_id: int) -> str:
+    return f"{entity}-{item_id}"
+
+
+def entry_workflow_id(entity: str, item_id: int, entry_no: int) -> str:
+    return f"{entity}-{item_id}/entry-{entry_no}"
+
+
+@dataclass
+class ItemState:
+    """The item workflow's input, carried across continue-as-new."""
+
+    item_id: int
+    entity: str
+    pipeline_id: int
+    stage: str | None = None
+    entry_no: int = 0
+    seen: list[str] = field(default_factory=list)
+    search_attributes: bool = True
+    history_limit: int = 0
+
+
+@dataclass
+class MoveRequest:
+    stage: str
+    as_user_id: int | None = None
+    reason: str = "manual"  # created | manual | trigger | rule
+    trigger: str | None = None
+    event_type: str | None = None
+    request_id: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class MoveResult:
+    moved: bool
+    stage: str | None
+    entry_no: int
+    entry_workflow_id: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ItemEvent:
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+
+
+@dataclass
+class EnterCall:
+    item_id: int
+    entity: str
+    stage: str
+    previous_stage: str | None
+    entry_no: int
+    at: datetime
+    reason: str = "manual"
+    as_user_id: int | None = None
+    trigger: str | None = None
+    event_type: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class MatchCall:
+    item_id: int
+    entity: str
+    pipeline_id: int
+    stage: str | None
+    event: ItemEvent
+    at: datetime
+
+
+@dataclass
+class MatchResult:
+    stage: str | None = None
+    trigger: str | None = None
+    as_user_id: int | None = None
+
+
+@dataclass
+class EntryInput:
+    item_id: int
+    entity: str
+    pipeline_id: int
+    stage: str
+    entry_no: int
+    entered_at: datetime
+    parent_workflow_id: str
+
+
+@dataclass
+class RulePlan:
+    index: int
+    name: str
+    type: str
+    activity: str
+    start: str = "on_entry"
+    delay: Any = None
+    condition: Any = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    auxiliary: bool = False
+    depends_on: list[str] = field(default_factory=list)
+    wait_for: str | None = None
+    due: datetime | None = None
+    timeout_seconds: float = 120.0
+
+
+@dataclass
+class EntryPlan:
+    rules: list[RulePlan] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    config_version: int = 0
+    retry_initial_seconds: float = 1.0
+    retry_max_attempts: int = 6
+
+
+@dataclass
+class ScheduleCall:
+    item_id: int
+    entity: str
+    workflow_id: str
+    entry_no: int
+    rule: RulePlan
+    base: datetime
+
+
+@dataclass
+class RuleCall:
+    item_id: int
+    entity: str
+    pipeline_id: int
+    stage: str
+    entry_no: int
+    workflow_id: str
+    rule: RulePlan
+    at: datetime
+    constants: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class WaitSpec:
+    """After its effect, a rule waits for an outside answer (`callback`) or for fields to change (`fields`)."""
+
+    kind: str
+    timeout_seconds: float | None = None
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleOutcome:
+    status: str  # done | skipped | cancelled
+    result: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    events: list[ItemEvent] = field(default_factory=list)
+    moves: list[MoveRequest] = field(default_factory=list)
+    wait: WaitSpec | None = None
+
+
+@dataclass
+class CallbackSignal:
+    rule: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ItemChanged:
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WaitEnded:
+    item_id: int
+    workflow_id: str
+    entry_no: int
+    rule: str
+    kind: str
+    timed_out: bool
+    at: datetime
+    detail: str = ""
+
+
+@dataclass
+class RuleFailure:
+    item_id: int
+    entity: str
+    workflow_id: str
+    entry_no: int
+    rule: str
+    rule_type: str
+    error: str
+    at: datetime
+
+
+@dataclass
+class EntryFinish:
+    item_id: int
+    entity: str
+    workflow_id: str
+    entry_no: int
+    at: datetime
+    cancelled: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stage: str | None = None
+    pipeline_id: int | None = None
+    before_plan: bool = False
+
+
+@dataclass
+class PendingRule:
+    name: str
+    type: str
+    start: str
+    state: str  # waiting_delay | waiting_previous | waiting_rule | running
+    due: datetime | None = None
+    delay: Any = None
+    condition: Any = None
+    waiting_for: str | None = None
