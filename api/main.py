@@ -1,0 +1,123 @@
+"""The FastAPI application: `uvicorn api.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.limits import BodyLimitMiddleware
+from api.routes import api_router
+from api.routes.document_templates import TEMPLATE_UPLOAD_MAX_BYTES
+from api.routes.settings import COMPANY_MAX_BODY_BYTES
+from models.db import create_schema, make_engine
+from models.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+CONNECT_ATTEMPTS = 60
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinities (echoed back from a refused input) as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+async def connect_temporal(settings: Settings, attempts: int = CONNECT_ATTEMPTS) -> Client:
+    """The process's Temporal client; the server may still be starting, so a refused connection is retried."""
+    address, namespace = settings.effective_temporal_address, settings.temporal_namespace
+    for _ in range(attempts - 1):
+        try:
+            return await Client.connect(address, namespace=namespace)
+        except RuntimeError as error:  # the SDK reports a failed connection as RuntimeError
+            log.warning("Temporal at %s is not reachable yet (%s); retrying", address, error)
+            await asyncio.sleep(1.0)
+    return await Client.connect(address, namespace=namespace)
+
+
+def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
+    """The API app. Its lifespan makes the DB engine and one Temporal client (or uses the one given)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.effective_database_url)
+        create_schema(engine)
+        client = temporal_client or await connect_temporal(settings)
+        app.state.engine = engine
+        app.state.temporal_client = client
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="stageflow",
+        summary="CRM automation rules and triggers, run as durable workflows on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        larger={
+            "/document-templates": max(settings.max_body_bytes, TEMPLATE_UPLOAD_MAX_BYTES),
+            "/settings/company": max(settings.max_body_bytes, COMPANY_MAX_BODY_BYTES),
+        },
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+
+    @app.exception_handler(RPCError)
+    async def _temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+        log.warning("Temporal call failed for %s %s: %s", request.method, request.url.path, exc)
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return JSONResponse(
+                {"detail": "The item's workflow was not found on the workflow service"},
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        return JSONResponse(
+            {"detail": f"The workflow service is unavailable: {exc.message}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
+    async def _no_answer(request: Request, exc: WorkflowUpdateRPCTimeoutOrCancelledError) -> JSONResponse:
+        log.warning("No answer from the item workflow for %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": "The item's workflow did not answer in time (is a worker running?); retry with the same "
+             "Idempotency-Key"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("Integrity conflict for %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "The request conflicts with the current data; read it again and retry"},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,53 @@
+"""Activities: to-dos on an item (call, meeting, other)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from sqlmodel import select
+
+from api.deps import MAX_ID, PageDep, SessionDep, member_only, paginate
+from api.errors import not_found
+from api.lookups import ItemRefDep, of_item
+from api.schemas import ActivityPublic, ActivityUpdate
+from models.tables import Activity, utcnow
+
+router = APIRouter(prefix="/activities", tags=["activities"], dependencies=member_only)
+ActivityId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("", response_model=list[ActivityPublic])
+def list_activities(
+    session: SessionDep,
+    page: PageDep,
+    response: Response,
+    item: ItemRefDep,
+    completed: Annotated[bool | None, Query()] = None,
+):
+    statement = of_item(select(Activity), Activity.item_id, item).order_by(Activity.id)
+    if completed is not None:
+        statement = statement.where(Activity.completed == completed)
+    return paginate(session, statement, page, response)
+
+
+@router.get("/{activity_id}", response_model=ActivityPublic)
+def read_activity(activity_id: ActivityId, session: SessionDep):
+    activity = session.get(Activity, activity_id)
+    if activity is None:
+        raise not_found("Activity", activity_id)
+    return activity
+
+
+@router.patch("/{activity_id}", response_model=ActivityPublic)
+def update_activity(activity_id: ActivityId, body: ActivityUpdate, session: SessionDep):
+    activity = session.get(Activity, activity_id)
+    if activity is None:
+        raise not_found("Activity", activity_id)
+    if activity.completed != body.completed:
+        activity.completed = body.completed
+        activity.completed_at = utcnow() if body.completed else None
+        session.add(activity)
+        session.commit()
+        session.refresh(activity)
+    return activity

@@ -1,0 +1,141 @@
+"""A pipeline's automation: every stage's rules and triggers, validated as a whole and replaced at once."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, status
+from sqlmodel import Session, select
+
+from activities.docrender import BUILTIN_KINDS
+from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, hash_key, member_only
+from api.lookups import get_pipeline, stages_of
+from api.routes.rule_types import custom_rule_types
+from models.automation import AutomationConfig, AutomationInvalid, ValidationContext, validate_automation
+from models.settings import Settings
+from models.tables import Automation, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
+
+router = APIRouter(prefix="/pipelines", tags=["automation"], dependencies=member_only)
+PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
+WEBHOOK = "webhook"
+ANSWER_ONLY = ("version", "hooks")  # in the GET answer; ignored when a client sends it back
+
+EXAMPLE = {
+    "constants": {"Courier": 3},
+    "stages": {
+        "NEW": {
+            "rules": [
+                {
+                    "name": "ack",
+                    "type": "send_sms",
+                    "delay": None,
+                    "settings": {"text": "Hello {{Deal.Contact.Name}}, we will call within 30 minutes"},
+                }
+            ],
+            "triggers": [],
+        },
+        "INVOICE": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]},
+    },
+}
+
+
+def validation_context(session: Session, pipeline: Pipeline) -> ValidationContext:
+    """What an automation may refer to: this pipeline's stages, users, pipelines, templates, rule types."""
+    codes_by_pipeline: dict[int, list[str]] = {}
+    for stage in session.exec(select(Stage).order_by(Stage.pipeline_id, Stage.position)).all():
+        codes_by_pipeline.setdefault(stage.pipeline_id, []).append(stage.code)
+    pipelines = {
+        row.id: (row.entity_type, codes_by_pipeline.get(row.id, [])) for row in session.exec(select(Pipeline)).all()
+    }
+    templates = set(BUILTIN_KINDS) | set(session.exec(select(DocumentTemplate.code)).all())
+    return ValidationContext(
+        entity_type=pipeline.entity_type,
+        stage_codes=[stage.code for stage in stages_of(session, pipeline.id)],
+        user_ids=set(session.exec(select(User.id)).all()),
+        pipelines=pipelines,
+        templates=templates,
+        custom_rule_types=custom_rule_types(session),
+        pipeline_id=pipeline.id,
+    )
+
+
+def webhook_triggers(config: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (stage, str(trigger.get("name")))
+        for stage, automation in (config.get("stages") or {}).items()
+        for trigger in (automation or {}).get("triggers") or []
+        if trigger.get("type") == WEBHOOK
+    }
+
+
+def sync_hook_secrets(session: Session, pipeline_id: int, config: dict[str, Any]) -> None:
+    """One secret per webhook trigger; a trigger kept under the same stage and name keeps its secret."""
+    wanted = webhook_triggers(config)
+    existing = session.exec(select(HookSecret).where(HookSecret.pipeline_id == pipeline_id)).all()
+    kept = set()
+    for row in existing:
+        if (row.stage, row.trigger_name) in wanted:
+            kept.add((row.stage, row.trigger_name))
+        else:
+            session.delete(row)
+    for stage, name in sorted(wanted - kept):
+        secret = secrets.token_urlsafe(32)
+        session.add(
+            HookSecret(pipeline_id=pipeline_id, stage=stage, trigger_name=name, secret=secret, secret_hash=hash_key(secret))
+        )
+
+
+def automation_public(session: Session, settings: Settings, pipeline_id: int) -> dict[str, Any]:
+    row = session.get(Automation, pipeline_id)
+    config = dict(row.config) if row is not None else AutomationConfig().to_json()
+    hooks = session.exec(
+        select(HookSecret).where(HookSecret.pipeline_id == pipeline_id).order_by(HookSecret.stage, HookSecret.trigger_name)
+    ).all()
+    return {
+        **config,
+        "version": row.version if row is not None else 0,
+        "hooks": {f"{hook.stage}/{hook.trigger_name}": f"{settings.effective_public_url}/hooks/{hook.secret}" for hook in hooks},
+    }
+
+
+def _problem(error: dict[str, Any]) -> dict[str, Any]:
+    loc = list(error.get("loc") or [])
+    if loc[:1] != ["body"]:
+        loc.insert(0, "body")
+    return {"type": error.get("type", "value_error"), "loc": loc, "msg": str(error.get("msg", ""))}
+
+
+@router.put("/{pipeline_id}/automation", response_model=dict[str, Any], dependencies=admin_only)
+def put_automation(
+    pipeline_id: PipelineId,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[dict[str, Any], Body(openapi_examples={"furniture shop": {"value": EXAMPLE}})],
+):
+    """Replace the pipeline's whole automation. Any error anywhere is a 422 listing every problem, and nothing
+    changes. Webhook triggers get a secret URL, listed under `hooks` in the answer; `version` and `hooks`
+    sent back from an earlier answer are ignored."""
+    pipeline = get_pipeline(session, pipeline_id)
+    raw = {key: value for key, value in body.items() if key not in ANSWER_ONLY}
+    try:
+        config = validate_automation(raw, validation_context(session, pipeline))
+    except AutomationInvalid as invalid:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[_problem(error) for error in invalid.errors]
+        ) from invalid
+    stored = config.to_json()
+    row = session.get(Automation, pipeline_id) or Automation(pipeline_id=pipeline_id, version=0)
+    row.version += 1
+    row.config = stored
+    row.updated_at = utcnow()
+    session.add(row)
+    sync_hook_secrets(session, pipeline_id, stored)
+    session.commit()
+    return automation_public(session, settings, pipeline_id)
+
+
+@router.get("/{pipeline_id}/automation", response_model=dict[str, Any])
+def get_automation(pipeline_id: PipelineId, session: SessionDep, settings: SettingsDep):
+    get_pipeline(session, pipeline_id)
+    return automation_public(session, settings, pipeline_id)

@@ -1,0 +1,38 @@
+"""GET /timeline: every item's history across the CRM, oldest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlmodel import col, select
+
+from api.deps import MAX_ID, PageDep, SessionDep, member_only, paginate
+from api.schemas import TimelinePublic, as_utc
+from models.tables import TimelineEntry
+
+router = APIRouter(tags=["timeline"], dependencies=member_only)
+
+
+
+@router.get("/timeline", response_model=list[TimelinePublic])
+def timeline(
+    session: SessionDep,
+    page: PageDep,
+    response: Response,
+    kind: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    author_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    item_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    since: Annotated[datetime | None, Query(description="Entries at or after this time (ISO 8601)")] = None,
+):
+    statement = select(TimelineEntry).order_by(col(TimelineEntry.at), col(TimelineEntry.id))
+    if kind is not None:
+        statement = statement.where(TimelineEntry.kind == kind)
+    if author_id is not None:
+        statement = statement.where(TimelineEntry.author_id == author_id)
+    if item_id is not None:
+        statement = statement.where(TimelineEntry.item_id == item_id)
+    if since is not None:
+        statement = statement.where(col(TimelineEntry.at) >= as_utc(since))
+    return paginate(session, statement, page, response)
