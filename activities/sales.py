@@ -1,0 +1,195 @@
+"""Repeat sales: create a repeat lead, copy a deal.
+
+The new item is created once per rule run (its `origin_key` is the rule's effect key, unique) and enters
+its stage through the same path the API uses (`api.engine.start_item`: update-with-start, update id
+"created"), so its own stage rules run. A retry finds the row by its key and only finishes what is
+missing: the timeline entries and the start.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sqlmodel import Session, select
+
+from activities import placeholders
+from activities.engine import RuleContext, RuleFailed
+from activities.store import add_timeline, get_by
+from api.engine import MoveRejected, start_item
+from models.tables import Item, Pipeline, Stage, User
+
+COPY_SUFFIX = " Copy"
+
+
+def _user_id(ctx: RuleContext, value: Any, default: int) -> int:
+    """`settings.responsible_id` (a user id or one placeholder), or `default` when it is not given."""
+    if value is None:
+        return default
+    resolved = placeholders.render_value(value, ctx.data)
+    if isinstance(resolved, str) and resolved.strip().isdigit():
+        resolved = int(resolved.strip())
+    if isinstance(resolved, float) and resolved.is_integer():
+        resolved = int(resolved)
+    if isinstance(resolved, bool) or not isinstance(resolved, int) or resolved < 1:
+        raise RuleFailed(f"settings.responsible_id: {value!r} gives {resolved!r}, not a user id")
+    return resolved
+
+
+def _check_user(session: Session, user_id: int) -> None:
+    if session.get(User, user_id) is None:
+        raise RuleFailed(f"settings.responsible_id: user {user_id} does not exist")
+
+
+def _stage_codes(session: Session, pipeline_id: int) -> list[str]:
+    statement = select(Stage).where(Stage.pipeline_id == pipeline_id).order_by(Stage.position, Stage.id)
+    return [stage.code for stage in session.exec(statement)]
+
+
+def _target_stage(session: Session, pipeline: Pipeline, wanted: str | None) -> str:
+    codes = _stage_codes(session, pipeline.id)
+    if not codes:
+        raise RuleFailed(f"settings.pipeline_id: pipeline {pipeline.id} ({pipeline.name}) has no stages")
+    if wanted is None:
+        return codes[0]
+    if wanted not in codes:
+        raise RuleFailed(
+            f"settings.stage: {wanted!r} is not a stage of pipeline {pipeline.id} ({pipeline.name}); "
+            f"its stages: {', '.join(codes)}"
+        )
+    return wanted
+
+
+def _pipeline(session: Session, pipeline_id: int, entity: str) -> Pipeline:
+    pipeline = session.get(Pipeline, pipeline_id)
+    if pipeline is None:
+        raise RuleFailed(f"settings.pipeline_id: pipeline {pipeline_id} does not exist")
+    if pipeline.entity_type != entity:
+        raise RuleFailed(f"settings.pipeline_id: pipeline {pipeline_id} holds {pipeline.entity_type}s, not {entity}s")
+    return pipeline
+
+
+def _lead_pipeline(session: Session, pipeline_id: int | None) -> Pipeline:
+    if pipeline_id is not None:
+        return _pipeline(session, pipeline_id, "lead")
+    first = session.exec(select(Pipeline).where(Pipeline.entity_type == "lead").order_by(Pipeline.id)).first()
+    if first is None:
+        raise RuleFailed("settings.pipeline_id: there is no lead pipeline to create the lead in")
+    return first
+
+
+def _label(item: Item) -> str:
+    return f"{item.entity_type} #{item.id} “{item.title}”"
+
+
+async def _start(ctx: RuleContext, item: Item, stage: str) -> None:
+    """The new item enters `stage` as if created through the API; a repeated call changes nothing."""
+    if ctx.deps.client is None:
+        raise RuntimeError("the worker has no Temporal client to start new items with")
+    try:
+        await start_item(ctx.deps.client, ctx.deps.settings, item, stage, as_user_id=None)
+    except MoveRejected as error:
+        if error.status_code == 409:
+            return
+        raise RuleFailed(
+            f"the new {item.entity_type} {item.id} could not enter stage {stage}: {error.detail}"
+        ) from error
+
+
+def _created_entries(ctx: RuleContext, session: Session, source: Item, new: Item, kind: str, text: str) -> None:
+    add_timeline(
+        session, source.id, kind, f"{text}: {_label(new)}", at=ctx.at, key=f"{ctx.effect_key}/{kind}",
+        rule_name=ctx.rule_name, entry_no=ctx.entry_no, related_item_id=new.id, related_entity=new.entity_type,
+    )
+    add_timeline(
+        session, new.id, "created_from", f"Created by rule {ctx.rule_name} of {_label(source)}", at=ctx.at,
+        key=f"{ctx.effect_key}/created_from", rule_name=ctx.rule_name, source_item_id=source.id,
+        source_entity=source.entity_type,
+    )
+
+
+async def create_repeat_lead(ctx: RuleContext) -> dict[str, Any]:
+    """A new lead for the same client (contact and company), in a lead pipeline."""
+    settings = ctx.settings
+    title = ctx.render(settings.get("title")).strip()
+    if not title:
+        raise RuleFailed(f"settings.title: {settings.get('title')!r} renders as an empty title")
+
+    def work(session: Session) -> tuple[Item, str, bool]:
+        source = session.get(Item, ctx.item_id)
+        lead = get_by(session, Item, origin_key=ctx.effect_key)
+        if lead is None:
+            responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
+            _check_user(session, responsible)
+            pipeline = _lead_pipeline(session, settings.get("pipeline_id"))
+            _target_stage(session, pipeline, settings.get("stage"))
+            lead = Item(
+                entity_type="lead",
+                title=title[:255],
+                pipeline_id=pipeline.id,
+                stage=None,
+                responsible_id=responsible,
+                contact_id=source.contact_id,
+                company_id=source.company_id,
+                source_item_id=source.id,
+                origin_key=ctx.effect_key,
+                created_at=ctx.at,
+                updated_at=ctx.at,
+            )
+            session.add(lead)
+            session.flush()
+            _created_entries(ctx, session, source, lead, "repeat_lead_created", "Repeat lead created")
+        stage = _target_stage(session, session.get(Pipeline, lead.pipeline_id), settings.get("stage"))
+        return lead, stage, lead.stage is not None
+
+    lead, stage, started = await ctx.db(work)
+    if not started:
+        await _start(ctx, lead, stage)
+    return {"lead_id": lead.id}
+
+
+async def copy_deal(ctx: RuleContext) -> dict[str, Any]:
+    """A copy of the deal with all its data, in this or another deal pipeline; the copy's stage rules run."""
+    settings = ctx.settings
+    if ctx.entity != "deal":
+        raise RuleFailed(f"copy_deal copies deals; this item is a {ctx.entity}")
+    title = ctx.render(settings["title"]).strip() if settings.get("title") else None
+    if settings.get("title") and not title:
+        raise RuleFailed(f"settings.title: {settings.get('title')!r} renders as an empty title")
+
+    def work(session: Session) -> tuple[Item, str, bool]:
+        source = session.get(Item, ctx.item_id)
+        duplicate = get_by(session, Item, origin_key=ctx.effect_key)
+        if duplicate is None:
+            responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
+            _check_user(session, responsible)
+            pipeline = _pipeline(session, settings.get("pipeline_id") or source.pipeline_id, "deal")
+            _target_stage(session, pipeline, settings.get("stage"))
+            duplicate = Item(
+                entity_type="deal",
+                title=(title or f"{source.title}{COPY_SUFFIX}")[:255],
+                pipeline_id=pipeline.id,
+                stage=None,
+                amount=source.amount,
+                currency=source.currency,
+                responsible_id=responsible,
+                contact_id=source.contact_id,
+                company_id=source.company_id,
+                close_date=source.close_date,
+                fields=copy.deepcopy(source.fields or {}),
+                products=copy.deepcopy(source.products or []),
+                source_item_id=source.id,
+                origin_key=ctx.effect_key,
+                created_at=ctx.at,
+                updated_at=ctx.at,
+            )
+            session.add(duplicate)
+            session.flush()
+            _created_entries(ctx, session, source, duplicate, "deal_copied", "Deal copied")
+        stage = _target_stage(session, session.get(Pipeline, duplicate.pipeline_id), settings.get("stage"))
+        return duplicate, stage, duplicate.stage is not None
+
+    duplicate, stage, started = await ctx.db(work)
+    if not started:
+        await _start(ctx, duplicate, stage)
+    return {"deal_id": duplicate.id}
