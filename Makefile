@@ -8,13 +8,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+PG_TESTS ?= tests/engine tests/api tests/postgres/test_database_choice.py
 
 .DEFAULT_GOAL := help
-.PHONY: help run test bench demo clean-data venv
+.PHONY: help run test bench demo clean-data venv test-postgres migration
 
 help:
 	@echo "make run         start stageflow locally (API on :8000, Temporal UI on :8233; Ctrl-C stops)"
 	@echo "make test        run the test suite (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make test-postgres  run PG_TESTS with a fresh PostgreSQL database per test (starts Debian's cluster as root)"
+	@echo "make migration m='...'  write an Alembic migration for a change of models/tables.py"
 	@echo "make bench       run the benchmarks (BENCH_ARGS='...' passes options)"
 	@echo "make demo        run the furniture-shop demo (scripts/demo.py)"
 	@echo "make clean-data  delete ./data (the local databases, API key and mail)"
@@ -45,3 +48,16 @@ demo: $(STAMP)
 
 clean-data:
 	rm -rf data
+
+# Exit code 3 from `prepare`: PostgreSQL cannot be had here (not root, no apt-get); the reason is printed.
+test-postgres: $(STAMP)
+	@$(BIN)/python -m tests.postgres_support prepare; status=$$?; \
+	if [ $$status -eq 3 ]; then echo "make test-postgres: skipped, see the reason above"; exit 0; fi; \
+	[ $$status -eq 0 ] || exit $$status; \
+	STAGEFLOW_TEST_DATABASE=postgresql $(BIN)/pytest $(PG_TESTS) $(PYTEST_ARGS)
+
+migration: $(STAMP)
+	@test -n "$(m)" || { echo 'usage: make migration m="what changed"'; exit 2; }
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	DATABASE_URL="sqlite:///$$scratch/migration.db" $(BIN)/alembic upgrade head && \
+	DATABASE_URL="sqlite:///$$scratch/migration.db" $(BIN)/alembic revision --autogenerate -m "$(m)"

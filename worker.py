@@ -10,6 +10,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.catalogue import HANDLERS
 from activities.documents import resume_pending_pdfs
@@ -28,6 +29,13 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **op
     activities = EngineActivities(deps, HANDLERS)
     options.setdefault("max_concurrent_activities", 200)
     options.setdefault("max_concurrent_workflow_tasks", 200)
+    # Workflow modules import only the standard library, temporalio and plain data, so every import is passed
+    # through instead of being re-imported for each workflow run; the sandbox still refuses non-deterministic
+    # calls such as datetime.now().
+    options.setdefault(
+        "workflow_runner",
+        SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+    )
     return Worker(
         client,
         task_queue=task_queue or deps.settings.temporal_task_queue,

@@ -10,6 +10,7 @@ import pytest
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from tests.postgres_support import postgres_test_databases  # noqa: F401
 from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
 from workflows.types import SEARCH_ATTRIBUTES
 

@@ -26,6 +26,7 @@ from activities.engine import Deps
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from models.tables import ApiKey
+from tests.postgres_support import test_database_url
 
 BIN = Path(sys.executable).parent
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -67,7 +68,7 @@ def stack_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         api_key=ADMIN_KEY,
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'stageflow.db'}",
+        database_url=test_database_url(tmp_path),
         temporal_task_queue=f"stageflow-{uuid.uuid4().hex[:12]}",
         rule_retry_initial_seconds=0.2,
         rule_max_attempts=3,

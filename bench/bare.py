@@ -1,0 +1,94 @@
+"""The bare-engine baseline: plain Temporal workflows with trivial activities, and a signal/query workflow.
+
+`python bench/bare.py --address HOST:PORT --task-queue QUEUE` runs their worker (one Python process), with the
+same slot settings stageflow's worker uses, until SIGTERM. bench/run.py starts it beside the stageflow stack on
+the same Temporal server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+STEP_TIMEOUT = timedelta(seconds=30)
+
+
+@activity.defn(name="bare_step")
+async def bare_step(value: int) -> int:
+    return value + 1
+
+
+@workflow.defn(name="BareWorkflow")
+class BareWorkflow:
+    """K trivial activities in sequence."""
+
+    @workflow.run
+    async def run(self, k: int) -> int:
+        value = 0
+        for _ in range(k):
+            value = await workflow.execute_activity(bare_step, value, start_to_close_timeout=STEP_TIMEOUT)
+        return value
+
+
+@workflow.defn(name="BareSignalWorkflow")
+class BareSignalWorkflow:
+    """Holds the last value signalled; a query reads it. Ends on a `stop` signal."""
+
+    @workflow.init
+    def __init__(self) -> None:
+        self.value = 0
+        self.stopped = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.stopped)
+        return self.value
+
+    @workflow.signal
+    def set_value(self, value: int) -> None:
+        self.value = value
+
+    @workflow.signal
+    def stop(self) -> None:
+        self.stopped = True
+
+    @workflow.query
+    def current(self) -> int:
+        return self.value
+
+
+def build_bare_worker(client: Client, task_queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareWorkflow, BareSignalWorkflow],
+        activities=[bare_step],
+        max_concurrent_activities=200,
+        max_concurrent_workflow_tasks=200,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description="worker of the bare-engine baseline")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--task-queue", required=True)
+    args = parser.parse_args()
+    client = await Client.connect(args.address, namespace=args.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with build_bare_worker(client, args.task_queue):
+        print("bare worker ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,74 @@
+"""A stage left while its rules are still being loaded: every rule of that entry is recorded as cancelled.
+
+The item moves on while the stage entry's first activity (loading the rules) runs; the entry workflow is
+cancelled at that moment. Its rules were scheduled (they are on the timeline), so each must end cancelled,
+never left without an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.catalogue import HANDLERS
+from activities.engine import EngineActivities
+from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from tests.stacks import open_stack, stack_settings
+from workflows.types import EntryInput, EntryPlan
+from worker import WORKFLOWS
+
+LOADING_SECONDS = 1.5
+
+
+async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelled(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+):
+    async with AsyncExitStack() as exit_stack:
+        stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
+        engine = EngineActivities(stack.deps, HANDLERS)
+        loading = asyncio.Event()
+
+        @activity.defn(name="begin_entry")
+        async def slow_begin_entry(entry: EntryInput) -> EntryPlan:
+            plan = await engine.begin_entry(entry)
+            if entry.stage == "WORK":
+                loading.set()
+                await asyncio.sleep(LOADING_SECONDS)
+            return plan
+
+        activities = [slow_begin_entry if fn == engine.begin_entry else fn for fn in engine.all()]
+        await exit_stack.enter_async_context(Worker(
+            stack.client, task_queue=stack.settings.temporal_task_queue, workflows=WORKFLOWS, activities=activities,
+        ))
+
+        manager = await user(stack.http, "Manager")
+        flow = await pipeline(stack.http, ["NEW", "WORK", "DONE"])
+        await automate(stack.http, flow["id"], {"WORK": {"rules": [
+            {"name": "now", "type": "add_timeline_entry", "settings": {"text": "Working on {{Deal.Title}}"}},
+            {"name": "later", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "Still working"}},
+        ]}})
+        item = await deal(stack.http, flow["id"], manager["id"])
+        ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "WORK"}))
+        await asyncio.wait_for(loading.wait(), timeout=20)
+        ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "DONE"}))
+
+        async def outcomes() -> dict[str, list[str]] | None:
+            entries = [entry for entry in await timeline(stack.http, item["id"]) if entry["entry_no"] == 2]
+            found = {rule: [entry["kind"] for entry in entries if entry.get("rule_name") == rule]
+                     for rule in ("now", "later")}
+            return found if all(len(kinds) >= 2 for kinds in found.values()) else None
+
+        try:
+            found = await eventually(outcomes, timeout=LOADING_SECONDS + 15)
+        except AssertionError:
+            entries = [entry for entry in await timeline(stack.http, item["id"]) if entry["entry_no"] == 2]
+            raise AssertionError(
+                "rules of the cancelled entry left without an outcome: "
+                f"{[(entry['kind'], entry.get('rule_name')) for entry in entries]}"
+            ) from None
+        assert found == {"now": ["rule_scheduled", "rule_cancelled"], "later": ["rule_scheduled", "rule_cancelled"]}
