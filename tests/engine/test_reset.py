@@ -31,7 +31,10 @@ async def test_reset_reruns_the_failed_rule_without_repeating_earlier_effects(st
     assert "does not exist" in failed[0]["text"]
     assert failed[0]["data"]["workflow_url"].endswith(f"deal-{item['id']}%2Fentry-1")
     handle = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
-    assert (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+    async def failed_run() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.FAILED
+
+    await eventually(failed_run)
 
     with stack.session() as session:
         session.add(User(id=courier["id"], name="Courier"))

@@ -76,7 +76,7 @@ async def test_smtp_server_and_webhook_target_down_then_back(cluster: Cluster):
         failed: set[int] = set()
         tried = await until(
             lambda: failed.update(message.id for message in failed_sends(cluster, items)) or len(failed) == len(items),
-            timeout=60, interval=0.1,
+            timeout=120, interval=0.1,
         )
         await asyncio.sleep(DOWN_SECONDS)
         done_while_down = effects_done(engine, items)
