@@ -26,7 +26,7 @@ from workflows.types import EntryInput, EntryPlan
 LOADING_SECONDS = 1.5
 
 
-@pytest.mark.xfail(strict=False, reason="seen once on a loaded machine: an entry cancelled while its rules loaded kept them without an outcome; the cause is not found yet")
+@pytest.mark.xfail(strict=False, reason="reproducible: an entry cancelled while its rules load keeps them without a cancelled outcome; the cause is not found yet")
 async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelled(
     dev_env: WorkflowEnvironment, tmp_path: Path
 ):
