@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         ENTRY_WORKFLOW,
+        CallbackSignal,
         EntryFinish,
         EntryInput,
-        CallbackSignal,
         EntryPlan,
         ItemChanged,
         ItemEvent,
@@ -69,7 +69,11 @@ class StageEntryWorkflow:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
                 self.due[rule.name] = rule.due
             await asyncio.gather(*(self._chain(chain) for chain in self._chains()))
-        except asyncio.CancelledError:
+        except BaseException as error:
+            # Leaving the stage cancels this workflow: a timer raises CancelledError, an engine activity
+            # in flight an ActivityError caused by the cancellation.
+            if not is_cancelled_exception(error):
+                raise
             await self._finish_cancelled()
             raise
         if self.skipped:

@@ -30,7 +30,7 @@ api_schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config
     "seed": SEED,
     "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large", "large_base_example"],
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "no-shrink": True,
-                   "with-security-parameters": False},
+                   "with-security-parameters": False, "database": "none"},
     "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
 }))
 
