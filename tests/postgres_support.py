@@ -126,7 +126,9 @@ def ensure_server() -> str:
     deadline = time.monotonic() + START_TIMEOUT
     while _run(["pg_isready", "-h", HOST, "-p", str(PORT)]).returncode != 0:
         if time.monotonic() > deadline:
-            raise PostgresUnavailable(f"PostgreSQL {version}/{name} did not accept connections within {START_TIMEOUT:.0f} s")
+            raise PostgresUnavailable(
+                f"PostgreSQL {version}/{name} did not accept connections within {START_TIMEOUT:.0f} s"
+            )
         time.sleep(0.5)
     if _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'") != "1":
         _psql(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{PASSWORD}'")

@@ -357,7 +357,9 @@ class WebhookTarget:
 
 
 @contextmanager
-def outside_world(cluster: Cluster, smtp_users: dict[str, str] | None = None) -> Iterator[tuple[Mailbox, WebhookTarget]]:
+def outside_world(
+    cluster: Cluster, smtp_users: dict[str, str] | None = None
+) -> Iterator[tuple[Mailbox, WebhookTarget]]:
     """The SMTP server the cluster's SMTP_PORT names and a webhook target, both up."""
     mailbox = Mailbox(int(cluster.env["SMTP_PORT"]), smtp_users)
     target = WebhookTarget(free_port())

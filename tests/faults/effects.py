@@ -84,13 +84,24 @@ def effects_done(engine: Engine, item_ids: list[int]) -> int:
         ).one()
 
 
+def unexpected_effects(engine: Engine, item_ids: list[int], rules: tuple[str, ...]) -> list[str]:
+    """Keys of effects stored for these items other than `deal-<id>/entry-1/<rule>`: a stage entered twice, or a
+    rule run under another key."""
+    expected = {f"deal-{item_id}/entry-1/{rule}" for item_id in item_ids for rule in rules}
+    with Session(engine) as session:
+        keys = session.exec(select(Effect.key).where(col(Effect.item_id).in_(item_ids))).all()
+    return sorted(set(keys) - expected)
+
+
 def lateness(engine: Engine, item_ids: list[int]) -> list[float]:
     """Seconds between each rule's due time (its `rule_scheduled` entry) and the moment its effect was stored."""
     with Session(engine) as session:
         due = {
             (entry.item_id, entry.rule_name): datetime.fromisoformat(entry.data["due"])
             for entry in session.exec(
-                select(TimelineEntry).where(TimelineEntry.kind == "rule_scheduled", col(TimelineEntry.item_id).in_(item_ids))
+                select(TimelineEntry).where(
+                    TimelineEntry.kind == "rule_scheduled", col(TimelineEntry.item_id).in_(item_ids)
+                )
             )
         }
         done = session.exec(select(Effect).where(col(Effect.item_id).in_(item_ids), Effect.status == "done")).all()
@@ -127,7 +138,9 @@ async def crm_with_delayed_rules(http: httpx.AsyncClient, delay: str | None) -> 
     return flow, manager, courier
 
 
-async def create_items(http: httpx.AsyncClient, pipeline_id: int, responsible_id: int, count: int, **fields) -> list[int]:
+async def create_items(
+    http: httpx.AsyncClient, pipeline_id: int, responsible_id: int, count: int, **fields
+) -> list[int]:
     limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
 
     async def one(number: int) -> int:

@@ -74,7 +74,9 @@ def in_stage(cluster: Cluster, items: list[int], stage: str) -> int:
         return len(session.exec(select(Item.id).where(col(Item.id).in_(items), Item.stage == stage)).all())
 
 
-async def kill_mid_request(cluster: Cluster, requests: list[tuple[str, dict, str]], stage: str, items: list[int]) -> dict:
+async def kill_mid_request(
+    cluster: Cluster, requests: list[tuple[str, dict, str]], stage: str, items: list[int]
+) -> dict:
     """Sends every request, kills the API once the engine has applied the first of them, then reads what came back."""
     pending = [await send(cluster, path, body, key) for path, body, key in requests]
     await until(lambda: in_stage(cluster, items, stage) > 0, timeout=30, interval=0.01)
@@ -91,7 +93,9 @@ async def test_api_killed_before_answering_a_move_and_a_payment(cluster: Cluster
         manager = await user(http, "Manager")
         flow = await pipeline(http, ["NEW", "WORK", "PAID", "DONE"])
         await automate(http, flow["id"], {
-            "WORK": {"rules": [{"name": "note", "type": "add_timeline_entry", "settings": {"text": "Work on {{Deal.Title}}"}}]},
+            "WORK": {"rules": [
+                {"name": "note", "type": "add_timeline_entry", "settings": {"text": "Work on {{Deal.Title}}"}},
+            ]},
             "PAID": {"triggers": [{"name": "paid", "type": "payment_received"}]},
             "DONE": {"triggers": [{"name": "paid again", "type": "payment_received"}]},
         })
@@ -111,7 +115,7 @@ async def test_api_killed_before_answering_a_move_and_a_payment(cluster: Cluster
                 assert response.status_code == ok_status, (path, response.text)
                 if name == "moves":
                     assert response.json()["stage"] == "WORK", response.text
-        await until(lambda: in_stage(cluster, items, stage) == len(items), timeout=60, interval=0.2)
+        await until(lambda stage=stage: in_stage(cluster, items, stage) == len(items), timeout=60, interval=0.2)
 
     time.sleep(2)
     entered = stages_entered(cluster, items)
@@ -135,7 +139,8 @@ async def test_api_killed_before_answering_a_move_and_a_payment(cluster: Cluster
         "retries_answered_ok": retried[("moves", 200)] + retried[("payments", 202)],
     }
     record_figures("api_killed", figures)
-    assert all(path == expected_path for path in entered.values()), {k: v for k, v in entered.items() if v != expected_path}
+    assert all(path == expected_path for path in entered.values()), {
+        item: path for item, path in entered.items() if path != expected_path}
     assert all(notes[item] == 1 for item in items), notes
     assert batches["moves"]["answered"] < len(items), figures
     assert batches["payments"]["applied_at_kill"] > 0, figures

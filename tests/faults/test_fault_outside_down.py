@@ -61,7 +61,8 @@ async def test_smtp_server_and_webhook_target_down_then_back(cluster: Cluster):
             flow = await pipeline(http, ["NEW", "DONE"])
             await automate(http, flow["id"], {"NEW": {"rules": [
                 {"name": "mail", "type": "send_email",
-                 "settings": {"subject": "Your order {{Deal.Title}}", "body": "Hello {{Deal.Contact.Name}}, thank you."}},
+                 "settings": {"subject": "Your order {{Deal.Title}}",
+                              "body": "Hello {{Deal.Contact.Name}}, thank you."}},
                 {"name": "erp", "type": "webhook",
                  "settings": {"url": target.url + "?deal={{Deal.Id}}", "body": {"title": "{{Deal.Title}}"},
                               "returns": ["order_no"]}},

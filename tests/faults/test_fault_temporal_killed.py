@@ -1,6 +1,8 @@
 """kill -9 of the Temporal dev server while 50 items wait for delayed rules; restarted on its SQLite file.
 
-The worker and the API keep running and reconnect. Every pending rule fires once, no later than the restart.
+The worker and the API keep running and reconnect. Every pending rule fires once, no later than the restart
+allows. Rules whose activities were running at the kill finish on the worker while the server is down; the
+server does not learn of it and runs them again once their timeout passes, and they find their effect stored.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tests.faults.effects import (
     lateness,
     tally,
     timeline_kinds,
+    unexpected_effects,
     until,
 )
 
@@ -33,7 +36,6 @@ LATE_MARGIN = 30.0
 
 
 @pytest.mark.timeout(360)
-@pytest.mark.xfail(strict=False, reason="seen twice on a loaded machine: 2 effects more than expected after the dev server restart; the cause is not found yet")
 async def test_temporal_server_killed_and_restarted_on_its_file(cluster: Cluster):
     cluster.start()
     async with httpx.AsyncClient(base_url=cluster.api_url, headers=cluster.headers, timeout=60) as http:
@@ -52,30 +54,34 @@ async def test_temporal_server_killed_and_restarted_on_its_file(cluster: Cluster
         done_while_down = effects_done(engine, items)
         cluster.start_temporal()
         restarted = time.monotonic()
-        await until(lambda: effects_done(engine, items) > done_at_kill, timeout=FINISH_BOUND, interval=0.1)
+        await until(lambda: effects_done(engine, items) > min(done_while_down, expected - 1), FINISH_BOUND, 0.1)
         first = time.monotonic() - restarted
-        complete = await until(lambda: effects_done(engine, items) == expected, timeout=FINISH_BOUND, interval=0.5)
+        complete = await until(lambda: effects_done(engine, items) >= expected, timeout=FINISH_BOUND, interval=0.5)
         finished = time.monotonic() - restarted
         time.sleep(2)
         after = await http.get("/health")
     counted = tally(effect_rows(engine, items), items, RULES)
     done = timeline_kinds(engine, items, "rule_done")
     late = lateness(engine, items)
+    extra = unexpected_effects(engine, items, RULES)
     figures = {
         "items": len(items),
         **counted.figures(),
         "rules_done_on_timeline": sum(done.values()),
         "pending_at_kill": expected - done_at_kill,
+        # Activities running when the server died finish on the worker; their results reach the server later.
+        "done_while_down": done_while_down - done_at_kill,
         "seconds_down": round(restarted - killed, 1),
         "seconds_to_first_effect_after_restart": round(first, 1),
         "seconds_to_finish_after_restart": round(finished, 1),
         "max_seconds_late": round(max(late), 1),
     }
+    figures["unexpected_effects"] = extra[:10]
     record_figures("temporal_killed", figures)
     assert health.status_code == 503 and health.json()["temporal"].startswith("error"), health.text
-    assert done_while_down == done_at_kill
     assert complete, f"effects missing {FINISH_BOUND:.0f} s after the restart: {figures}"
     assert (counted.lost, counted.duplicated) == (0, 0), figures
+    assert extra == [], figures
     assert all(done[(item, rule)] == 1 for item in items for rule in RULES), figures
     assert max(late) < restarted - killed + LATE_MARGIN, f"rules fired later than the restart allows: {figures}"
     assert after.status_code == 200, after.text

@@ -51,7 +51,8 @@ async def test_concurrent_moves_events_and_edits_on_postgresql(pg_stack):
     await automate(stack.http, flow["id"], {
         "WORK": {"rules": [
             {"name": "note", "type": "add_timeline_entry", "settings": {"text": "Working on {{Deal.Title}}"}},
-            {"name": "ping", "type": "notify_employee", "settings": {"user_ids": [courier["id"]], "text": "Pack {{Deal.Title}}"}},
+            {"name": "ping", "type": "notify_employee",
+             "settings": {"user_ids": [courier["id"]], "text": "Pack {{Deal.Title}}"}},
             {"name": "todo", "type": "create_task", "settings": {"title": "Call about {{Deal.Title}}"}},
             {"name": "invoice", "type": "create_document", "settings": {"template": "invoice", "wait_for_pdf": False}},
         ]},
@@ -86,7 +87,8 @@ async def test_concurrent_moves_events_and_edits_on_postgresql(pg_stack):
     with stack.session() as session:
         entries = session.exec(select(TimelineEntry).where(col(TimelineEntry.item_id).in_(items))
                                .order_by(TimelineEntry.item_id, TimelineEntry.id)).all()
-        notes = Counter(row.item_id for row in session.exec(select(Notification).where(col(Notification.item_id).in_(items))))
+        notes = Counter(row.item_id for row in session.exec(
+            select(Notification).where(col(Notification.item_id).in_(items))))
         tasks = Counter(row.item_id for row in session.exec(select(Task).where(col(Task.item_id).in_(items))))
         numbers = [row.number for row in session.exec(select(Document).where(col(Document.item_id).in_(items)))]
     outcomes = Counter((entry.item_id, entry.rule_name, entry.kind) for entry in entries if entry.rule_name)

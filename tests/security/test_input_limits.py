@@ -30,7 +30,9 @@ def nested(depth: int) -> dict:
 
 def locations(response) -> list[str]:
     """Each problem's location without its leading `body`, dotted: `stages.NEW.rules`."""
-    return [".".join(str(part) for part in problem["loc"]).removeprefix("body.") for problem in response.json()["detail"]]
+    return [
+        ".".join(str(part) for part in problem["loc"]).removeprefix("body.") for problem in response.json()["detail"]
+    ]
 
 
 async def test_automation_over_its_limits_is_refused_naming_the_field_and_changes_nothing(stack):

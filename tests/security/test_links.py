@@ -28,8 +28,10 @@ async def test_public_links_are_unguessable_revocable_and_expire(stack):
     buyer = await client_company(stack.http)
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW"])
-    await automate(stack.http, flow["id"], {"NEW": {"rules": [{"name": "invoice", "type": "create_document", "settings": {
-        "template": "invoice", "public_link": True, "wait_for_pdf": True}}]}})
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [{
+        "name": "invoice", "type": "create_document",
+        "settings": {"template": "invoice", "public_link": True, "wait_for_pdf": True},
+    }]}})
     items = [await deal(stack.http, flow["id"], manager["id"], company_id=buyer["id"], amount=100 + n)
              for n in range(DOCUMENTS)]
     for item in items:
@@ -47,7 +49,7 @@ async def test_public_links_are_unguessable_revocable_and_expire(stack):
         guess = secrets.token_urlsafe(32)
         assert (await stack.anon.get(f"/public/documents/{guess}")).status_code == HTTPStatus.NOT_FOUND
 
-    kept, revoked, expired, _ = zip(documents, tokens)
+    kept, revoked, expired, _ = zip(documents, tokens, strict=True)
     assert (await stack.anon.get(f"/public/documents/{kept[1]}")).status_code == HTTPStatus.OK
     for token in (revoked[1], expired[1]):
         assert (await stack.anon.get(f"/public/documents/{token}")).status_code == HTTPStatus.OK

@@ -33,7 +33,9 @@ def targets(port: int) -> dict[str, str]:
     }
 
 
-async def test_webhook_rules_refuse_loopback_link_local_and_private_addresses(dev_env: WorkflowEnvironment, tmp_path: Path):
+async def test_webhook_rules_refuse_loopback_link_local_and_private_addresses(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+):
     target = WebhookTarget(free_port())
     target.up()
     try:

@@ -78,13 +78,18 @@ async def test_keys_passwords_and_codes_stay_out_of_logs_and_workflow_histories(
                 "name": "Anna Nowak", "email": "anna@example.com", "phone": "+48 600 100 200"}), 201)
             flow = await pipeline(http, ["NEW", "SIGNED"])
             await automate(http, flow["id"], {"NEW": {"rules": [
-                {"name": "welcome", "type": "send_email", "settings": {"subject": "Hello", "body": "Thank you, {{Deal.Contact.Name}}"}},
+                {"name": "welcome", "type": "send_email",
+                 "settings": {"subject": "Hello", "body": "Thank you, {{Deal.Contact.Name}}"}},
                 {"name": "text", "type": "send_sms", "settings": {"text": "We will call you, {{Deal.Contact.Name}}"}},
-                {"name": "boss", "type": "notify_supervisor", "settings": {"text": "New deal {{Deal.Title}}", "email": True}},
+                {"name": "boss", "type": "notify_supervisor",
+                 "settings": {"text": "New deal {{Deal.Title}}", "email": True}},
                 {"name": "contract", "type": "send_for_signature", "settings": {
                     "template": "contract", "signer_user_id": director["id"], "client_channel": "email"}},
-            ]}, "SIGNED": {"triggers": [{"name": "signed", "type": "document_signed"}, {"name": "erp", "type": "webhook"}]}})
-            hook_secret = ok(await http.get(f"/pipelines/{flow['id']}/automation"))["hooks"]["SIGNED/erp"].rsplit("/", 1)[1]
+            ]}, "SIGNED": {"triggers": [
+                {"name": "signed", "type": "document_signed"}, {"name": "erp", "type": "webhook"},
+            ]}})
+            hooks = ok(await http.get(f"/pipelines/{flow['id']}/automation"))["hooks"]
+            hook_secret = hooks["SIGNED/erp"].rsplit("/", 1)[1]
         member = {"Authorization": f"Bearer {member_key}"}
         async with httpx.AsyncClient(base_url=cluster.api_url, headers=member, timeout=60) as http:
             item = await deal(http, flow["id"], manager["id"], contact_id=anna["id"], amount=1200)
@@ -100,7 +105,8 @@ async def test_keys_passwords_and_codes_stay_out_of_logs_and_workflow_histories(
             code = CODE.search(code_mail[-1]).group(1)
             signed = await http.post(link, json={"code": code}, headers={"Authorization": ""})
             assert signed.status_code == 200, signed.text
-            hooked = await http.post(f"/hooks/{hook_secret}", json={"deal_id": item["id"]}, headers={"Authorization": ""})
+            hooked = await http.post(
+                f"/hooks/{hook_secret}", json={"deal_id": item["id"]}, headers={"Authorization": ""})
             assert hooked.status_code == 202, hooked.text
             await eventually(lambda: _in_stage(http, item["id"], "SIGNED"))
         with Session(cluster.engine()) as session:
