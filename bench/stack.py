@@ -24,7 +24,7 @@ from temporalio.client import Client
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
-SEARCH_ATTRIBUTES = ("StageflowItemId", "StageflowEntity", "StageflowPipelineId", "StageflowStage")
+from workflows.types import SEARCH_ATTRIBUTES  # noqa: E402
 
 
 def free_port() -> int:
