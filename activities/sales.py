@@ -9,6 +9,7 @@ missing: the timeline entries and the start.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session, select
@@ -108,6 +109,30 @@ def _created_entries(ctx: RuleContext, session: Session, source: Item, new: Item
     )
 
 
+async def _create_once(
+    ctx: RuleContext, build: Callable[[Session, Item], Item], kind: str, text: str
+) -> Item:
+    """The item this rule creates (keyed by its effect key, so a retry finds it), then started in its stage."""
+
+    def work(session: Session) -> tuple[Item, str, bool]:
+        source = session.get(Item, ctx.item_id)
+        made = get_by(session, Item, origin_key=ctx.effect_key)
+        if made is None:
+            made = build(session, source)
+            made.source_item_id, made.origin_key = source.id, ctx.effect_key
+            made.created_at = made.updated_at = ctx.at
+            session.add(made)
+            session.flush()
+            _created_entries(ctx, session, source, made, kind, text)
+        stage = _target_stage(session, session.get(Pipeline, made.pipeline_id), ctx.settings.get("stage"))
+        return made, stage, made.stage is not None
+
+    made, stage, started = await ctx.db(work)
+    if not started:
+        await _start(ctx, made, stage)
+    return made
+
+
 async def create_repeat_lead(ctx: RuleContext) -> dict[str, Any]:
     """A new lead for the same client (contact and company), in a lead pipeline."""
     settings = ctx.settings
@@ -115,36 +140,21 @@ async def create_repeat_lead(ctx: RuleContext) -> dict[str, Any]:
     if not title:
         raise RuleFailed(f"settings.title: {settings.get('title')!r} renders as an empty title")
 
-    def work(session: Session) -> tuple[Item, str, bool]:
-        source = session.get(Item, ctx.item_id)
-        lead = get_by(session, Item, origin_key=ctx.effect_key)
-        if lead is None:
-            responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
-            _check_user(session, responsible)
-            pipeline = _lead_pipeline(session, settings.get("pipeline_id"))
-            _target_stage(session, pipeline, settings.get("stage"))
-            lead = Item(
-                entity_type="lead",
-                title=title[:255],
-                pipeline_id=pipeline.id,
-                stage=None,
-                responsible_id=responsible,
-                contact_id=source.contact_id,
-                company_id=source.company_id,
-                source_item_id=source.id,
-                origin_key=ctx.effect_key,
-                created_at=ctx.at,
-                updated_at=ctx.at,
-            )
-            session.add(lead)
-            session.flush()
-            _created_entries(ctx, session, source, lead, "repeat_lead_created", "Repeat lead created")
-        stage = _target_stage(session, session.get(Pipeline, lead.pipeline_id), settings.get("stage"))
-        return lead, stage, lead.stage is not None
+    def build(session: Session, source: Item) -> Item:
+        responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
+        _check_user(session, responsible)
+        pipeline = _lead_pipeline(session, settings.get("pipeline_id"))
+        _target_stage(session, pipeline, settings.get("stage"))
+        return Item(
+            entity_type="lead",
+            title=title[:255],
+            pipeline_id=pipeline.id,
+            responsible_id=responsible,
+            contact_id=source.contact_id,
+            company_id=source.company_id,
+        )
 
-    lead, stage, started = await ctx.db(work)
-    if not started:
-        await _start(ctx, lead, stage)
+    lead = await _create_once(ctx, build, "repeat_lead_created", "Repeat lead created")
     return {"lead_id": lead.id}
 
 
@@ -157,39 +167,24 @@ async def copy_deal(ctx: RuleContext) -> dict[str, Any]:
     if settings.get("title") and not title:
         raise RuleFailed(f"settings.title: {settings.get('title')!r} renders as an empty title")
 
-    def work(session: Session) -> tuple[Item, str, bool]:
-        source = session.get(Item, ctx.item_id)
-        duplicate = get_by(session, Item, origin_key=ctx.effect_key)
-        if duplicate is None:
-            responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
-            _check_user(session, responsible)
-            pipeline = _pipeline(session, settings.get("pipeline_id") or source.pipeline_id, "deal")
-            _target_stage(session, pipeline, settings.get("stage"))
-            duplicate = Item(
-                entity_type="deal",
-                title=(title or f"{source.title}{COPY_SUFFIX}")[:255],
-                pipeline_id=pipeline.id,
-                stage=None,
-                amount=source.amount,
-                currency=source.currency,
-                responsible_id=responsible,
-                contact_id=source.contact_id,
-                company_id=source.company_id,
-                close_date=source.close_date,
-                fields=copy.deepcopy(source.fields or {}),
-                products=copy.deepcopy(source.products or []),
-                source_item_id=source.id,
-                origin_key=ctx.effect_key,
-                created_at=ctx.at,
-                updated_at=ctx.at,
-            )
-            session.add(duplicate)
-            session.flush()
-            _created_entries(ctx, session, source, duplicate, "deal_copied", "Deal copied")
-        stage = _target_stage(session, session.get(Pipeline, duplicate.pipeline_id), settings.get("stage"))
-        return duplicate, stage, duplicate.stage is not None
+    def build(session: Session, source: Item) -> Item:
+        responsible = _user_id(ctx, settings.get("responsible_id"), source.responsible_id)
+        _check_user(session, responsible)
+        pipeline = _pipeline(session, settings.get("pipeline_id") or source.pipeline_id, "deal")
+        _target_stage(session, pipeline, settings.get("stage"))
+        return Item(
+            entity_type="deal",
+            title=(title or f"{source.title}{COPY_SUFFIX}")[:255],
+            pipeline_id=pipeline.id,
+            amount=source.amount,
+            currency=source.currency,
+            responsible_id=responsible,
+            contact_id=source.contact_id,
+            company_id=source.company_id,
+            close_date=source.close_date,
+            fields=copy.deepcopy(source.fields or {}),
+            products=copy.deepcopy(source.products or []),
+        )
 
-    duplicate, stage, started = await ctx.db(work)
-    if not started:
-        await _start(ctx, duplicate, stage)
+    duplicate = await _create_once(ctx, build, "deal_copied", "Deal copied")
     return {"deal_id": duplicate.id}
