@@ -324,6 +324,7 @@ class EngineActivities:
             config_version=version,
             retry_initial_seconds=settings.rule_retry_initial_seconds,
             retry_max_attempts=settings.rule_max_attempts,
+            heartbeat_seconds=settings.rule_heartbeat_seconds,
         )
         if stage is None or item is None:
             return plan
@@ -345,6 +346,7 @@ class EngineActivities:
                 auxiliary=bool(kind.auxiliary) if kind else rule.type in custom,
                 depends_on=_dependencies(rule, earlier, setters),
                 wait_for=previous if rule.start == "after_previous" else None,
+                local=bool(kind and kind.local) and rule.type in self.handlers,
             )
             if plan_rule.start == "on_entry":
                 plan_rule.due = self._due(session, item, rule, entry.entered_at, calendar)
@@ -516,6 +518,17 @@ class RuleRunner:
         self.handler = handler
 
     async def run(self, call: RuleCall) -> RuleOutcome:
+        info = activity.info() if activity.in_activity() else None
+        beating = None
+        if info is not None and not info.is_local and info.heartbeat_timeout:
+            beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
+        try:
+            return await self._run(call)
+        finally:
+            if beating is not None:
+                beating.cancel()
+
+    async def _run(self, call: RuleCall) -> RuleOutcome:
         key = f"{call.workflow_id}/{call.rule.name}"
         ready = await self.deps.db(lambda session: self._before(session, call, key))
         if isinstance(ready, RuleOutcome):
@@ -583,6 +596,14 @@ class RuleRunner:
             at=call.at, key=f"{key}/done", rule_name=call.rule.name, entry_no=call.entry_no,
             result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
         )
+
+
+async def _heartbeat(every: float) -> None:
+    """Tells the server the rule is still running, so a worker that dies is noticed within seconds, not at the
+    rule's timeout."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(max(every, 0.2))
 
 
 def _outcome_from(effect: Effect) -> RuleOutcome:

@@ -849,6 +849,7 @@ class RuleType:
     description: str
     settings: type[BaseModel]
     auxiliary: bool = False
+    local: bool = False
     returns: tuple[str, ...] = ()
     user_fields: tuple[str, ...] = ()
     entities: tuple[str, ...] = ENTITY_TYPES
@@ -874,6 +875,7 @@ class RuleType:
             "title": self.title,
             "description": self.description,
             "auxiliary": self.auxiliary,
+            "local": self.local,
             "returns": list(self.returns),
             "returns_from_settings": self.dynamic_returns is not None,
             "user_fields": list(self.user_fields),
@@ -900,12 +902,13 @@ _RULES: list[RuleType] = [
     RuleType(
         "change_requisites", "documents", "Change requisites",
         "Changes requisites of the item's contact or company: fields, an address, bank details.",
-        ChangeRequisitesSettings, returns=("changed",), check=_check_change_requisites,
+        ChangeRequisitesSettings, returns=("changed",), check=_check_change_requisites, local=True,
     ),
     RuleType(
         "get_requisites", "documents", "Get requisites values",
         "Reads requisite fields of the item's contact or company and hands them to later rules.",
         GetRequisitesSettings, auxiliary=True, returns=REQUISITE_RETURNS, dynamic_returns=_requisite_returns,
+        local=True,
     ),
     RuleType(
         "notify_supervisor", "monitoring", "Notify supervisor",
@@ -916,21 +919,23 @@ _RULES: list[RuleType] = [
         "add_timeline_entry", "monitoring", "Add history entry",
         "Writes a text to the item's timeline as the given user, with a kind to filter by.",
         AddTimelineEntrySettings, returns=("entry_id", "text", "author_id", "kind"), user_fields=("author_id",),
+        local=True,
     ),
     RuleType(
         "create_task", "monitoring", "Create task",
         "Creates a task linked to the item: title, description, responsible, deadline, observers.",
         CreateTaskSettings, returns=("task_id", "title", "deadline"), user_fields=("responsible_id", "observers"),
+        local=True,
     ),
     RuleType(
         "complete_tasks", "monitoring", "Complete tasks",
         "Completes the tasks that rules of the given pipeline and stages created for this item.",
-        CompleteTasksSettings, returns=("completed_count", "task_ids"), check=_check_complete_tasks,
+        CompleteTasksSettings, returns=("completed_count", "task_ids"), check=_check_complete_tasks, local=True,
     ),
     RuleType(
         "schedule_activity", "monitoring", "Schedule activity",
         "Plans a call, meeting or other to-do on the item, optionally completed when the item changes stage.",
-        ScheduleActivitySettings, returns=("activity_id", "due"), user_fields=("responsible_id",),
+        ScheduleActivitySettings, returns=("activity_id", "due"), user_fields=("responsible_id",), local=True,
     ),
     RuleType(
         "notify_employee", "monitoring", "Notify employee",
@@ -961,32 +966,34 @@ _RULES: list[RuleType] = [
     RuleType(
         "change_responsible", "helpers", "Change responsible",
         "Makes another user responsible for the item.",
-        ChangeResponsibleSettings, returns=("previous_id", "user_id"), user_fields=("user_id",),
+        ChangeResponsibleSettings, returns=("previous_id", "user_id"), user_fields=("user_id",), local=True,
     ),
     RuleType(
         "change_stage", "helpers", "Change stage",
         "Moves the item to another stage of its pipeline.",
-        ChangeStageSettings, returns=("stage",), check=_check_change_stage,
+        ChangeStageSettings, returns=("stage",), check=_check_change_stage, local=True,
     ),
     RuleType(
         "update_fields", "helpers", "Update fields",
         "Sets item fields (title, amount, currency, close date, custom fields).",
-        UpdateFieldsSettings, returns=("updated",),
+        UpdateFieldsSettings, returns=("updated",), local=True,
     ),
     RuleType(
         "edit_variable", "helpers", "Edit variable",
         "Sets, appends to or clears a variable that later rules read as {{Variables.<name>}}.",
         EditVariableSettings, auxiliary=True, returns=("value",), sets_variable=lambda settings: settings.name,
+        local=True,
     ),
     RuleType(
         "math_operation", "helpers", "Math operation",
         "Computes a number into a variable: add, subtract, multiply, divide, round.",
         MathOperationSettings, auxiliary=True, returns=("value",), sets_variable=lambda settings: settings.variable,
+        local=True,
     ),
     RuleType(
         "wait", "helpers", "Wait",
         "Waits until an item field changes or a timeout passes; later after-previous rules wait for it.",
-        WaitSettings, returns=("changed", "field"),
+        WaitSettings, returns=("changed", "field"), local=True,
     ),
     RuleType(
         "webhook", "helpers", "Webhook",

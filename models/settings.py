@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     allow_private_urls: bool = Field(default=False, validation_alias=_env("STAGEFLOW_ALLOW_PRIVATE_URLS"))
     rule_max_attempts: int = Field(default=6, validation_alias=_env("STAGEFLOW_RULE_MAX_ATTEMPTS"))
     rule_retry_initial_seconds: float = Field(default=1.0, validation_alias=_env("STAGEFLOW_RULE_RETRY_INITIAL_SECONDS"))
+    rule_heartbeat_seconds: float = Field(default=10.0, ge=0, validation_alias=_env("STAGEFLOW_RULE_HEARTBEAT_SECONDS"))
     max_body_bytes: int = Field(default=1_000_000, validation_alias=_env("STAGEFLOW_MAX_BODY_BYTES"))
 
     @property

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows.types import (
@@ -35,6 +36,22 @@ with workflow.unsafe.imports_passed_through():
 ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 ENGINE_TIMEOUT = timedelta(seconds=30)
 FINISHED = ("done", "skipped", "cancelled", "failed")
+# From this version on, the engine's own bookkeeping runs as local activities (markers in the history, no
+# round trip through the server); histories recorded before it keep their activities on replay.
+LOCAL_ENGINE = "local-engine-activities"
+
+
+async def engine_activity(name: str, arg: Any, *, summary: str, result_type: type | None = None) -> Any:
+    """One of the engine's database steps: a local activity, or a regular one in histories from before."""
+    if workflow.patched(LOCAL_ENGINE):
+        return await workflow.execute_local_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=ENGINE_TIMEOUT, retry_policy=ENGINE_RETRY,
+            summary=summary,
+        )
+    return await workflow.execute_activity(
+        name, arg, result_type=result_type, start_to_close_timeout=ENGINE_TIMEOUT, retry_policy=ENGINE_RETRY,
+        summary=summary,
+    )
 
 
 @workflow.defn(name=ENTRY_WORKFLOW)
@@ -56,14 +73,7 @@ class StageEntryWorkflow:
     @workflow.run
     async def run(self, entry: EntryInput) -> dict[str, str]:
         try:
-            self.plan = await workflow.execute_activity(
-                "begin_entry",
-                entry,
-                result_type=EntryPlan,
-                start_to_close_timeout=ENGINE_TIMEOUT,
-                retry_policy=ENGINE_RETRY,
-                summary="load rules",
-            )
+            self.plan = await engine_activity("begin_entry", entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
@@ -148,7 +158,7 @@ class StageEntryWorkflow:
         if rule.delay is None:
             self.due[rule.name] = workflow.now()
             return
-        self.due[rule.name] = await workflow.execute_activity(
+        self.due[rule.name] = await engine_activity(
             "schedule_rule",
             ScheduleCall(
                 item_id=self.entry.item_id,
@@ -159,8 +169,6 @@ class StageEntryWorkflow:
                 base=workflow.now(),
             ),
             result_type=datetime,
-            start_to_close_timeout=ENGINE_TIMEOUT,
-            retry_policy=ENGINE_RETRY,
             summary=f"schedule {rule.name}",
         )
 
@@ -200,7 +208,10 @@ class StageEntryWorkflow:
         self.running[rule.name] = task
         try:
             outcome = await asyncio.shield(task)
-        except ActivityError as error:
+        except FailureError as error:
+            # A regular activity's failure arrives as an ActivityError, a local one's as its own cause.
+            if is_cancelled_exception(error):
+                raise
             await self._record_failure(rule, error)
             return
         finally:
@@ -231,7 +242,7 @@ class StageEntryWorkflow:
             changed = sorted(set(self.changes[changes_seen:]) & set(wait.fields))
             outcome.result.update(changed=not timed_out, field=changed[0] if changed else None)
             detail = "time passed" if timed_out else "field changed: " + ", ".join(changed)
-        await workflow.execute_activity(
+        await engine_activity(
             "record_wait_end",
             WaitEnded(
                 item_id=self.entry.item_id,
@@ -243,49 +254,51 @@ class StageEntryWorkflow:
                 at=workflow.now(),
                 detail=detail,
             ),
-            start_to_close_timeout=ENGINE_TIMEOUT,
-            retry_policy=ENGINE_RETRY,
             summary=f"{rule.name}: {detail}",
         )
 
     async def _run_rule(self, rule: RulePlan, call: RuleCall) -> RuleOutcome:
         """The rule's activity. Shielded: leaving the stage never interrupts a rule that already started;
-        the activity itself refuses to act once the item has left."""
-        return await workflow.execute_activity(
-            rule.activity,
-            call,
-            result_type=RuleOutcome,
-            start_to_close_timeout=timedelta(seconds=rule.timeout_seconds),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=self.plan.retry_initial_seconds),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(minutes=5),
-                maximum_attempts=self.plan.retry_max_attempts,
-                non_retryable_error_types=["RuleFailed"],
-            ),
-            summary=f"{rule.name} ({rule.type})",
+        the activity itself refuses to act once the item has left. Rules that only touch the database run
+        as local activities; the others heartbeat, so a lost worker's rule is retried within seconds."""
+        retry = RetryPolicy(
+            initial_interval=timedelta(seconds=self.plan.retry_initial_seconds),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(minutes=5),
+            maximum_attempts=self.plan.retry_max_attempts,
+            non_retryable_error_types=["RuleFailed"],
+        )
+        timeout = timedelta(seconds=rule.timeout_seconds)
+        summary = f"{rule.name} ({rule.type})"
+        if rule.local:
+            return await workflow.execute_local_activity(
+                rule.activity, call, result_type=RuleOutcome, start_to_close_timeout=timeout, retry_policy=retry,
+                summary=summary,
             )
+        heartbeat = self.plan.heartbeat_seconds
+        return await workflow.execute_activity(
+            rule.activity, call, result_type=RuleOutcome, start_to_close_timeout=timeout, retry_policy=retry,
+            heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None, summary=summary,
+        )
 
-    async def _record_failure(self, rule: RulePlan, error: ActivityError) -> None:
+    async def _record_failure(self, rule: RulePlan, error: FailureError) -> None:
         info = workflow.info()
         self.status[rule.name] = "failed"
         self.failures.append(rule.name)
-        await workflow.execute_activity(
-                "record_rule_failed",
-                RuleFailure(
-                    item_id=self.entry.item_id,
-                    entity=self.entry.entity,
-                    workflow_id=info.workflow_id,
-                    entry_no=self.entry.entry_no,
-                    rule=rule.name,
-                    rule_type=rule.type,
-                    error=_failure_message(error),
-                    at=workflow.now(),
-                ),
-                start_to_close_timeout=ENGINE_TIMEOUT,
-                retry_policy=ENGINE_RETRY,
-                summary=f"{rule.name} failed",
-            )
+        await engine_activity(
+            "record_rule_failed",
+            RuleFailure(
+                item_id=self.entry.item_id,
+                entity=self.entry.entity,
+                workflow_id=info.workflow_id,
+                entry_no=self.entry.entry_no,
+                rule=rule.name,
+                rule_type=rule.type,
+                error=_failure_message(error),
+                at=workflow.now(),
+            ),
+            summary=f"{rule.name} failed",
+        )
 
     async def _accept(self, rule: RulePlan, outcome: RuleOutcome) -> None:
         self.status[rule.name] = outcome.status
@@ -313,7 +326,7 @@ class StageEntryWorkflow:
         for name, task in list(self.running.items()):
             try:
                 await task
-            except ActivityError as error:
+            except FailureError as error:
                 await self._record_failure(next(r for r in self.plan.rules if r.name == name), error)
             else:
                 await self._accept(next(r for r in self.plan.rules if r.name == name), task.result())
@@ -329,7 +342,7 @@ class StageEntryWorkflow:
     async def _finish(self, cancelled: list[str]) -> None:
         """Records the rules that will not run. Cancelled before the rules were loaded, the activity
         records every rule of the stage as cancelled."""
-        await workflow.execute_activity(
+        await engine_activity(
             "finish_entry",
             EntryFinish(
                 item_id=self.entry.item_id,
@@ -343,13 +356,11 @@ class StageEntryWorkflow:
                 pipeline_id=self.entry.pipeline_id,
                 before_plan=self.plan is None,
             ),
-            start_to_close_timeout=ENGINE_TIMEOUT,
-            retry_policy=ENGINE_RETRY,
             summary="record rules not run",
         )
 
 
-def _failure_message(error: ActivityError) -> str:
+def _failure_message(error: FailureError) -> str:
     cause = error.cause
     while cause is not None and getattr(cause, "cause", None) is not None and not str(cause):
         cause = cause.cause

@@ -8,14 +8,13 @@ abandoned child workflow so it outlives this workflow's continue-as-new.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.entry import StageEntryWorkflow
+    from workflows.entry import StageEntryWorkflow, engine_activity
     from workflows.types import (
         ITEM_WORKFLOW,
         SA_ENTITY,
@@ -35,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SEEN_LIMIT = 500
-ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
 def _keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
@@ -94,7 +92,7 @@ class ItemWorkflow:
                 return
             if event.type == "field_changed" and self.state.entry_no:
                 self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
-            match: MatchResult = await workflow.execute_activity(
+            match: MatchResult = await engine_activity(
                 "match_trigger",
                 MatchCall(
                     item_id=self.state.item_id,
@@ -105,8 +103,6 @@ class ItemWorkflow:
                     at=workflow.now(),
                 ),
                 result_type=MatchResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=ENGINE_RETRY,
                 summary=f"match {event.type}",
             )
             if match.stage:
@@ -150,7 +146,7 @@ class ItemWorkflow:
         previous_stage, previous_entry = state.stage, state.entry_no
         entry_no = previous_entry + 1
         now = workflow.now()
-        await workflow.execute_activity(
+        await engine_activity(
             "enter_stage",
             EnterCall(
                 item_id=state.item_id,
@@ -165,8 +161,6 @@ class ItemWorkflow:
                 event_type=request.event_type,
                 rule=request.rule,
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=ENGINE_RETRY,
             summary=f"enter {request.stage}",
         )
         state.stage, state.entry_no = request.stage, entry_no

@@ -127,6 +127,8 @@ class RulePlan:
     wait_for: str | None = None
     due: datetime | None = None
     timeout_seconds: float = 120.0
+    # Only database work: runs as a local activity on the entry's worker, without a round trip to the server.
+    local: bool = False
 
 
 @dataclass
@@ -137,6 +139,8 @@ class EntryPlan:
     config_version: int = 0
     retry_initial_seconds: float = 1.0
     retry_max_attempts: int = 6
+    # A rule activity that stops heartbeating for this long is retried elsewhere (0: only its timeout counts).
+    heartbeat_seconds: float = 0.0
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from models.settings import Settings
 from tests.faults.cluster import Cluster, record_figures
 from tests.faults.effects import (
     create_items,
@@ -23,14 +24,14 @@ from tests.faults.effects import (
     unexpected_effects,
     until,
 )
-from workflows.types import RulePlan
 
 ITEMS = 100
 RULES = ("note", "ping")
 DELAY_SECONDS = 20
 MID_FLIGHT_AFTER = 10  # effects the second worker stores before it is killed
-# A rule activity that was running on a killed worker is retried once its start-to-close timeout has passed.
-RECOVERY_BOUND = RulePlan.timeout_seconds + 60
+# A rule activity that was running on a killed worker is retried once its heartbeat timeout has passed (local
+# activities once the workflow task's 10 s timeout has); the bound leaves room for a loaded machine.
+RECOVERY_BOUND = Settings().rule_heartbeat_seconds + 60
 
 
 @pytest.mark.timeout(420)
