@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import conditions, placeholders, timing, triggers
 from activities.context import build_data, date_fields
-from activities.store import add_timeline, get_by
+from activities.store import add_timeline, get_by, insert_once
 from models.automation import AutomationConfig, RuleConfig, parse_delay
 from models.db import session_scope
 from models.rule_types import RULE_TYPES
@@ -85,6 +85,8 @@ class RuleContext:
     moves: list[MoveRequest] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     wait: WaitSpec | None = None
+    record: Callable[[Session, RuleOutcome], None] | None = None
+    recorded: RuleOutcome | None = None
 
     @property
     def effect_key(self) -> str:
@@ -138,6 +140,25 @@ class RuleContext:
 
     async def db(self, work: Callable[[Session], Any]) -> Any:
         return await self.deps.db(work)
+
+    def outcome(self, result: dict[str, Any] | None) -> RuleOutcome:
+        return RuleOutcome(
+            status="done", result=dict(result or {}), variables=dict(self.variables), events=list(self.events),
+            moves=list(self.moves), wait=self.wait,
+        )
+
+    async def finish(self, work: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+        """The rule's last step: `work(session)` gives its result, and the rule is recorded as done in the same
+        transaction, so its rows and its record commit together. Nothing may change the outcome afterwards."""
+
+        def run(session: Session) -> dict[str, Any]:
+            outcome = self.outcome(work(session))
+            if self.record is not None:
+                self.record(session, outcome)
+            self.recorded = outcome
+            return outcome.result
+
+        return await self.db(run)
 
     def emit_event(self, type: str, data: dict[str, Any], *, suffix: str = "") -> None:
         """An event this rule produces on purpose (e.g. a task it completed), for the item's triggers."""
@@ -535,17 +556,18 @@ class RuleRunner:
             return ready
         item, data = ready
         context = RuleContext(deps=self.deps, call=call, data=data, item=item)
+        context.record = lambda session, outcome: self._after(session, call, key, outcome)
         try:
             result = await self.handler(context)
         except RuleFailed as error:
             raise ApplicationError(str(error), type="RuleFailed", non_retryable=True) from error
         except placeholders.UnresolvedPlaceholder as error:
             raise ApplicationError(f"placeholder cannot resolve: {error}", type="RuleFailed", non_retryable=True) from error
-        outcome = RuleOutcome(
-            status="done", result=dict(result or {}), variables=context.variables, events=context.events,
-            moves=context.moves, wait=context.wait,
-        )
-        await self.deps.db(lambda session: self._after(session, call, key, outcome))
+        outcome = context.outcome(result)
+        if context.recorded is None:
+            await self.deps.db(lambda session: self._after(session, call, key, outcome))
+        elif context.recorded != outcome:
+            raise RuntimeError(f"rule type {call.rule.type} changed its outcome after finishing")
         return outcome
 
     def _before(self, session: Session, call: RuleCall, key: str) -> RuleOutcome | tuple[Item, dict]:
@@ -574,23 +596,21 @@ class RuleRunner:
         return item, data
 
     def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome) -> None:
-        if session.get(Effect, key) is not None:
-            return
-        session.add(
-            Effect(
-                key=key,
-                item_id=call.item_id,
-                rule_type=call.rule.type,
-                status="done",
-                result={
-                    "result": outcome.result,
-                    "variables": outcome.variables,
-                    "events": [vars(event) for event in outcome.events],
-                    "moves": [vars(move) for move in outcome.moves],
-                    "wait": vars(outcome.wait) if outcome.wait else None,
-                },
-            )
+        effect = Effect(
+            key=key,
+            item_id=call.item_id,
+            rule_type=call.rule.type,
+            status="done",
+            result={
+                "result": outcome.result,
+                "variables": outcome.variables,
+                "events": [vars(event) for event in outcome.events],
+                "moves": [vars(move) for move in outcome.moves],
+                "wait": vars(outcome.wait) if outcome.wait else None,
+            },
         )
+        if insert_once(session, Effect.__table__, effect.model_dump(), "key", "key") is None:
+            return  # recorded by an earlier attempt
         add_timeline(
             session, call.item_id, "rule_done", f"Rule {_rule_text(call.rule)} done",
             at=call.at, key=f"{key}/done", rule_name=call.rule.name, entry_no=call.entry_no,

@@ -25,7 +25,7 @@ async def change_responsible(ctx: RuleContext) -> dict[str, Any]:
         session.add(item)
         return {"previous_id": previous, "user_id": user_id}
 
-    return await ctx.db(work)
+    return await ctx.finish(work)
 
 
 async def change_stage(ctx: RuleContext) -> dict[str, Any]:
@@ -63,4 +63,4 @@ async def update_fields(ctx: RuleContext) -> dict[str, Any]:
         session.add(item)
         return {"updated": sorted(values)}
 
-    return await ctx.db(work)
+    return await ctx.finish(work)

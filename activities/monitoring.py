@@ -149,8 +149,12 @@ async def _notify(ctx: RuleContext, located: Mapping[int, str], text: str) -> di
     pending, emailed = await ctx.db(prepare)
     await _send_emails(ctx, pending)
     user_ids = list(located)
-    await ctx.db(lambda session: _record_notifications(session, ctx, user_ids, text))
-    return {"recipients": user_ids, "text": text, "emailed": emailed}
+
+    def record(session: Session) -> dict[str, Any]:
+        _record_notifications(session, ctx, user_ids, text)
+        return {"recipients": user_ids, "text": text, "emailed": emailed}
+
+    return await ctx.finish(record)
 
 
 async def notify_supervisor(ctx: RuleContext) -> dict[str, Any]:
@@ -198,7 +202,7 @@ async def add_timeline_entry(ctx: RuleContext) -> dict[str, Any]:
         )
         return {"entry_id": entry.id, "text": text, "author_id": author, "kind": kind}
 
-    return await ctx.db(work)
+    return await ctx.finish(work)
 
 
 # -- tasks -----------------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ async def create_task(ctx: RuleContext) -> dict[str, Any]:
         )
         return _task_result(task)
 
-    return await ctx.db(work)
+    return await ctx.finish(work)
 
 
 def _task_result(task: Task) -> dict[str, Any]:
@@ -268,7 +272,7 @@ async def complete_tasks(ctx: RuleContext) -> dict[str, Any]:
     pipeline_id = ctx.settings.get("pipeline_id") or ctx.pipeline_id
     stages = list(ctx.settings.get("stages") or [])
 
-    def work(session: Session) -> list[dict[str, Any]]:
+    def work(session: Session) -> dict[str, Any]:
         statement = select(Task).where(
             Task.item_id == ctx.item_id,
             col(Task.rule_name).is_not(None),
@@ -303,12 +307,11 @@ async def complete_tasks(ctx: RuleContext) -> dict[str, Any]:
                     "stage": task.stage,
                 }
             )
-        return completed
+        for event in completed:
+            ctx.emit_event("task_status", event, suffix=str(event["task_id"]))
+        return {"completed_count": len(completed), "task_ids": [event["task_id"] for event in completed]}
 
-    completed = await ctx.db(work)
-    for event in completed:
-        ctx.emit_event("task_status", event, suffix=str(event["task_id"]))
-    return {"completed_count": len(completed), "task_ids": [event["task_id"] for event in completed]}
+    return await ctx.finish(work)
 
 
 def _completed_by_this_rule(session: Session, ctx: RuleContext) -> list[Task]:
@@ -353,4 +356,4 @@ async def schedule_activity(ctx: RuleContext) -> dict[str, Any]:
         )
         return {"activity_id": todo.id, "due": _iso(todo.due_at)}
 
-    return await ctx.db(work)
+    return await ctx.finish(work)

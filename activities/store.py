@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 from models.tables import TimelineEntry
@@ -30,6 +32,17 @@ def get_or_create(session: Session, model: type[M], effect_key: str, **values: A
     return row, True
 
 
+def insert_once(session: Session, table: Table, values: dict[str, Any], unique: str, returning: str) -> Any:
+    """Inserts a row unless one with the same `unique` value exists (one statement, no read first); the new
+    row's `returning` column, or None when the row was there already."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[unique])
+        .returning(table.c[returning])
+    )
+    return session.execute(statement).scalar()
+
+
 def add_timeline(
     session: Session,
     item_id: int,
@@ -43,11 +56,7 @@ def add_timeline(
     entry_no: int | None = None,
     **data: Any,
 ) -> TimelineEntry:
-    """Append a timeline entry; with a key, at most one entry per key ever exists."""
-    if key is not None:
-        existing = get_by(session, TimelineEntry, key=key)
-        if existing is not None:
-            return existing
+    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned)."""
     values: dict[str, Any] = dict(
         item_id=item_id,
         kind=kind,
@@ -61,6 +70,11 @@ def add_timeline(
     if at is not None:
         values["at"] = at
     entry = TimelineEntry(**values)
-    session.add(entry)
-    session.flush()
+    if key is None:
+        session.add(entry)
+        session.flush()
+        return entry
+    entry.id = insert_once(session, TimelineEntry.__table__, entry.model_dump(exclude={"id"}), "key", "id")
+    if entry.id is None:
+        return get_by(session, TimelineEntry, key=key)
     return entry

@@ -186,10 +186,18 @@ class Crm:
         return self.db.rows(sql, *params)[0][0]
 
 
-def rules_automation(k: int) -> dict[str, Any]:
-    rules = [{"name": f"note{i}", "type": "add_timeline_entry",
-              "settings": {"text": f"note {i} on {{{{Deal.Title}}}} for {{{{Deal.Responsible.Name}}}}"}}
-             for i in range(1, k + 1)]
+# add_timeline_entry runs as a local activity; notify_employee (without e-mail it too only writes the database)
+# as a regular activity, like every rule that reaches the outside.
+RULE_TYPES = ("add_timeline_entry", "notify_employee")
+
+
+def rules_automation(k: int, rule_type: str = "add_timeline_entry", user_id: int | None = None) -> dict[str, Any]:
+    text = "note {i} on {{{{Deal.Title}}}} for {{{{Deal.Responsible.Name}}}}"
+    if rule_type == "add_timeline_entry":
+        rules = [{"name": f"note{i}", "type": rule_type, "settings": {"text": text.format(i=i)}} for i in range(1, k + 1)]
+    else:
+        rules = [{"name": f"ping{i}", "type": rule_type, "settings": {"text": text.format(i=i), "user_ids": [user_id]}}
+                 for i in range(1, k + 1)]
     return {"stages": {"RULES": {"rules": rules, "triggers": []}, "DONE": {"rules": [], "triggers": []}}}
 
 
@@ -206,8 +214,10 @@ async def wait_rules_done(crm: Crm, pipeline_id: int, items: int, k: int, timeou
         await asyncio.sleep(0.05)
 
 
-async def stageflow_throughput(crm: Crm, k: int, entries: int, concurrency: int) -> dict[str, Any]:
-    pipeline_id = await crm.pipeline(["RULES", "DONE"], rules_automation(k))
+async def stageflow_throughput(
+    crm: Crm, k: int, entries: int, concurrency: int, rule_type: str = "add_timeline_entry"
+) -> dict[str, Any]:
+    pipeline_id = await crm.pipeline(["RULES", "DONE"], rules_automation(k, rule_type, crm.user_id))
     post_seconds: list[float] = []
 
     async def create(i: int) -> int:
@@ -222,13 +232,16 @@ async def stageflow_throughput(crm: Crm, k: int, entries: int, concurrency: int)
     finished = await wait_rules_done(crm, pipeline_id, entries, k, timeout=600)
     elapsed = finished - started
     done = crm.done_per_item(pipeline_id)
-    notes = crm.done_per_item(pipeline_id, "comment")
-    exact = all(done.get(i) == k and notes.get(i) == k for i in ids)
+    exact = all(done.get(i) == k for i in ids)
+    if rule_type == "add_timeline_entry":
+        notes = crm.done_per_item(pipeline_id, "comment")
+        exact = exact and all(notes.get(i) == k for i in ids)
     effects = crm.count("SELECT COUNT(*) FROM effect e JOIN item i ON i.id = e.item_id WHERE i.pipeline_id = ? "
                         "AND e.status = 'done'", pipeline_id)
     return {
         "entries": entries,
         "k": k,
+        "rule_type": rule_type,
         "seconds": round(elapsed, 2),
         "posts_seconds": round(posted - started, 2),
         "per_second": round(entries / elapsed, 1),
@@ -530,17 +543,19 @@ async def run(args) -> dict[str, Any]:
                 bare["cpu_ms_per_workflow"] = cpu_per_item(procs, before, args.entries,
                                                            ("temporal", "bare-worker", "driver"))
                 log(f"bare K={k}: {bare['per_second']} workflows/s")
-                before = procs.cpu()
-                with Profiler(profile_dir, [crm.worker, crm.api], f"k{k}"):
-                    flow = await stageflow_throughput(crm, k, args.entries, args.concurrency)
-                flow["cpu_ms_per_entry"] = cpu_per_item(procs, before, args.entries,
-                                                        ("temporal", "worker-main", "api-main", "driver"))
-                log(f"stageflow K={k}: {flow['per_second']} entries/s (each rule once: {flow['each_rule_once']})")
-                result["throughput"].append({
-                    "k": k, "bare": bare, "stageflow": flow,
-                    "ratio": round(flow["per_second"] / bare["per_second"], 2),
-                    "cpu_ratio": round(bare["cpu_ms_per_workflow"]["total"] / flow["cpu_ms_per_entry"]["total"], 2),
-                })
+                for rule_type in args.rule_types:
+                    before = procs.cpu()
+                    with Profiler(profile_dir, [crm.worker, crm.api], f"k{k}-{rule_type}"):
+                        flow = await stageflow_throughput(crm, k, args.entries, args.concurrency, rule_type)
+                    flow["cpu_ms_per_entry"] = cpu_per_item(procs, before, args.entries,
+                                                            ("temporal", "worker-main", "api-main", "driver"))
+                    log(f"stageflow K={k} {rule_type}: {flow['per_second']} entries/s "
+                        f"(each rule once: {flow['each_rule_once']})")
+                    result["throughput"].append({
+                        "k": k, "rule_type": rule_type, "bare": bare, "stageflow": flow,
+                        "ratio": round(flow["per_second"] / bare["per_second"], 2),
+                        "cpu_ratio": round(bare["cpu_ms_per_workflow"]["total"] / flow["cpu_ms_per_entry"]["total"], 2),
+                    })
 
             if args.events:
                 bare_lat = await bare_signal_latency(client, "bare", args.events, "run")
@@ -593,13 +608,15 @@ def table(result: dict[str, Any]) -> str:
         lines += ["", "| measure | bare engine | stageflow | ratio |", "|---|---|---|---|"]
     for row in result.get("throughput", []):
         k = row["k"]
+        rules = f"K={k} {row.get('rule_type', 'add_timeline_entry')}"
         mark = " ✓" if row["stageflow"]["each_rule_once"] else " (rules NOT exactly once)"
-        lines.append(f"| throughput, K={k} | {row['bare']['per_second']} workflows/s | "
+        lines.append(f"| throughput, {rules} | {row['bare']['per_second']} workflows/s | "
                      f"{row['stageflow']['per_second']} stage entries/s{mark} | {row['ratio']} |")
         bare_cpu, flow_cpu = row["bare"]["cpu_ms_per_workflow"], row["stageflow"]["cpu_ms_per_entry"]
-        lines.append(f"| CPU per workflow / entry, K={k} | {bare_cpu['total']} ms | {flow_cpu['total']} ms | "
-                     f"{row['cpu_ratio']} |")
-        lines.append(f"| CPU of other processes on the machine meanwhile, K={k} | {bare_cpu['other_processes']} ms | "
+        parts = ", ".join(f"{name} {flow_cpu[name]}" for name in ("temporal", "worker-main", "api-main") if name in flow_cpu)
+        lines.append(f"| CPU per workflow / entry, {rules} | {bare_cpu['total']} ms | {flow_cpu['total']} ms "
+                     f"({parts}) | {row['cpu_ratio']} |")
+        lines.append(f"| CPU of other processes on the machine meanwhile, {rules} | {bare_cpu['other_processes']} ms | "
                      f"{flow_cpu['other_processes']} ms | |")
     if "latency" in result:
         lat = result["latency"]
@@ -639,6 +656,9 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=200, help="workflows / stage entries per K (default 200)")
     parser.add_argument("--ks", type=lambda text: [int(k) for k in text.split(",")], default=[1, 5],
                         help="rules (activities) per entry, comma-separated (default 1,5)")
+    parser.add_argument("--rule-types", type=lambda text: text.split(","), default=list(RULE_TYPES),
+                        help="rule types of the stageflow entries, each measured beside the same bare run "
+                             f"(default {','.join(RULE_TYPES)}: a local and a regular activity per rule)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests / starts in flight (default 32)")
     parser.add_argument("--events", type=int, default=500, help="events for the latency measures (default 500)")
     parser.add_argument("--timers", type=int, default=10000,
