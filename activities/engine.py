@@ -422,8 +422,9 @@ class EngineActivities:
 
     @activity.defn(name="match_trigger")
     async def match_trigger(self, call: MatchCall) -> MatchResult:
+        """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
         def work(session: Session) -> MatchResult:
-            item = session.get(Item, call.item_id)
+            item = session.get(Item, call.item_id, with_for_update=bool(call.enter_entry_no))
             if item is None or call.stage is None:
                 return MatchResult()
             config, _ = load_automation(session, call.pipeline_id)
@@ -438,7 +439,15 @@ class EngineActivities:
             if found is None:
                 return MatchResult()
             stage, trigger = found
-            return MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
+            match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
+            if call.enter_entry_no and stage != call.stage:
+                self._enter_stage(session, EnterCall(
+                    item_id=call.item_id, entity=call.entity, stage=stage, previous_stage=call.stage,
+                    entry_no=call.enter_entry_no, at=call.at, reason="trigger", as_user_id=trigger.as_user_id,
+                    trigger=trigger.name, event_type=call.event.type,
+                ))
+                match.entered = True
+            return match
 
         return await self.deps.db(work)
 

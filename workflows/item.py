@@ -8,6 +8,7 @@ abandoned child workflow so it outlives this workflow's continue-as-new.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SEEN_LIMIT = 500
+TRIGGER_ENTERS = "trigger-match-enters-stage"
 
 
 def _keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
@@ -92,6 +94,8 @@ class ItemWorkflow:
                 return
             if event.type == "field_changed" and self.state.entry_no:
                 self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
+            # From this version on, a trigger's match and the stage it enters are one step.
+            one_step = workflow.patched(TRIGGER_ENTERS)
             match: MatchResult = await engine_activity(
                 "match_trigger",
                 MatchCall(
@@ -101,6 +105,7 @@ class ItemWorkflow:
                     stage=self.state.stage,
                     event=event,
                     at=workflow.now(),
+                    enter_entry_no=self.state.entry_no + 1 if one_step else 0,
                 ),
                 result_type=MatchResult,
                 summary=f"match {event.type}",
@@ -113,7 +118,8 @@ class ItemWorkflow:
                         reason="trigger",
                         trigger=match.trigger,
                         event_type=event.type,
-                    )
+                    ),
+                    entered=match.entered,
                 )
 
     @workflow.signal
@@ -137,32 +143,18 @@ class ItemWorkflow:
         del self.state.seen[:-SEEN_LIMIT]
         return False
 
-    async def _move(self, request: MoveRequest) -> MoveResult:
+    async def _move(self, request: MoveRequest, *, entered: bool = False) -> MoveResult:
+        """Enters the requested stage (unless the trigger's match already did) and starts its entry."""
         state = self.state
         if request.request_id and request.reason != "rule" and self._seen(request.request_id):
             return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="duplicate request")
         if request.stage == state.stage:
             return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="already in stage")
-        previous_stage, previous_entry = state.stage, state.entry_no
+        previous_entry = state.entry_no
         entry_no = previous_entry + 1
         now = workflow.now()
-        await engine_activity(
-            "enter_stage",
-            EnterCall(
-                item_id=state.item_id,
-                entity=state.entity,
-                stage=request.stage,
-                previous_stage=previous_stage,
-                entry_no=entry_no,
-                at=now,
-                reason=request.reason,
-                as_user_id=request.as_user_id,
-                trigger=request.trigger,
-                event_type=request.event_type,
-                rule=request.rule,
-            ),
-            summary=f"enter {request.stage}",
-        )
+        if not entered:
+            await self._enter(request, entry_no, now)
         state.stage, state.entry_no = request.stage, entry_no
         if state.search_attributes:
             workflow.upsert_search_attributes(_keys(state, request.stage))
@@ -187,6 +179,26 @@ class ItemWorkflow:
         )
         child.add_done_callback(_outcome_seen)
         return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
+
+    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> None:
+        state = self.state
+        await engine_activity(
+            "enter_stage",
+            EnterCall(
+                item_id=state.item_id,
+                entity=state.entity,
+                stage=request.stage,
+                previous_stage=state.stage,
+                entry_no=entry_no,
+                at=now,
+                reason=request.reason,
+                as_user_id=request.as_user_id,
+                trigger=request.trigger,
+                event_type=request.event_type,
+                rule=request.rule,
+            ),
+            summary=f"enter {request.stage}",
+        )
 
     def _tell_entry(self, change: ItemChanged) -> None:
         """Rules of the current entry that wait for a field hear of its change."""

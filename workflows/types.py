@@ -92,6 +92,8 @@ class MatchCall:
     stage: str | None
     event: ItemEvent
     at: datetime
+    # When set, a match also enters its stage as this entry, in the same transaction.
+    enter_entry_no: int = 0
 
 
 @dataclass
@@ -99,6 +101,7 @@ class MatchResult:
     stage: str | None = None
     trigger: str | None = None
     as_user_id: int | None = None
+    entered: bool = False
 
 
 @dataclass

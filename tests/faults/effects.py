@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client
 
 from models.tables import Effect, Notification, TimelineEntry
@@ -151,7 +151,9 @@ async def create_items(
 
 
 async def started_activities(address: str, workflow_ids: list[str]) -> dict[str, int]:
-    """Activity type → how many are started on a worker and not finished, over the given workflows."""
+    """Activity type → how many are started on a worker and not finished, over the given workflows. Local
+    activities run inside a workflow task: workflows whose task a worker had started count under
+    `workflow_task`."""
     client = await Client.connect(address)
     found: Counter = Counter()
 
@@ -160,6 +162,9 @@ async def started_activities(address: str, workflow_ids: list[str]) -> dict[str,
         for pending in description.raw_description.pending_activities:
             if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
                 found[pending.activity_type.name] += 1
+        task = description.raw_description.pending_workflow_task
+        if task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+            found["workflow_task"] += 1
 
     limit = asyncio.Semaphore(20)
 
