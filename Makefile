@@ -8,7 +8,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-PG_TESTS ?= tests/engine tests/api tests/postgres/test_database_choice.py
+# What `make test-postgres` runs with a fresh PostgreSQL database per test: every test of the app's database but
+#   tests/faults/ (all but the cancel race)  minutes of killed processes per scenario, not database work; they run
+#                                            there too with `make test-postgres PG_TESTS=tests/faults`
+#   tests/security/test_secrets.py, test_log_redaction.py  what reaches logs and workflow histories (CI time)
+#   tests/test_run_script.py                 `make run`'s SQLite files in data/, by nature
+#   tests/postgres/ (but the next line's)    on PostgreSQL already in `make test`
+#   tests/unit, tests/comm, tests/test_compose.py  no database
+PG_TESTS ?= tests/engine tests/api tests/documents tests/monitoring tests/sales tests/custom tests/variables \
+	tests/communication tests/security --ignore=tests/security/test_secrets.py \
+	--ignore=tests/security/test_log_redaction.py tests/test_furniture_shop.py \
+	tests/faults/test_fault_cancel_race.py tests/postgres/test_database_choice.py
 
 .DEFAULT_GOAL := help
 .PHONY: help run test bench demo clean-data venv test-postgres migration

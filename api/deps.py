@@ -18,7 +18,9 @@ from temporalio.client import Client
 from models.settings import Settings
 from models.tables import ApiKey
 
-MAX_ID = 2**63 - 1
+# The largest id an INTEGER primary key holds on PostgreSQL; a larger one is refused as input instead of failing
+# in the database.
+MAX_ID = 2**31 - 1
 Role = Literal["admin", "member"]
 
 

@@ -1,7 +1,9 @@
 """PostgreSQL for the tests: Debian's cluster started when needed, a test role, and a fresh database per test.
 
 `STAGEFLOW_TEST_DATABASE=postgresql` makes `test_database_url` hand every test its own new PostgreSQL database
-(dropped at the end of the run); without it, the test's SQLite file. tests/conftest.py uses it in
+(dropped in the background when the test's stack closes, else at the end of the run); without it, the test's
+SQLite file. The new databases are copies of one made at the run's first test with the app's schema
+(CREATE DATABASE ... TEMPLATE), which is quicker than creating the tables in each. tests/conftest.py uses it in
 `stack_settings`:
 
     from tests.postgres_support import postgres_test_databases, test_database_url  # noqa: F401
@@ -15,6 +17,7 @@ no `pg_ctlcluster` and no apt-get).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -23,12 +26,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 ENV = "STAGEFLOW_TEST_DATABASE"
@@ -39,10 +43,14 @@ PASSWORD = "stageflow_test"
 PREFIX = "stageflow_test_"
 UNAVAILABLE_EXIT = 3
 START_TIMEOUT = 60.0
+DROP_ATTEMPTS = 20
 
 _created: list[str] = []
 _numbers = itertools.count(1)
 _ready: list[str] = []
+_schema_templates: list[str] = []
+_droppers: list[ThreadPoolExecutor] = []
+_dropping: list[Future] = []
 
 
 class PostgresUnavailable(Exception):
@@ -140,14 +148,14 @@ def ensure_server() -> str:
     return url()
 
 
-def create_database(label: str = "") -> str:
-    """A new, empty database owned by the test role; returns its URL."""
+def create_database(label: str = "", template: str | None = None) -> str:
+    """A new database owned by the test role, empty or a copy of the database `template`; returns its URL."""
     ensure_server()
     name = f"{PREFIX}{os.getpid()}_{next(_numbers)}_{label or uuid.uuid4().hex[:6]}".lower()[:63]
     engine = create_engine(url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     finally:
         engine.dispose()
     _created.append(name)
@@ -155,33 +163,72 @@ def create_database(label: str = "") -> str:
 
 
 def drop_database(database_url: str) -> None:
+    """Drops the database, ending the sessions still on it. An autovacuum worker on it cannot be ended by the test
+    role (PostgreSQL refuses with InsufficientPrivilege); it is done within moments, so the drop is tried again."""
     name = make_url(database_url).database
     engine = create_engine(url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except ProgrammingError:
+                if attempt == DROP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5)
     finally:
         engine.dispose()
-    if name in _created:
+    with contextlib.suppress(ValueError):  # dropped by another thread meanwhile
         _created.remove(name)
 
 
+def schema_template() -> str:
+    """The name of this run's database with the app's schema at the newest migration, made on the first call."""
+    if not _schema_templates:
+        from models.db import create_schema, make_engine
+
+        template_url = create_database("schema")
+        engine = make_engine(template_url)
+        try:
+            create_schema(engine)
+        finally:
+            engine.dispose()
+        _schema_templates.append(make_url(template_url).database)
+    return _schema_templates[0]
+
+
 def test_database_url(tmp_path: Path) -> str:
-    """The database of one test: a new PostgreSQL database when the run asked for it, else a SQLite file."""
+    """The database of one test: a new PostgreSQL database with the app's schema when the run asked for it, else a
+    SQLite file."""
     if wanted():
-        return create_database()
+        return create_database(template=schema_template())
     return f"sqlite:///{tmp_path / 'stageflow.db'}"
 
 
 test_database_url.__test__ = False  # a helper, not a test
 
 
+def release_database(database_url: str) -> None:
+    """The test is done with its database: it is dropped in the background while the next tests run (each drop
+    waits for a checkpoint, a fifth of a second or more). Not a database this module made: nothing happens."""
+    if make_url(database_url).database not in _created:
+        return
+    if not _droppers:
+        _droppers.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-test-database"))
+    _dropping.append(_droppers[0].submit(drop_database, database_url))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def postgres_test_databases() -> Iterator[None]:
     """Drops the databases this run created, at its end."""
     yield
+    for dropped in _dropping:
+        dropped.result()
+    _dropping.clear()
     for name in list(_created):
         drop_database(url(name))
+    _schema_templates.clear()
 
 
 def main(argv: list[str]) -> int:

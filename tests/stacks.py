@@ -26,7 +26,7 @@ from activities.engine import Deps
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from models.tables import ApiKey
-from tests.postgres_support import test_database_url
+from tests.postgres_support import release_database, test_database_url
 
 BIN = Path(sys.executable).parent
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -95,6 +95,7 @@ async def open_stack(
     from worker import build_worker
 
     engine = make_engine(settings.effective_database_url)
+    exit_stack.callback(release_database, settings.effective_database_url)
     create_schema(engine)
     exit_stack.callback(engine.dispose)
     reserve_item_ids(engine, next(_id_blocks) * ID_BLOCK)

@@ -6,9 +6,11 @@ import re
 from http import HTTPStatus
 
 from tests.api.support import api_routes, total
-from tests.crm import ok
+from tests.crm import ok, pipeline, user
 
-GARBAGE_IDS = ("abc", "-1", "0", "99999999999999999999999", "1.5", "%00")
+# 2147483648: one past the largest id an INTEGER column holds on PostgreSQL.
+GARBAGE_IDS = ("abc", "-1", "0", "2147483648", "99999999999999999999999", "1.5", "%00")
+TOO_LARGE_ID = 2**31
 
 
 async def test_oversized_bodies_are_refused_with_a_detail_and_change_nothing(stack):
@@ -55,3 +57,20 @@ async def test_no_route_answers_garbage_with_a_server_error(stack):
     assert ok(await stack.http.get(f"/contacts/{contact['id']}")) == contact
     assert await total(stack.http, "/contacts") == 1
     assert await total(stack.http, "/users") == 0
+
+
+async def test_ids_in_bodies_and_queries_beyond_what_the_database_holds_are_a_422_naming_the_field(stack):
+    flow = await pipeline(stack.http, ["NEW", "WON"])
+    manager = await user(stack.http, "Manager")
+    refused = await stack.http.post(
+        "/deals", json={"pipeline_id": flow["id"], "title": "Sofa", "responsible_id": TOO_LARGE_ID})
+    assert refused.status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert refused.json()["detail"][0]["loc"] == ["body", "responsible_id"]
+    for path, name in (("/deals", "responsible_id"), ("/timeline", "item_id"), ("/notifications", "user_id")):
+        listed = await stack.http.get(path, params={name: TOO_LARGE_ID})
+        assert listed.status_code == HTTPStatus.UNPROCESSABLE_ENTITY, (path, listed.text)
+        assert listed.json()["detail"][0]["loc"] == ["query", name]
+    largest = await stack.http.get("/deals", params={"responsible_id": TOO_LARGE_ID - 1})
+    assert ok(largest) == []
+    assert await total(stack.http, "/deals") == 0
+    assert ok(await stack.http.get(f"/users/{manager['id']}"))["name"] == "Manager"

@@ -1,5 +1,6 @@
 """stageflow as separate processes, for tests that kill parts of it: a Temporal dev server on a SQLite file,
-the worker (`python worker.py`) and the API (`uvicorn api.main:create_app --factory`).
+the worker (`python worker.py`) and the API (`uvicorn api.main:create_app --factory`). The app's database is
+the run's choice (tests/postgres_support.py): a SQLite file in the data dir, or a new PostgreSQL database.
 
 Each process writes its output to its own log file under the test's directory, can be killed with SIGKILL
 by its pid and started again on the same files and ports. Loopback servers standing in for the outside
@@ -33,6 +34,7 @@ from sqlalchemy.engine import Engine
 from models.db import make_engine
 from models.settings import get_settings
 from scripts.run import dev_server_argv, temporal_healthy
+from tests.postgres_support import test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -121,7 +123,7 @@ class Cluster:
             PYTHONUNBUFFERED="1",
             STAGEFLOW_API_KEY=self.api_key,
             STAGEFLOW_DATA_DIR=str(self.data),
-            DATABASE_URL=f"sqlite:///{self.data / 'stageflow.db'}",
+            DATABASE_URL=test_database_url(self.data),
             TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
             TEMPORAL_NAMESPACE="default",
             TEMPORAL_TASK_QUEUE=self.task_queue,
