@@ -15,6 +15,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.catalogue import HANDLERS
 from activities.documents import resume_pending_pdfs
 from activities.engine import Deps, EngineActivities
+from api.logs import install_redaction
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from workflows.entry import StageEntryWorkflow
@@ -73,6 +74,7 @@ async def connect(settings: Settings, attempts: int = 60) -> Client:
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    install_redaction()
     settings = get_settings()
     engine = make_engine(settings.effective_database_url)
     create_schema(engine)

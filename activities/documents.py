@@ -693,6 +693,8 @@ def signing_summary(session: Session, document_id: int) -> dict[str, Any]:
                 "sent_at": iso(signer.sent_at),
                 "viewed_at": iso(signer.viewed_at),
                 "signed_at": iso(signer.signed_at),
+                "link_expires_at": iso(signer.link_expires_at),
+                "link_revoked_at": iso(signer.link_revoked_at),
             }
             for signer in signers
         ],
@@ -708,15 +710,33 @@ def refresh_signing(session: Session, document_id: int) -> dict[str, Any]:
     return summary
 
 
+def revoke_signing(session: Session, document: Document, at: datetime) -> int:
+    """Closes every signing link of the document that is still open; signatures given stay. How many it closed."""
+    signers = session.exec(select(DocumentSigner).where(
+        DocumentSigner.document_id == document.id, col(DocumentSigner.link_revoked_at).is_(None)
+    )).all()
+    for signer in signers:
+        signer.link_revoked_at = at
+        session.add(signer)
+    if signers and document.item_id is not None:
+        add_timeline(
+            session, document.item_id, "document_signing_revoked",
+            f"Signing links of document {document.number} revoked", at=at,
+            key=f"document-{document.id}/signing-revoked", document_id=document.id,
+        )
+    refresh_signing(session, document.id)
+    return len(signers)
+
+
 def _open_signing(
-    session: Session, ctx: RuleContext, document_id: int, specs: list[SignerSpec]
+    session: Session, ctx: RuleContext, document_id: int, specs: list[SignerSpec], expires_at: datetime
 ) -> list[DocumentSigner]:
     signers = []
     for position, spec in enumerate(specs):
         signer, _ = get_or_create(
             session, DocumentSigner, f"{ctx.effect_key}/signer/{spec.role}",
             document_id=document_id, item_id=ctx.item_id, position=position, role=spec.role, name=spec.name,
-            channel=spec.channel, address=spec.address, token=secrets.token_urlsafe(32),
+            channel=spec.channel, address=spec.address, token=secrets.token_urlsafe(32), link_expires_at=expires_at,
         )
         signers.append(signer)
     refresh_signing(session, document_id)
@@ -732,15 +752,21 @@ def _record_sent(session: Session, ctx: RuleContext, made: MadeDocument, signers
     )
 
 
+def link_valid_until(signer: DocumentSigner) -> str:
+    return utc(signer.link_expires_at).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _link_text(signer: DocumentSigner, document: MadeDocument, seller: str, link: str) -> tuple[str, str]:
     what = f"{document.title} {document.number}"
     subject = f"Please sign {what}"
+    until = link_valid_until(signer)
     if signer.channel == "sms":
-        return subject, f"{seller or 'We'} ask you to sign {what}: {link}"
+        return subject, f"{seller or 'We'} ask you to sign {what} by {until}: {link}"
     text = (
         f"Hello {signer.name},\n\n"
         f"{seller or 'We'} ask you to sign {what}.\n"
-        f"Open this personal link to read the document and sign it with a one-time code:\n{link}\n\n"
+        f"Open this personal link to read the document and sign it with a one-time code:\n{link}\n"
+        f"The link is valid until {until}.\n\n"
         "Please do not forward this link."
     )
     return subject, text
@@ -764,7 +790,8 @@ async def send_for_signature(ctx: RuleContext) -> dict[str, Any]:
     )
     options = _options_for(ctx, settings, signer_name=specs[0].name)
     made = await make_document(ctx, options, wait_for_pdf=True)
-    signers = await ctx.db(lambda session: _open_signing(session, ctx, made.id, specs))
+    expires_at = ctx.at + timedelta(days=settings.link_expires_days)
+    signers = await ctx.db(lambda session: _open_signing(session, ctx, made.id, specs, expires_at))
     seller = await ctx.db(lambda session: _seller(_company_settings(session), full=False)[0]["name"])
     links = {}
     for signer in signers:

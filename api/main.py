@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.limits import BodyLimitMiddleware
+from api.logs import install_redaction
 from api.routes import api_router
 from api.routes.document_templates import TEMPLATE_UPLOAD_MAX_BYTES
 from api.routes.settings import COMPANY_MAX_BODY_BYTES
@@ -54,6 +55,7 @@ async def connect_temporal(settings: Settings, attempts: int = CONNECT_ATTEMPTS)
 def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
     """The API app. Its lifespan makes the DB engine and one Temporal client (or uses the one given)."""
     settings = settings or get_settings()
+    install_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -329,7 +329,8 @@ class SendForSignatureSettings(BaseModel):
     model_config = _config(
         {"template": "contract", "signer_user_id": 1, "client_channel": "email"},
         {"template": "contract", "signer_name": "{{Constants.Director}}", "signer_email": "director@shop.example",
-         "client_channel": "sms", "fields": {"DocumentTitle": "Contract for {{Deal.Title}}"}},
+         "client_channel": "sms", "fields": {"DocumentTitle": "Contract for {{Deal.Title}}"},
+         "link_expires_days": 14},
     )
     template: TemplateCode
     signer_user_id: UserRef | None = None
@@ -340,6 +341,8 @@ class SendForSignatureSettings(BaseModel):
     public_link: bool = False
     fields: dict[Identifier, OptionalText] = Field(default_factory=dict, max_length=100)
     lines: list[DocumentLine] | None = Field(default=None, max_length=200)
+    link_expires_days: int = Field(default=30, ge=1, le=365)
+    """How many days the signing links stay open; after that they answer 404 like an unknown link."""
 
     @field_validator("signer_email")
     @classmethod

@@ -314,6 +314,8 @@ class DocumentSigner(SQLModel, table=True):
     last_code_at: datetime | None = None
     effect_key: str | None = Field(default=None, unique=True)
     created_at: datetime = Field(default_factory=utcnow)
+    link_expires_at: datetime | None = None  # the link answers 404 from then on
+    link_revoked_at: datetime | None = None  # closed by POST /documents/{id}/revoke-signing
 
 
 class Callback(SQLModel, table=True):

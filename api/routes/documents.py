@@ -1,13 +1,15 @@
-"""Documents made by rules: metadata, the rendered PDF and DOCX, and their public links."""
+"""Documents made by rules: metadata, the rendered PDF and DOCX, their public links and signing links."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from activities.documents import revoke_signing
 from api.deps import MAX_ID, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import not_found
 from api.lookups import ItemRefDep, of_item
@@ -113,4 +115,18 @@ def revoke_public_link(document_id: DocumentId, session: SessionDep, settings: S
         document.public_revoked = True
         session.add(document)
         session.commit()
+    return documents_public(session, settings, [document])[0]
+
+
+@router.post("/{document_id}/revoke-signing", response_model=DocumentPublic)
+def revoke_signing_links(document_id: DocumentId, session: SessionDep, settings: SettingsDep):
+    """Close the document's signing links for good: each answers 404 from now on. Signatures given stay."""
+    document = get_document(session, document_id, files=False)
+    if not (document.signing or {}).get("signers"):
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT, detail=f"Document {document.number} was not sent for signing"
+        )
+    revoke_signing(session, document, datetime.now(timezone.utc))
+    session.commit()
+    session.refresh(document)
     return documents_public(session, settings, [document])[0]

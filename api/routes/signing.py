@@ -6,6 +6,10 @@ salted hashes, expire, and allow a few attempts. When every signer has signed, t
 original pages and a certificate with the original's SHA-256) is stored and the item gets a
 `document_signed` event. The forms post `application/x-www-form-urlencoded` and get HTML back; JSON
 bodies get JSON answers.
+
+A link is open until its `link_expires_at` (the rule's `link_expires_days`) and until
+`POST /documents/{id}/revoke-signing`; an expired or revoked link answers every route here with the same 404
+as a token nobody was given, and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from activities.docrender import InvalidDocumentData, render_signed_pdf
-from activities.documents import DeliveryFailed, deliver, refresh_signing, utc
+from activities.documents import DeliveryFailed, deliver, link_valid_until, refresh_signing, utc
 from activities.mail import MailTemporaryError
 from activities.sms import SmsTemporaryError
 from activities.store import add_timeline
@@ -43,7 +47,7 @@ CODE_TTL = timedelta(minutes=10)
 CODE_MAX_ATTEMPTS = 5
 CODE_RESEND_SECONDS = 30
 CODES_PER_SIGNER = 10
-GONE = "This signing link does not exist"
+GONE = "This signing link does not exist, was revoked or has expired"
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 ROLES = {"company": "for the seller", "client": "for the client"}
 
@@ -77,10 +81,16 @@ def mask(address: str) -> str:
     return address[:3] + "*" * max(len(address) - 6, 0) + address[-3:]
 
 
+def link_open(signer: DocumentSigner, now: datetime) -> bool:
+    if signer.link_revoked_at is not None:
+        return False
+    return signer.link_expires_at is None or utc(signer.link_expires_at) > now
+
+
 def _find(session: Session, token: str) -> tuple[DocumentSigner, Document]:
     signer = session.exec(select(DocumentSigner).where(DocumentSigner.token == token)).first()
     document = session.get(Document, signer.document_id) if signer is not None else None
-    if signer is None or document is None:
+    if signer is None or document is None or not link_open(signer, _now()):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=GONE)
     return signer, document
 
@@ -113,6 +123,8 @@ def _page(document: Document, signer: DocumentSigner, base: str, notice: str = "
             f'pattern="[0-9]{{{CODE_DIGITS}}}" maxlength="{CODE_DIGITS}" autocomplete="one-time-code" required>'
             '</label> <button type="submit">Sign</button></form>'
         )
+        if signer.link_expires_at is not None:
+            action += f"<p>This link is valid until {esc(link_valid_until(signer))}.</p>"
     title = esc(f"{document.title} {document.number}")
     seller = esc(str((data.get("seller") or {}).get("name") or ""))
     buyer = esc(str((data.get("buyer") or {}).get("name") or ""))

@@ -311,6 +311,14 @@ async def test_bad_document_settings_are_refused_when_saved(stack):
         ({"name": "sign", "type": "send_for_signature",
           "settings": {"template": "contract", "signer_user_id": 999}},
          ["settings", "signer_user_id"], "999"),
+        ({"name": "sign", "type": "send_for_signature",
+          "settings": {"template": "contract", "signer_name": "Jan", "signer_email": "jan@shop.example",
+                       "link_expires_days": 0}},
+         ["settings", "link_expires_days"], "greater than or equal to 1"),
+        ({"name": "sign", "type": "send_for_signature",
+          "settings": {"template": "contract", "signer_name": "Jan", "signer_email": "jan@shop.example",
+                       "link_expires_days": 400}},
+         ["settings", "link_expires_days"], "less than or equal to 365"),
     ]
     for rule, loc, message in cases:
         response = await stack.http.put(f"/pipelines/{flow['id']}/automation",

@@ -53,6 +53,8 @@ async def test_only_the_listed_routes_answer_without_a_key_and_those_only_with_a
     }
     for route in BY_TOKEN:
         assert answered[route] == HTTPStatus.NOT_FOUND, (route, answered[route])
+    for closing in ("revoke-link", "revoke-signing"):
+        assert answered[("POST", f"/documents/{{document_id}}/{closing}")] == HTTPStatus.UNAUTHORIZED
     record("access", {
         "routes": len(routes),
         "routes_refusing_without_key": sum(status == HTTPStatus.UNAUTHORIZED for status in answered.values()),

@@ -4,7 +4,8 @@ The API and the worker run as processes with an admin API key, an SMTP password 
 it), an SMS provider's auth header and a member API key in use; rules send e-mails, an SMS and a document for
 signing, and the client signs with the one-time code that came by e-mail. Then every workflow history on the
 Temporal server (every payload: inputs, results, signals, queries' data as stored) and every line the API,
-the worker and the Temporal server logged are searched for each secret.
+the worker and the Temporal server logged are searched for each secret, and the logs for the signing-link
+tokens and the inbound-hook secret that were used (the API's access log prints paths with `***` for them).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ async def test_keys_passwords_and_codes_stay_out_of_logs_and_workflow_histories(
     })
     assert workflows >= 3 and len(logs) > 1000
     assert found == {name: {"histories": 0, "logs": 0} for name in secrets_used}, found
+    assert {name: seen["logs"] for name, seen in capability.items()} == {name: 0 for name in capability}, capability
 
 
 async def _rules_done(http: httpx.AsyncClient, item_id: int, count: int) -> bool:
