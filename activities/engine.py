@@ -8,6 +8,7 @@ a crashed worker or a reset in the Temporal UI returns the recorded outcome inst
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,7 @@ from workflows.types import (
 )
 
 RULE_DEPENDENCY = "Rule."
+STORED_PREFIX = "<kept in the database: "
 VARIABLE_DEPENDENCY = "Variables."
 
 
@@ -553,7 +555,7 @@ class RuleRunner:
         if info is not None and not info.is_local and info.heartbeat_timeout:
             beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
         try:
-            return await self._run(call)
+            return _in_history(call, await self._run(call))
         finally:
             if beating is not None:
                 beating.cancel()
@@ -590,7 +592,8 @@ class RuleRunner:
                 at=call.at, key=f"{key}/cancelled", rule_name=call.rule.name, entry_no=call.entry_no,
             )
             return RuleOutcome(status="cancelled", reason="the item left the stage")
-        data = build_data(session, item, constants=call.constants, variables=call.variables, results=call.results)
+        results = _stored_results(session, call)
+        data = build_data(session, item, constants=call.constants, variables=call.variables, results=results)
         if call.rule.condition:
             passed, reason = conditions.evaluate(call.rule.condition, data)
             if not passed:
@@ -633,6 +636,36 @@ async def _heartbeat(every: float) -> None:
     while True:
         activity.heartbeat()
         await asyncio.sleep(max(every, 0.2))
+
+
+def _reference(rule: str, name: str) -> str:
+    return f"{STORED_PREFIX}Rule.{rule}.{name}>"
+
+
+def _in_history(call: RuleCall, outcome: RuleOutcome) -> RuleOutcome:
+    """The outcome as the workflow history keeps it: results that carry a capability token (a link that opens
+    or signs a document) are replaced by a reference; the effect row in the database holds their values."""
+    kind = RULE_TYPES.get(call.rule.type)
+    private = [name for name in (kind.private_returns if kind else ()) if outcome.result.get(name)]
+    if not private:
+        return outcome
+    result = {**outcome.result, **{name: _reference(call.rule.name, name) for name in private}}
+    return dataclasses.replace(outcome, result=result)
+
+
+def _stored_results(session: Session, call: RuleCall) -> dict[str, dict[str, Any]]:
+    """The results of the earlier rules this one reads, with referenced values read back from their effects."""
+    results = {}
+    for name, values in call.results.items():
+        if any(isinstance(value, str) and value.startswith(STORED_PREFIX) for value in values.values()):
+            effect = session.get(Effect, f"{call.workflow_id}/{name}")
+            stored = ((effect.result if effect else None) or {}).get("result") or {}
+            values = {
+                field: stored.get(field, value) if value == _reference(name, field) else value
+                for field, value in values.items()
+            }
+        results[name] = values
+    return results
 
 
 def _outcome_from(effect: Effect) -> RuleOutcome:

@@ -841,7 +841,9 @@ def _webhook_returns(settings: WebhookSettings) -> tuple[str, ...]:
 class RuleType:
     """One kind of rule action.
 
-    `returns` are the result values later rules read as `{{Rule.<name>.<value>}}`; `result_names` adds
+    `returns` are the result values later rules read as `{{Rule.<name>.<value>}}`; `private_returns` among them
+    carry a capability token (a link that opens or signs a document): they stay in the database, and the
+    workflow history holds a reference in their place; `result_names` adds
     those that depend on the settings. `user_fields` are settings keys holding user ids (or lists of
     them) checked at save time. `check` gives further save-time problems (pipelines, stages, templates).
     """
@@ -853,6 +855,7 @@ class RuleType:
     settings: type[BaseModel]
     auxiliary: bool = False
     local: bool = False
+    private_returns: tuple[str, ...] = ()
     returns: tuple[str, ...] = ()
     user_fields: tuple[str, ...] = ()
     entities: tuple[str, ...] = ENTITY_TYPES
@@ -894,13 +897,13 @@ _RULES: list[RuleType] = [
         "Creates a document (invoice, offer, contract …) from a template as DOCX and PDF, optionally with "
         "my company's requisites, signature and stamp, extra fields and a public link for the client.",
         CreateDocumentSettings, returns=("document_id", "number", "title", "public_url", "pdf_url"),
-        check=_check_create_document,
+        private_returns=("public_url",), check=_check_create_document,
     ),
     RuleType(
         "send_for_signature", "documents", "Send document for signing",
         "Creates the document from a template and sends it for signing by the company's signer and the client.",
         SendForSignatureSettings, returns=("document_id", "number", "signing_url", "public_url"),
-        user_fields=("signer_user_id",), check=_check_send_for_signature,
+        private_returns=("signing_url", "public_url"), user_fields=("signer_user_id",), check=_check_send_for_signature,
     ),
     RuleType(
         "change_requisites", "documents", "Change requisites",

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.events import send_once
+from api.logs import redact
 from models.tables import Message
 
 router = APIRouter(prefix="/t", tags=["tracking"])
@@ -58,6 +59,7 @@ async def link_clicked(
     if n >= len(message.links):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Unknown tracking link")
     url = str(message.links[n])
+    shown = redact(url)  # a signing or document link's token stays out of the event and the timeline
     await send_once(
         session,
         client,
@@ -65,7 +67,7 @@ async def link_clicked(
         message.item_id,
         key=f"message-{message.id}-click-{n}",
         event_type="link_clicked",
-        data={"message_id": message.id, "url": url},
-        text=f"The client clicked {url}",
+        data={"message_id": message.id, "url": shown},
+        text=f"The client clicked {shown}",
     )
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
