@@ -29,7 +29,9 @@ from models.automation import AutomationConfig, RuleConfig, parse_delay
 from models.db import session_scope
 from models.rule_types import RULE_TYPES
 from models.settings import Settings
-from models.tables import Activity, Automation, Callback, CustomRuleType, Effect, Item, SettingsRecord, Stage
+from models.tables import (
+    Activity, Automation, Callback, CustomRuleType, Effect, Item, SettingsRecord, Stage, TimelineEntry,
+)
 from workflows.types import (
     EnterCall,
     EntryFinish,
@@ -429,6 +431,8 @@ class EngineActivities:
             item = session.get(Item, call.item_id, with_for_update=bool(call.enter_entry_no))
             if item is None or call.stage is None:
                 return MatchResult()
+            if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
+                return self._entered_before(session, call)
             config, _ = load_automation(session, call.pipeline_id)
             order = [
                 stage.code
@@ -452,6 +456,16 @@ class EngineActivities:
             return match
 
         return await self.deps.db(work)
+
+    @staticmethod
+    def _entered_before(session: Session, call: MatchCall) -> MatchResult:
+        """An earlier run of this same step matched and entered (its workflow task was lost): its stage change,
+        read back, rather than a new match on data that already shows the new stage."""
+        key = f"{item_workflow_id(call.entity, call.item_id)}/entry-{call.enter_entry_no}/stage_changed"
+        entered = get_by(session, TimelineEntry, key=key)
+        if entered is None:
+            raise ApplicationError(f"entry {call.enter_entry_no} has no stage change on record", type="EntryMissing")
+        return MatchResult(stage=entered.data["to"], trigger=entered.data.get("trigger"), entered=True)
 
     # -- outcomes ------------------------------------------------------------------------------
 

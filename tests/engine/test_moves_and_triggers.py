@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
+from activities.catalogue import HANDLERS
+from activities.engine import EngineActivities
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
+from workflows.types import ItemEvent, MatchCall, MatchResult
 
 STAGES = ["NEW", "PREPARE", "INVOICE", "PAID", "WON"]
 
@@ -174,3 +178,26 @@ async def test_fifty_concurrent_moves_and_events_end_in_an_explained_sequence(st
         assert outcomes == ["rule_scheduled", "rule_cancelled"], (entry_no, outcomes)
         marks = [entry["kind"] for entry in entries if entry["entry_no"] == entry_no and entry.get("rule_name") == "mark"]
         assert marks.count("rule_done") + marks.count("rule_cancelled") == 1, (entry_no, marks)
+
+
+async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_first_answer(stack):
+    """The step that matches a trigger and enters its stage may run twice when its workflow task is lost; the
+    second run must answer as the first did, though the item's data (here its stage) has changed since."""
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, ["NEW", "PAID"])
+    await automate(stack.http, flow["id"], {"PAID": {"triggers": [{
+        "name": "paid", "type": "payment_received",
+        "condition": {"all": [{"field": "Deal.Stage", "op": "==", "value": "NEW"}]},
+    }]}})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    engine = EngineActivities(stack.deps, HANDLERS)
+    call = MatchCall(
+        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW",
+        event=ItemEvent(type="payment_received", data={"amount": 5}), at=datetime.now(timezone.utc),
+        enter_entry_no=2,
+    )
+    first = await engine.match_trigger(call)
+    again = await engine.match_trigger(call)
+    assert first == again == MatchResult(stage="PAID", trigger="paid", entered=True)
+    changes = [entry for entry in await timeline(stack.http, item["id"]) if entry["kind"] == "stage_changed"]
+    assert [(entry["data"]["to"], entry["entry_no"]) for entry in changes] == [("NEW", 1), ("PAID", 2)]
