@@ -7,7 +7,6 @@ Each runs in its own process group with its output in a log file under the run's
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from temporalio.client import Client
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
+from scripts.run import parent_death_signal  # noqa: E402
 from workflows.types import SEARCH_ATTRIBUTES  # noqa: E402
 
 
@@ -40,24 +40,6 @@ def binary(name: str, install: str = "make bench") -> str:
     return str(path)
 
 
-def _die_with_parent():
-    """A preexec function asking Linux to SIGTERM the child if this driver dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 @dataclass
 class Proc:
     name: str
@@ -71,7 +53,7 @@ class Proc:
         handle = open(self.log, "ab")
         self.popen = subprocess.Popen(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent(),
+            start_new_session=True, preexec_fn=parent_death_signal(),
         )
         handle.close()
         return self

@@ -74,7 +74,7 @@ def say(message: str) -> None:
 # Child processes
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
+def parent_death_signal() -> Callable[[], None] | None:
     """A preexec function asking Linux to SIGTERM the child when this supervisor dies, even by SIGKILL."""
     if not sys.platform.startswith("linux"):
         return None
@@ -128,7 +128,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.stop_signal: int | None = None
         self.hard_stop = False
-        self.preexec = _parent_death_signal()
+        self.preexec = parent_death_signal()
 
     # signals -------------------------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:

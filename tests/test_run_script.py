@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults.cluster import port_open
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "scripts" / "run.py"
 TEMPORAL = Path(sys.executable).parent / "temporal"
@@ -37,14 +39,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def pid_running(pid: int) -> bool:

@@ -35,6 +35,7 @@ from models.db import make_engine
 from models.settings import get_settings
 from scripts.run import dev_server_argv, temporal_healthy
 from tests.postgres_support import test_database_url
+from tests.results import record_results
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -379,9 +380,4 @@ def outside_world(
 
 def record_figures(name: str, figures: dict[str, Any]) -> Path:
     """Prints the figures of one fault scenario and keeps them in tests/faults/results/<name>.json."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    document = {"scenario": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\n[{name}] " + ", ".join(f"{key}={value}" for key, value in figures.items()))
-    return path
+    return record_results(RESULTS, name, "scenario", figures)

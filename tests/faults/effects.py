@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import httpx
 from sqlalchemy import func
@@ -42,6 +43,34 @@ def tally(rows: Counter, item_ids: list[int], rules: tuple[str, ...]) -> Tally:
         seen=sum(rows[pair] for pair in pairs),
         lost=sum(1 for pair in pairs if rows[pair] == 0),
         duplicated=sum(rows[pair] - 1 for pair in pairs if rows[pair] > 1),
+    )
+
+
+@dataclass
+class Outcome:
+    """What a fault scenario left in the database for its items' rules."""
+
+    counted: Tally
+    done: Counter  # rule_done timeline entries per (item, rule)
+    late: list[float]  # seconds each rule took effect after its due time
+    extra: list[str]  # effects of rules the scenario did not configure
+
+    def figures(self) -> dict[str, Any]:
+        return {**self.counted.figures(), "rules_done_on_timeline": sum(self.done.values())}
+
+    def check_each_rule_once(self, item_ids: list[int], rules: tuple[str, ...], figures: dict[str, Any]) -> None:
+        """Every rule of every item took effect exactly once, and nothing else did."""
+        assert (self.counted.lost, self.counted.duplicated) == (0, 0), figures
+        assert self.extra == [], figures
+        assert all(self.done[(item, rule)] == 1 for item in item_ids for rule in rules), figures
+
+
+def outcome(engine: Engine, item_ids: list[int], rules: tuple[str, ...]) -> Outcome:
+    return Outcome(
+        counted=tally(effect_rows(engine, item_ids), item_ids, rules),
+        done=timeline_kinds(engine, item_ids, "rule_done"),
+        late=lateness(engine, item_ids),
+        extra=unexpected_effects(engine, item_ids, rules),
     )
 
 

@@ -16,12 +16,9 @@ from tests.faults.cluster import Cluster, record_figures
 from tests.faults.effects import (
     create_items,
     crm_with_delayed_rules,
-    effect_rows,
     effects_done,
-    lateness,
-    tally,
+    outcome,
     timeline_kinds,
-    unexpected_effects,
     until,
 )
 
@@ -60,30 +57,24 @@ async def test_temporal_server_killed_and_restarted_on_its_file(cluster: Cluster
         finished = time.monotonic() - restarted
         time.sleep(2)
         after = await http.get("/health")
-    counted = tally(effect_rows(engine, items), items, RULES)
-    done = timeline_kinds(engine, items, "rule_done")
-    late = lateness(engine, items)
-    extra = unexpected_effects(engine, items, RULES)
+    result = outcome(engine, items, RULES)
     figures = {
         "items": len(items),
-        **counted.figures(),
-        "rules_done_on_timeline": sum(done.values()),
+        **result.figures(),
         "pending_at_kill": expected - done_at_kill,
         # Activities running when the server died finish on the worker; their results reach the server later.
         "done_while_down": done_while_down - done_at_kill,
         "seconds_down": round(restarted - killed, 1),
         "seconds_to_first_effect_after_restart": round(first, 1),
         "seconds_to_finish_after_restart": round(finished, 1),
-        "max_seconds_late": round(max(late), 1),
+        "max_seconds_late": round(max(result.late), 1),
     }
-    figures["unexpected_effects"] = extra[:10]
+    figures["unexpected_effects"] = result.extra[:10]
     record_figures("temporal_killed", figures)
     assert health.status_code == 503 and health.json()["temporal"].startswith("error"), health.text
     assert complete, f"effects missing {FINISH_BOUND:.0f} s after the restart: {figures}"
-    assert (counted.lost, counted.duplicated) == (0, 0), figures
-    assert extra == [], figures
-    assert all(done[(item, rule)] == 1 for item in items for rule in RULES), figures
-    assert max(late) < restarted - killed + LATE_MARGIN, f"rules fired later than the restart allows: {figures}"
+    result.check_each_rule_once(items, RULES, figures)
+    assert max(result.late) < restarted - killed + LATE_MARGIN, f"rules fired later than the restart allows: {figures}"
     assert after.status_code == 200, after.text
     assert {process.name for process in cluster.processes} == {"temporal", "worker", "api"}
     assert cluster.running["worker"].alive() and cluster.running["api"].alive()

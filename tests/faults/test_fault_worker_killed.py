@@ -15,13 +15,10 @@ from tests.faults.cluster import Cluster, record_figures
 from tests.faults.effects import (
     create_items,
     crm_with_delayed_rules,
-    effect_rows,
     effects_done,
-    lateness,
+    outcome,
     started_activities,
-    tally,
     timeline_kinds,
-    unexpected_effects,
     until,
 )
 
@@ -70,28 +67,21 @@ async def test_worker_killed_during_delays_and_during_activities(cluster: Cluste
     complete = await until(lambda: effects_done(engine, items) >= expected, timeout=RECOVERY_BOUND, interval=0.5)
     recovery = time.monotonic() - restarted
     time.sleep(2)
-    counted = tally(effect_rows(engine, items), items, RULES)
-    done = timeline_kinds(engine, items, "rule_done")
-    late = lateness(engine, items)
-    extra = unexpected_effects(engine, items, RULES)
-
+    result = outcome(engine, items, RULES)
     figures = {
         "items": len(items),
-        **counted.figures(),
-        "rules_done_on_timeline": sum(done.values()),
+        **result.figures(),
         "pending_at_kill_during_delay": expected - done_at_first_kill,
         "pending_at_kill_during_activities": expected - done_at_second_kill,
         "activities_running_at_kill": sum(count for name, count in in_flight.items() if name != "workflow_task"),
         "workflow_tasks_running_at_kill": in_flight.get("workflow_task", 0),
         "seconds_to_finish_after_restart": round(recovery, 1),
-        "max_seconds_late": round(max(late), 1),
+        "max_seconds_late": round(max(result.late), 1),
         "seconds_creating_items": round(creating, 1),
     }
-    figures["unexpected_effects"] = extra[:10]
+    figures["unexpected_effects"] = result.extra[:10]
     record_figures("worker_killed", figures)
     assert complete, f"effects missing {RECOVERY_BOUND:.0f} s after the restart: {figures}"
-    assert (counted.lost, counted.duplicated) == (0, 0), figures
-    assert extra == [], figures
-    assert counted.seen == expected
-    assert all(done[(item, rule)] == 1 for item in items for rule in RULES), figures
+    result.check_each_rule_once(items, RULES, figures)
+    assert result.counted.seen == expected
     assert sum(in_flight.values()) > 0, f"no activity or workflow task was running when the worker was killed: {figures}"
