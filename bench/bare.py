@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.settings import Settings  # noqa: E402
 
 STEP_TIMEOUT = timedelta(seconds=30)
 
@@ -69,8 +75,8 @@ def build_bare_worker(client: Client, task_queue: str) -> Worker:
         task_queue=task_queue,
         workflows=[BareWorkflow, BareSignalWorkflow],
         activities=[bare_step],
-        max_concurrent_activities=200,
-        max_concurrent_workflow_tasks=200,
+        max_concurrent_activities=Settings.model_fields["worker_activity_slots"].default,
+        max_concurrent_workflow_tasks=Settings.model_fields["worker_workflow_task_slots"].default,
     )
 
 

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     rule_retry_initial_seconds: float = Field(default=1.0, validation_alias=_env("STAGEFLOW_RULE_RETRY_INITIAL_SECONDS"))
     rule_heartbeat_seconds: float = Field(default=10.0, ge=0, validation_alias=_env("STAGEFLOW_RULE_HEARTBEAT_SECONDS"))
     max_body_bytes: int = Field(default=1_000_000, validation_alias=_env("STAGEFLOW_MAX_BODY_BYTES"))
+    worker_workflow_task_slots: int = Field(default=20, ge=1, validation_alias=_env("STAGEFLOW_WORKFLOW_TASK_SLOTS"))
+    worker_activity_slots: int = Field(default=200, ge=1, validation_alias=_env("STAGEFLOW_ACTIVITY_SLOTS"))
 
     @property
     def effective_database_url(self) -> str:
