@@ -18,10 +18,6 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models.settings import Settings  # noqa: E402
-
 STEP_TIMEOUT = timedelta(seconds=30)
 
 
@@ -69,14 +65,25 @@ class BareSignalWorkflow:
         return self.value
 
 
+def slot_settings() -> dict[str, int]:
+    """stageflow's default slot counts (models/settings.py), so both workers run with the same."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from models.settings import Settings
+
+    fields = Settings.model_fields
+    return {
+        "max_concurrent_activities": fields["worker_activity_slots"].default,
+        "max_concurrent_workflow_tasks": fields["worker_workflow_task_slots"].default,
+    }
+
+
 def build_bare_worker(client: Client, task_queue: str) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[BareWorkflow, BareSignalWorkflow],
         activities=[bare_step],
-        max_concurrent_activities=Settings.model_fields["worker_activity_slots"].default,
-        max_concurrent_workflow_tasks=Settings.model_fields["worker_workflow_task_slots"].default,
+        **slot_settings(),
     )
 
 
