@@ -315,7 +315,7 @@ class EngineActivities:
             "stage_changed",
             text,
             at=call.at,
-            key=f"{item_workflow_id(call.entity, call.item_id)}/entry-{call.entry_no}/stage_changed",
+            key=_stage_change_key(call.entity, call.item_id, call.entry_no),
             author_id=author,
             entry_no=call.entry_no,
             **{"from": call.previous_stage, "to": call.stage, "reason": call.reason, "trigger": call.trigger,
@@ -461,8 +461,7 @@ class EngineActivities:
     def _entered_before(session: Session, call: MatchCall) -> MatchResult:
         """An earlier run of this same step matched and entered (its workflow task was lost): its stage change,
         read back, rather than a new match on data that already shows the new stage."""
-        key = f"{item_workflow_id(call.entity, call.item_id)}/entry-{call.enter_entry_no}/stage_changed"
-        entered = get_by(session, TimelineEntry, key=key)
+        entered = get_by(session, TimelineEntry, key=_stage_change_key(call.entity, call.item_id, call.enter_entry_no))
         if entered is None:
             raise ApplicationError(f"entry {call.enter_entry_no} has no stage change on record", type="EntryMissing")
         return MatchResult(stage=entered.data["to"], trigger=entered.data.get("trigger"), entered=True)
@@ -642,6 +641,11 @@ class RuleRunner:
             at=call.at, key=f"{key}/done", rule_name=call.rule.name, entry_no=call.entry_no,
             result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
         )
+
+
+def _stage_change_key(entity: str, item_id: int, entry_no: int) -> str:
+    """The key of the timeline entry that records the item entering a stage: one per entry, ever."""
+    return f"{item_workflow_id(entity, item_id)}/entry-{entry_no}/stage_changed"
 
 
 async def _heartbeat(every: float) -> None:
