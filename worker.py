@@ -12,9 +12,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.catalogue import HANDLERS
-from activities.documents import resume_pending_pdfs
-from activities.engine import Deps, EngineActivities
+from activities.document_store import resume_pending_pdfs
+from activities.engine import EngineActivities
+from activities.rule import Deps
+from activities.rules import APP_RULES, RULE_TYPES
 from api.logs import install_redaction
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
@@ -27,7 +28,7 @@ WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
 
 
 def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **options) -> Worker:
-    activities = EngineActivities(deps, HANDLERS)
+    activities = EngineActivities(deps, RULE_TYPES, APP_RULES)
     # Few workflow task slots: they share one event loop, and when many timers fire at once 200 slots made every
     # task slow (thousands over 5 s in a burst of 1,000) where 20 keep each short at the same rate.
     options.setdefault("max_concurrent_activities", deps.settings.worker_activity_slots)
@@ -82,7 +83,7 @@ async def main() -> None:
     create_schema(engine)
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)
-    worker = build_worker(client, Deps(settings=settings, engine=engine, client=client))
+    worker = build_worker(client, Deps(settings=settings, database=engine, client=client))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -24,7 +24,8 @@ MAX_ID = 2**31 - 1
 Role = Literal["admin", "member"]
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (`create_app`)."""
     return request.app.state.settings
 
 
@@ -37,7 +38,7 @@ def get_temporal_client(request: Request) -> Client:
     return request.app.state.temporal_client
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ClientDep = Annotated[Client, Depends(get_temporal_client)]
 

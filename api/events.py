@@ -10,9 +10,9 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api import engine
 from models.settings import Settings
 from models.tables import Item, TimelineEntry
+from workflows import client as workflow_client
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ async def send_once(
     if item is None or item.stage is None:
         return
     try:
-        await engine.send_event(client, settings, item, event_type, data, event_id=key)
+        await workflow_client.send_event(client, settings, item, event_type, data, event_id=key)
     except RPCError as error:
         log.warning("could not send %s to %s %s: %s", event_type, item.entity_type, item.id, error)
         return

@@ -25,7 +25,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 sys.path.insert(0, str(Path.cwd()))
 
-from activities.engine import Deps  # noqa: E402
+from activities.rule import Deps  # noqa: E402
 from models.db import create_schema, make_engine  # noqa: E402
 from models.settings import get_settings  # noqa: E402
 from worker import build_worker, connect, ensure_search_attributes  # noqa: E402
@@ -58,7 +58,7 @@ async def main(raw: dict) -> None:
     client = await connect(settings)
     if settings.temporal_search_attributes:
         await ensure_search_attributes(client, settings.temporal_namespace)
-    worker = build_worker(client, Deps(settings=settings, engine=engine, client=client), **worker_options(raw))
+    worker = build_worker(client, Deps(settings=settings, database=engine, client=client), **worker_options(raw))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

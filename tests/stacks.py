@@ -22,7 +22,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.engine import Deps
+from activities.rule import Deps
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from models.tables import ApiKey
@@ -103,7 +103,7 @@ async def open_stack(
         session.add(ApiKey(name="member", key_hash=hashlib.sha256(MEMBER_KEY.encode()).hexdigest(), role="member"))
         session.commit()
     stack = Stack(env=env, settings=settings, engine=engine, client=env.client)
-    stack.deps = Deps(settings=settings, engine=engine, client=env.client)
+    stack.deps = Deps(settings=settings, database=engine, client=env.client)
     if worker:
         await exit_stack.enter_async_context(build_worker(env.client, stack.deps))
     if api:

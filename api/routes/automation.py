@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, status
 from sqlmodel import Session, select
 
-from activities.docrender import BUILTIN_KINDS
+from activities.rendering import BUILTIN_KINDS
+from activities.rules import RULE_TYPES
+from activities.rules.custom import app_rule_types
 from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, hash_key, member_only
 from api.lookups import get_pipeline, stages_of
-from api.routes.rule_types import custom_rule_types
-from models.automation import AutomationConfig, AutomationInvalid, ValidationContext, validate_automation
+from models.domain.automation import AutomationConfig
+from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 from models.settings import Settings
 from models.tables import Automation, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
 
@@ -55,7 +57,7 @@ def validation_context(session: Session, pipeline: Pipeline) -> ValidationContex
         user_ids=set(session.exec(select(User.id)).all()),
         pipelines=pipelines,
         templates=templates,
-        custom_rule_types=custom_rule_types(session),
+        rule_types={**RULE_TYPES, **app_rule_types(session)},
         pipeline_id=pipeline.id,
     )
 

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import defer
 from sqlmodel import func, select
 
-from activities.docrender import (
+from activities.rendering import (
     BUILTIN_KINDS,
     DEFAULT_TITLES,
     MAX_TEMPLATE_BYTES,

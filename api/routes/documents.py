@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from activities.documents import revoke_signing
+from activities.signing import revoke_signing
 from api.deps import MAX_ID, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import not_found
 from api.lookups import ItemRefDep, of_item

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 from sqlmodel import select
 
-from api import engine
 from api.deps import ClientDep, SessionDep, SettingsDep, hash_key
 from api.errors import field_error
 from api.idempotency import IdempotencyKey
 from api.schemas import Accepted, HookCall
 from models.tables import HookSecret, Item, Pipeline
+from workflows import client as workflow_client
 
 router = APIRouter(prefix="/hooks", tags=["inbound webhooks"])
 UNKNOWN = "Unknown webhook"
@@ -45,5 +45,5 @@ async def inbound_webhook(
     if item.stage is None:
         raise field_error(("body", field), f"{entity} {item_id} has not entered a stage yet", status.HTTP_409_CONFLICT)
     data = {**body.data, "pipeline_id": hook.pipeline_id, "stage": hook.stage, "trigger": hook.trigger_name}
-    await engine.send_event(client, settings, item, "webhook", data, event_id=idempotency_key)
+    await workflow_client.send_event(client, settings, item, "webhook", data, event_id=idempotency_key)
     return Accepted()

@@ -1,7 +1,7 @@
 """Deals and leads: the items that move through pipeline stages.
 
 Both resources have the same routes, built by one factory; an item of the other entity type is not found.
-The item's stage is written only by its workflow: creating and moving go through `api.engine`.
+The item's stage is written only by its workflow: creating and moving go through `workflows.client`.
 """
 
 from typing import Annotated, Any, Literal
@@ -10,8 +10,6 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
-from activities.timing import CUSTOM_FIELD_PREFIX
-from api import engine
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, page_of, paginate
 from api.errors import Problems, not_found
 from api.idempotency import Idempotency, IdempotencyKey
@@ -28,13 +26,15 @@ from api.schemas import (
     StageCode,
     TimelinePublic,
 )
+from models.domain.timing import CUSTOM_FIELD_PREFIX
 from models.tables import Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
+from workflows import client as workflow_client
 
 RefId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 KindFilter = Annotated[str | None, Query(min_length=1, max_length=100)]
 
 
-def rejected(error: engine.MoveRejected) -> HTTPException:
+def rejected(error: workflow_client.MoveRejected) -> HTTPException:
     return HTTPException(status_code=error.status_code, detail=error.detail)
 
 
@@ -110,8 +110,8 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
             session.commit()
         if item.stage is None:
             try:
-                await engine.start_item(client, settings, item, stage, as_user_id=None)
-            except engine.MoveRejected as error:
+                await workflow_client.start_item(client, settings, item, stage, as_user_id=None)
+            except workflow_client.MoveRejected as error:
                 raise rejected(error) from error
             session.refresh(item)
         return public(item)
@@ -183,11 +183,11 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
             session.commit()
             session.refresh(item)
         if changed and item.stage is not None:
-            await engine.send_event(
+            await workflow_client.send_event(
                 client, settings, item, "field_changed", {"fields": changed, "by_user_id": by_user_id}, event_id=None
             )
             if "responsible_id" in changed:
-                await engine.send_event(
+                await workflow_client.send_event(
                     client,
                     settings,
                     item,
@@ -221,12 +221,12 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         problems.raise_if_any()
         try:
             if item.stage is None:
-                await engine.start_item(client, settings, item, body.stage, as_user_id=body.as_user_id)
+                await workflow_client.start_item(client, settings, item, body.stage, as_user_id=body.as_user_id)
             else:
-                await engine.move_item(
+                await workflow_client.move_item(
                     client, settings, item, body.stage, as_user_id=body.as_user_id, request_id=idempotency_key
                 )
-        except engine.MoveRejected as error:
+        except workflow_client.MoveRejected as error:
             record.remember(error.status_code, {"detail": error.detail})
             raise rejected(error) from error
         session.refresh(item)
@@ -252,7 +252,7 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         """An event for the triggers of the item's pipeline (a repeated `Idempotency-Key` is one event)."""
         item = get_item(session, item_id)
         require_started(item)
-        await engine.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
+        await workflow_client.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
         return Accepted()
 
     @router.post(
@@ -270,7 +270,7 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         item = get_item(session, item_id)
         require_started(item)
         data = {"amount": body.amount, "currency": body.currency or item.currency}
-        await engine.send_event(client, settings, item, "payment_received", data, event_id=idempotency_key)
+        await workflow_client.send_event(client, settings, item, "payment_received", data, event_id=idempotency_key)
         return Accepted()
 
     @router.post(
@@ -313,7 +313,7 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
     ):
         """The rules of the current stage entry still waiting: due time and why (delay, after previous, condition)."""
         item = get_item(session, item_id)
-        return page_of(await engine.pending_rules(client, settings, item), page, response)
+        return page_of(await workflow_client.pending_rules(client, settings, item), page, response)
 
     return router
 

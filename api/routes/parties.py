@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from sqlmodel import col, select
 
-from api import engine
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import not_found
 from api.idempotency import IdempotencyKey
@@ -21,7 +20,7 @@ from api.schemas import (
     RequisitesUpdate,
 )
 from models.tables import Company, Contact, Item, Requisites, utcnow
-
+from workflows import client as workflow_client
 
 
 def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: str) -> APIRouter:
@@ -95,7 +94,7 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
         get_or_404(session, party_id)
         items = session.exec(select(Item).where(link == party_id, col(Item.stage).is_not(None)).order_by(Item.id)).all()
         for item in items:
-            await engine.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
+            await workflow_client.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
         return PartyEventAccepted(
             deal_ids=[item.id for item in items if item.entity_type == "deal"],
             lead_ids=[item.id for item in items if item.entity_type == "lead"],

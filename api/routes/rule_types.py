@@ -5,35 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from activities.net import validate_url_syntax
+from activities.rules import RULE_TYPES
+from activities.rules.custom import AppRuleType, app_rule_types
+from activities.transports.net import validate_url_syntax
 from api.deps import PageDep, SessionDep, admin_only, member_only, page_of
 from api.errors import Problems, field_error
 from api.schemas import CustomRuleTypeCreate, CustomRuleTypePublic
-from models.rule_types import RuleType, make_custom_rule_type, rule_type_catalogue, trigger_type_catalogue
+from models.domain.rule_types import rule_type_catalogue
+from models.domain.triggers import trigger_type_catalogue
 from models.tables import CustomRuleType
 
 router = APIRouter(tags=["rule types"], dependencies=member_only)
 
 
-def _rule_type(row: CustomRuleType | CustomRuleTypeCreate) -> RuleType:
-    return make_custom_rule_type(
-        row.name,
-        settings_schema=row.settings_schema,
-        handler_url=row.handler_url,
-        returns=row.returns,
-        title=row.title,
-    )
-
-
-def custom_rule_types(session: Session) -> dict[str, RuleType]:
-    """The apps' own rule types, by name."""
-    return {row.name: _rule_type(row) for row in session.exec(select(CustomRuleType).order_by(CustomRuleType.id)).all()}
-
-
 def _loc(message: str) -> tuple[list[str], str]:
-    """`make_custom_rule_type` names the part at fault before a colon: `settings_schema.properties.x: ...`."""
+    """`app_rule_type` names the part at fault before a colon: `settings_schema.properties.x: ...`."""
     where, sep, text = message.partition(": ")
     if not sep or " " in where:
         return ["body", "settings_schema"], message
@@ -43,7 +31,7 @@ def _loc(message: str) -> tuple[list[str], str]:
 @router.get("/rule-types", response_model=list[dict[str, Any]])
 def list_rule_types(session: SessionDep, page: PageDep, response: Response):
     """Every rule type with its settings schema and return values: built-in ones, then the apps' own."""
-    return page_of(rule_type_catalogue(custom_rule_types(session)), page, response)
+    return page_of(rule_type_catalogue(RULE_TYPES, app_rule_types(session)), page, response)
 
 
 @router.post(
@@ -56,7 +44,7 @@ def create_rule_type(body: CustomRuleTypeCreate, session: SessionDep):
     if (url_problem := validate_url_syntax(body.handler_url)) is not None:
         problems.add(("body", "handler_url"), url_problem)
     try:
-        _rule_type(body)
+        AppRuleType.from_row(body, reserved=RULE_TYPES)
     except ValueError as error:
         loc, msg = _loc(str(error))
         problems.add(loc, msg)

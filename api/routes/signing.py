@@ -28,15 +28,16 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from activities.docrender import InvalidDocumentData, render_signed_pdf
-from activities.documents import DeliveryFailed, deliver, link_valid_until, refresh_signing, utc
-from activities.mail import MailTemporaryError
-from activities.sms import SmsTemporaryError
-from activities.store import add_timeline
+from activities.document_store import utc
+from activities.rendering import InvalidDocumentData, render_signed_pdf
+from activities.signing import DeliveryFailed, deliver, link_valid_until, refresh_signing
+from activities.transports.mail import MailTemporaryError
+from activities.transports.sms import SmsTemporaryError
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.events import send_once
 from api.routes.documents import PDF, file_response, safe_filename
 from models.settings import Settings
+from models.store import add_timeline
 from models.tables import Document, DocumentSigner
 
 router = APIRouter(prefix="/sign", tags=["signing"])

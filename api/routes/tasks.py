@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from sqlmodel import Session, col, select
 
-from api import engine
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import Problems, not_found
 from api.lookups import ItemRefDep, of_item
 from api.schemas import TaskPublic, TaskStatus, TaskUpdate
 from models.tables import Item, Task, TimelineEntry, User, utcnow
+from workflows import client as workflow_client
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=member_only)
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -111,7 +111,7 @@ async def update_task(task_id: TaskId, body: TaskUpdate, session: SessionDep, cl
         item = session.get(Item, task.item_id)
         if latest.data.get("status") == task.status and item is not None and item.stage is not None:
             number = len(changes_so_far)
-            await engine.send_event(
+            await workflow_client.send_event(
                 client, settings, item, "task_status", _event_data(task), event_id=f"task-{task.id}-{task.status}-{number}"
             )
     return task

@@ -8,9 +8,9 @@ import secrets
 import pytest
 from sqlmodel import select
 
-from activities.communication import send_email, send_sms
-from activities.engine import RuleFailed
-from activities.mail import message_id_for
+from activities.rule import RuleFailed
+from activities.rules import RULE_TYPES
+from activities.transports.mail import message_id_for
 from models.tables import Document, Message
 from tests.communication.mailbox import SENDER, html_part, pdf_attachments, text_part
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
@@ -192,8 +192,8 @@ async def test_documents_of_earlier_rules_are_attached_and_linked_once_per_retry
                 "body": "Hello {{Deal.Contact.Name}}, your invoice is attached.",
                 "attachments": ["invoice"], "include_public_link": True}
 
-    first = await send_email(rule_context(stack, order["id"], "send_email", settings, name="mail"))
-    again = await send_email(rule_context(stack, order["id"], "send_email", settings, name="mail"))
+    first = await RULE_TYPES["send_email"].run(rule_context(stack, order["id"], "send_email", settings, name="mail"))
+    again = await RULE_TYPES["send_email"].run(rule_context(stack, order["id"], "send_email", settings, name="mail"))
     assert first == again
     assert len(inbox.messages) == 1
     mail = inbox.messages[0]
@@ -215,10 +215,10 @@ async def test_an_attachment_from_a_rule_that_made_no_document_fails_the_rule(ma
     await _document(stack, order, "offer", public=False)
 
     with pytest.raises(RuleFailed, match=r"settings.attachments.0: rule 'invoice' created no document"):
-        await send_email(rule_context(stack, order["id"], "send_email",
+        await RULE_TYPES["send_email"].run(rule_context(stack, order["id"], "send_email",
                                       {"subject": "x", "body": "y", "attachments": ["invoice"]}, name="mail"))
     with pytest.raises(RuleFailed, match="has no public link"):
-        await send_email(rule_context(stack, order["id"], "send_email",
+        await RULE_TYPES["send_email"].run(rule_context(stack, order["id"], "send_email",
                                       {"subject": "x", "body": "y", "attachments": ["offer"],
                                        "include_public_link": True}, name="mail"))
     assert _rows(stack) == [] and inbox.messages == []
@@ -278,7 +278,7 @@ async def test_sms_through_an_http_provider_once_even_when_retried(mail_stack, s
     assert gateway.requests[0]["headers"]["authorization"] == "Bearer sms-secret"
     assert gateway.requests[0]["headers"]["idempotency-key"] == gateway.requests[1]["headers"]["idempotency-key"]
 
-    again = await send_sms(rule_context(stack, order["id"], "send_sms", SMS_RULE["settings"], name="ack"))
+    again = await RULE_TYPES["send_sms"].run(rule_context(stack, order["id"], "send_sms", SMS_RULE["settings"], name="ack"))
     assert again == {"message_id": message["id"]}
     assert len(gateway.requests) == 2
 

@@ -18,7 +18,7 @@ import pytest
 from docx import Document
 from pypdf import PdfReader
 
-from activities.docrender import (
+from activities.rendering import (
     BUILTIN_KINDS,
     DocumentContext,
     InvalidDocumentData,

@@ -9,10 +9,12 @@ from datetime import datetime, timezone
 import pytest
 from sqlmodel import select
 
-import activities.documents as documents_module
-from activities.context import build_data
-from activities.documents import create_document, resume_pending_pdfs
-from activities.engine import RuleContext, RuleRunner
+import activities.document_store as documents_module
+from activities.document_store import resume_pending_pdfs
+from activities.engine import RuleRunner
+from activities.rule import RuleContext
+from activities.rules import RULE_TYPES
+from models.item_data import build_data
 from models.tables import Document, Effect, Item, Sequence, TimelineEntry
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from tests.documents.support import (
@@ -28,9 +30,9 @@ from tests.documents.support import (
     TAX,
     TOTAL,
     client_company,
+    documents_of,
     docx_images,
     docx_text,
-    documents_of,
     file_of,
     my_company,
     pdf_image_count,
@@ -38,7 +40,7 @@ from tests.documents.support import (
     rule_result,
     this_year,
 )
-from workflows.types import RulePlan, RuleCall
+from workflows.types import RuleCall, RulePlan
 
 INVOICE = {
     "name": "invoice",
@@ -60,6 +62,8 @@ OFFER = {
         "lines": [{"name": "Sofa {{Deal.Title}}", "quantity": 2, "price": "{{Deal.Amount}}", "tax": 10}],
     },
 }
+
+CREATE = RULE_TYPES["create_document"]
 
 
 async def test_documents_carry_number_parties_lines_totals_and_images_in_docx_and_pdf(stack):
@@ -231,11 +235,12 @@ async def test_a_rule_run_again_after_a_crash_reuses_its_document_and_number(sta
     def context() -> RuleContext:
         with stack.session() as session:
             row = session.get(Item, item["id"])
-            return RuleContext(deps=stack.deps, call=call, data=build_data(session, row), item=row)
+            return RuleContext(deps=stack.deps, call=call, settings=CREATE.settings.model_validate(call.rule.settings),
+                           data=build_data(session, row), item=row)
 
-    first = await create_document(context())
-    again = await create_document(context())
-    outcome = await RuleRunner(stack.deps, create_document).run(call)
+    first = await CREATE.run(context())
+    again = await CREATE.run(context())
+    outcome = await RuleRunner(stack.deps, CREATE).run(call)
     assert again == first
     # The workflow history gets the public link as a reference; the effect row keeps the link itself.
     assert outcome.result == {**first, "public_url": "<kept in the database: Rule.invoice.public_url>"}
@@ -349,10 +354,11 @@ async def test_a_pdf_whose_background_render_was_lost_is_rendered_by_the_next_wo
     )
     with stack.session() as session:
         row = session.get(Item, item["id"])
-        ctx = RuleContext(deps=stack.deps, call=call, data=build_data(session, row), item=row)
+        ctx = RuleContext(deps=stack.deps, call=call, settings=CREATE.settings.model_validate(call.rule.settings),
+                           data=build_data(session, row), item=row)
     with monkeypatch.context() as lost:
         lost.setattr(documents_module, "render_pdf_later", lambda engine, document_id: None)
-        result = await create_document(ctx)
+        result = await CREATE.run(ctx)
     document_url = f"/documents/{result['document_id']}"
     assert ok(await stack.http.get(document_url))["status"] == "rendering"
     assert await resume_pending_pdfs(stack.engine) == 0  # a render may still be under way elsewhere

@@ -9,8 +9,8 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import is_cancelled_exception
 
-from activities.catalogue import HANDLERS
 from activities.engine import EngineActivities
+from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from worker import build_worker
 from workflows.entry import StageEntryWorkflow
@@ -200,14 +200,14 @@ async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_fir
         "condition": {"all": [{"field": "Deal.Stage", "op": "==", "value": "NEW"}]},
     }]}})
     item = await deal(stack.http, flow["id"], manager["id"])
-    engine = EngineActivities(stack.deps, HANDLERS)
+    engine = EngineActivities(stack.deps, RULE_TYPES, APP_RULES)
     call = MatchCall(
         item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW",
         event=ItemEvent(type="payment_received", data={"amount": 5}), at=datetime.now(timezone.utc),
         enter_entry_no=2,
     )
-    first = await engine.match_trigger(call)
-    again = await engine.match_trigger(call)
+    first = await engine.stages.match_trigger(call)
+    again = await engine.stages.match_trigger(call)
     assert first == again == MatchResult(stage="PAID", trigger="paid", entered=True)
     changes = [entry for entry in await timeline(stack.http, item["id"]) if entry["kind"] == "stage_changed"]
     assert [(entry["data"]["to"], entry["entry_no"]) for entry in changes] == [("NEW", 1), ("PAID", 2)]

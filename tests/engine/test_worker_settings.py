@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from activities.engine import Deps
+from activities.rule import Deps
 from models.settings import get_settings
 from worker import build_worker
 
@@ -14,7 +14,7 @@ async def test_the_worker_runs_as_many_tasks_at_once_as_its_settings_say(dev_env
     monkeypatch.setenv("STAGEFLOW_WORKFLOW_TASK_SLOTS", "7")
     monkeypatch.setenv("STAGEFLOW_ACTIVITY_SLOTS", "9")
     settings = get_settings(data_dir=tmp_path)
-    worker = build_worker(dev_env.client, Deps(settings=settings, engine=None, client=dev_env.client))
+    worker = build_worker(dev_env.client, Deps(settings=settings, database=None, client=dev_env.client))
     config = worker.config()
     assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_activities"]) == (7, 9)
 

@@ -15,8 +15,8 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.catalogue import HANDLERS
 from activities.engine import EngineActivities
+from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import open_stack, stack_settings
 from worker import WORKFLOWS
@@ -30,18 +30,18 @@ async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelle
 ):
     async with AsyncExitStack() as exit_stack:
         stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
-        engine = EngineActivities(stack.deps, HANDLERS)
+        engine = EngineActivities(stack.deps, RULE_TYPES, APP_RULES)
         loading = asyncio.Event()
 
         @activity.defn(name="begin_entry")
         async def slow_begin_entry(entry: EntryInput) -> EntryPlan:
-            plan = await engine.begin_entry(entry)
+            plan = await engine.planning.begin_entry(entry)
             if entry.stage == "WORK":
                 loading.set()
                 await asyncio.sleep(LOADING_SECONDS)
             return plan
 
-        activities = [slow_begin_entry if fn == engine.begin_entry else fn for fn in engine.all()]
+        activities = [slow_begin_entry if fn == engine.planning.begin_entry else fn for fn in engine.all()]
         await exit_stack.enter_async_context(Worker(
             stack.client, task_queue=stack.settings.temporal_task_queue, workflows=WORKFLOWS, activities=activities,
         ))

@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
-from activities.catalogue import HANDLERS
-from activities.engine import RuleRunner, load_automation
+from activities.engine import RuleRunner
+from activities.rules import RULE_TYPES
+from models.item_data import load_automation
 from models.tables import Effect, Item
 from tests.crm import eventually, ok, timeline, user
 from workflows.types import RuleCall, RuleOutcome, RulePlan, entry_workflow_id
@@ -86,4 +87,4 @@ async def rerun(stack, item_id: int, rule_name: str) -> RuleOutcome:
             constants=dict(config.constants),
             variables=dict(config.variables),
         )
-    return await RuleRunner(stack.deps, HANDLERS[rule.type]).run(call)
+    return await RuleRunner(stack.deps, RULE_TYPES[rule.type]).run(call)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from activities.context import build_data
-from activities.engine import RuleContext
+from activities.rule import RuleContext
+from activities.rules import RULE_TYPES
+from models.item_data import build_data
 from models.tables import Item
 from workflows.types import RuleCall, RulePlan, entry_workflow_id
 
@@ -30,5 +31,6 @@ def rule_context(
         at=datetime.now(UTC),
         constants=dict(constants or {}),
     )
-    return RuleContext(deps=deps or stack.deps, call=call, data=data, item=item)
+    typed = RULE_TYPES[rule_type].settings.model_validate(settings)
+    return RuleContext(deps=deps or stack.deps, call=call, settings=typed, data=data, item=item)
 

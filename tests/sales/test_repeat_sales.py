@@ -8,8 +8,8 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlmodel import select
 
-from activities.engine import Deps, RuleFailed
-from activities.sales import copy_deal, create_repeat_lead
+from activities.rule import Deps, RuleFailed
+from activities.rules import RULE_TYPES
 from models.tables import Item, TimelineEntry
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from tests.sales.direct import rule_context
@@ -257,15 +257,15 @@ async def test_a_retried_repeat_lead_is_created_and_started_once(stack):
     shop = await _shop(stack.http)
     order = await _order(stack.http, shop)
     settings = {"title": "Renewal for {{Deal.Contact.Name}}"}
-    without_client = Deps(settings=stack.settings, engine=stack.engine, client=None)
+    without_client = Deps(settings=stack.settings, database=stack.engine, client=None)
 
     with pytest.raises(RuntimeError):
-        await create_repeat_lead(rule_context(stack, order["id"], "create_repeat_lead", settings, deps=without_client))
+        await RULE_TYPES["create_repeat_lead"].run(rule_context(stack, order["id"], "create_repeat_lead", settings, deps=without_client))
     half = await _items(stack.http, "lead")
     assert [(lead["title"], lead["stage"]) for lead in half] == [("Renewal for Anna Nowak", None)]
 
-    first = await create_repeat_lead(rule_context(stack, order["id"], "create_repeat_lead", settings))
-    again = await create_repeat_lead(rule_context(stack, order["id"], "create_repeat_lead", settings))
+    first = await RULE_TYPES["create_repeat_lead"].run(rule_context(stack, order["id"], "create_repeat_lead", settings))
+    again = await RULE_TYPES["create_repeat_lead"].run(rule_context(stack, order["id"], "create_repeat_lead", settings))
     assert first == again == {"lead_id": half[0]["id"]}
     leads = await _items(stack.http, "lead")
     assert [(lead["id"], lead["stage"], lead["entry_no"]) for lead in leads] == [(half[0]["id"], "NEW", 1)]
@@ -279,11 +279,11 @@ async def test_a_retried_copy_is_made_and_started_once(stack):
         {"name": "ship", "type": "create_task", "settings": {"title": "Deliver {{Deal.Title}}"}}]}})
     order = await _order(stack.http, shop)
     settings = {"pipeline_id": shop["delivery"]["id"]}
-    without_client = Deps(settings=stack.settings, engine=stack.engine, client=None)
+    without_client = Deps(settings=stack.settings, database=stack.engine, client=None)
 
     with pytest.raises(RuntimeError):
-        await copy_deal(rule_context(stack, order["id"], "copy_deal", settings, deps=without_client))
-    results = [await copy_deal(rule_context(stack, order["id"], "copy_deal", settings)) for _ in range(3)]
+        await RULE_TYPES["copy_deal"].run(rule_context(stack, order["id"], "copy_deal", settings, deps=without_client))
+    results = [await RULE_TYPES["copy_deal"].run(rule_context(stack, order["id"], "copy_deal", settings)) for _ in range(3)]
     copies = await _items(stack.http, "deal", pipeline_id=shop["delivery"]["id"])
     assert [(c["stage"], c["entry_no"]) for c in copies] == [("NEW", 1)]
     assert results == [{"deal_id": copies[0]["id"]}] * 3
@@ -296,6 +296,6 @@ async def test_copy_of_a_lead_is_refused_at_run_time(stack):
     shop = await _shop(stack.http)
     lead = await deal(stack.http, shop["leads"]["id"], shop["manager"]["id"], entity="lead", title="Enquiry")
     with pytest.raises(RuleFailed, match="copies deals"):
-        await copy_deal(rule_context(stack, lead["id"], "copy_deal", {}))
+        await RULE_TYPES["copy_deal"].run(rule_context(stack, lead["id"], "copy_deal", {}))
     with stack.session() as session:
         assert len(list(session.exec(select(Item)))) == 1

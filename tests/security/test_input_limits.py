@@ -11,8 +11,9 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from api.routes.settings import COMPANY_MAX_BODY_BYTES
-from models.automation import MAX_CONDITION_DEPTH, MAX_NAMED_VALUES, MAX_RULES_PER_STAGE, MAX_TRIGGERS_PER_STAGE
-from models.rule_types import MAX_TEXT_LENGTH
+from models.domain.conditions import MAX_CONDITION_DEPTH
+from models.domain.fields import MAX_TEXT_LENGTH
+from models.domain.validation import MAX_NAMED_VALUES, MAX_RULES_PER_STAGE, MAX_TRIGGERS_PER_STAGE
 from tests.api.support import total
 from tests.crm import ok, pipeline, user
 

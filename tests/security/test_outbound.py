@@ -3,7 +3,7 @@
 Every way of naming a loopback, link-local or private address fails the rule at once, naming the refusal,
 and the server listening on loopback gets nothing. The URL checks themselves (redirects, DNS answers mixing
 public and private addresses, the connection pinned to the checked address) are tested on the library in
-tests/comm/test_net.py; a loopback URL with a plain IP through the rule in tests/custom/test_webhook.py.
+tests/transports/test_net.py; a loopback URL with a plain IP through the rule in tests/custom/test_webhook.py.
 """
 
 from __future__ import annotations

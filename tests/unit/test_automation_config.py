@@ -5,22 +5,13 @@ from typing import Any
 
 import pytest
 
-from models.automation import (
-    AutomationConfig,
-    AutomationInvalid,
-    Delay,
-    DelayError,
-    ValidationContext,
-    parse_delay,
-    validate_automation,
-)
-from models.rule_types import (
-    RULE_TYPES,
-    TRIGGER_TYPES,
-    make_custom_rule_type,
-    rule_type_catalogue,
-    trigger_type_catalogue,
-)
+from activities.rules import RULE_TYPES
+from activities.rules.custom import app_rule_type
+from models.domain.automation import AutomationConfig
+from models.domain.delays import Delay, DelayError, parse_delay
+from models.domain.rule_types import rule_type_catalogue
+from models.domain.triggers import TRIGGER_TYPES, trigger_type_catalogue
+from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 
 SALES_STAGES = ["NEW", "DOCS", "INVOICE", "WON"]
 
@@ -33,6 +24,7 @@ def context(**changes: Any) -> ValidationContext:
         "pipelines": {1: ("deal", SALES_STAGES), 2: ("deal", ["NEW", "SHIP"]), 3: ("lead", ["L_NEW", "L_CALL"])},
         "templates": {"invoice", "contract"},
         "pipeline_id": 1,
+        "rule_types": RULE_TYPES,
     }
     values.update(changes)
     return ValidationContext(**values)
@@ -464,7 +456,7 @@ def test_every_rule_type_accepts_its_example(kind: str) -> None:
     config = validate_automation(_stage_with(kind, _example(kind)), context())
     rule = config.stages["NEW"].rules[-1]
     assert rule.type == kind
-    assert rule.typed_settings() == RULE_TYPES[kind].settings.model_validate(_example(kind))
+    assert rule.typed_settings(RULE_TYPES) == RULE_TYPES[kind].settings.model_validate(_example(kind))
 
 
 BAD_SETTINGS: dict[str, tuple[dict, list, str]] = {
@@ -592,7 +584,7 @@ def test_task_status_words_may_be_one_word() -> None:
 
 
 def test_rule_catalogue_has_every_type_with_schema_and_example() -> None:
-    catalogue = rule_type_catalogue()
+    catalogue = rule_type_catalogue(RULE_TYPES)
     assert [entry["name"] for entry in catalogue] == list(RULE_TYPES)
     for entry in catalogue:
         schema = entry["settings_schema"]
@@ -616,7 +608,7 @@ def test_trigger_catalogue() -> None:
 
 
 def test_app_rule_types() -> None:
-    kind = make_custom_rule_type(
+    kind = app_rule_type(
         "crm_score",
         settings_schema={
             "type": "object",
@@ -628,7 +620,7 @@ def test_app_rule_types() -> None:
         returns=["score"],
         user_fields=["reviewer"],
     )
-    ctx = context(custom_rule_types={"crm_score": kind})
+    ctx = context(rule_types={**RULE_TYPES, "crm_score": kind})
     rules = [
         {"name": "score", "type": "crm_score", "settings": {"model": "fast", "reviewer": 2}},
         {"name": "say", "type": "send_sms", "settings": {"text": "Score {{Rule.score.score}}"}},
@@ -639,7 +631,7 @@ def test_app_rule_types() -> None:
     base = ["body", "stages", "NEW", "rules", 0, "settings"]
     find(errors, [*base, "model"])
     find(errors, [*base, "x"])
-    assert [entry["name"] for entry in rule_type_catalogue({"crm_score": kind})][-1] == "crm_score"
+    assert [entry["name"] for entry in rule_type_catalogue(RULE_TYPES, {"crm_score": kind})][-1] == "crm_score"
 
 
 @pytest.mark.parametrize(
@@ -655,4 +647,4 @@ def test_app_rule_types() -> None:
 )
 def test_bad_app_rule_types(name: str, schema: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        make_custom_rule_type(name, settings_schema=schema, handler_url="https://x.example.com")
+        app_rule_type(name, settings_schema=schema, handler_url="https://x.example.com", reserved=RULE_TYPES)

@@ -4,8 +4,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from activities.conditions import evaluate
-from models.automation import ConditionInvalid, parse_condition
+from models.domain.conditions import ConditionInvalid, evaluate, parse_condition
 
 DATA = {
     "Deal": {

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from activities.placeholders import (
+from models.domain.placeholders import (
     PLACEHOLDER_RE,
     UnresolvedPlaceholder,
     find_placeholders,

@@ -5,7 +5,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from dateutil.relativedelta import relativedelta
 
-from activities.timing import (
+from models.domain.delays import Delay, parse_delay
+from models.domain.timing import (
     CalendarSpec,
     DueTimeError,
     DurationError,
@@ -15,7 +16,6 @@ from activities.timing import (
     parse_duration,
     split_duration,
 )
-from models.automation import Delay, parse_delay
 
 UTC = timezone.utc
 OFFICE = CalendarSpec()  # UTC, Monday–Friday 09:00–18:00

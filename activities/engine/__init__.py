@@ -1,0 +1,61 @@
+"""The engine's activities: the steps the workflows call (enter a stage, plan an entry, schedule a rule, match a
+trigger, record outcomes) and one activity per rule type, `rule.<type>`, from the registry it is given.
+
+Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
+due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from temporalio import activity
+
+from activities.engine.outcomes import OutcomeSteps
+from activities.engine.planning import APP_RULE_ACTIVITY, PlanningSteps
+from activities.engine.runner import RuleRunner
+from activities.engine.stages import StageSteps
+from activities.rule import Deps
+from models.domain.rule_types import RuleType
+from workflows.types import RuleCall, RuleOutcome
+
+__all__ = ["EngineActivities", "RuleRunner"]
+
+
+class EngineActivities:
+    """Every activity the worker registers: the engine's steps, `rule.<type>` for each built-in type of
+    `rule_types`, and `rule.custom` (`app_rules`), which runs the rules of app-registered types."""
+
+    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType], app_rules: RuleType) -> None:
+        if app_rules.name != APP_RULE_ACTIVITY.removeprefix("rule."):
+            raise ValueError(f"the app rules activity is {APP_RULE_ACTIVITY}, not rule.{app_rules.name}")
+        self.deps = deps
+        self.rule_types = dict(rule_types)
+        self.app_rules = app_rules
+        self.stages = StageSteps(deps)
+        self.planning = PlanningSteps(deps, self.rule_types)
+        self.outcomes = OutcomeSteps(deps)
+
+    def steps(self) -> list[Callable]:
+        return [
+            self.stages.enter_stage,
+            self.planning.begin_entry,
+            self.planning.schedule_rule,
+            self.stages.match_trigger,
+            self.outcomes.record_rule_failed,
+            self.outcomes.record_wait_end,
+            self.outcomes.finish_entry,
+        ]
+
+    def all(self) -> list[Callable]:
+        kinds = [*self.rule_types.values(), self.app_rules]
+        return [*self.steps(), *(self._rule_activity(kind) for kind in kinds)]
+
+    def _rule_activity(self, kind: RuleType) -> Callable:
+        runner = RuleRunner(self.deps, kind)
+
+        async def run(call: RuleCall) -> RuleOutcome:
+            return await runner.run(call)
+
+        run.__name__ = f"rule_{kind.name}"
+        return activity.defn(name=f"rule.{kind.name}")(run)

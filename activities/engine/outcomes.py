@@ -1,0 +1,92 @@
+"""The engine's recording steps: a rule that failed, a wait that ended, and the end of a stage entry (its rules
+cancelled because the item left, or skipped)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+from temporalio import activity
+
+from activities.keys import effect_key, outcome_key
+from activities.rule import Deps
+from models.item_data import load_automation
+from models.store import add_timeline
+from models.tables import Effect
+from workflows.types import EntryFinish, RuleFailure, WaitEnded
+
+
+class OutcomeSteps:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="record_rule_failed")
+    async def record_rule_failed(self, failure: RuleFailure) -> None:
+        link = self.deps.settings.workflow_ui_link(failure.workflow_id)
+
+        def work(session: Session) -> None:
+            if session.get(Effect, effect_key(failure.workflow_id, failure.rule)) is not None:
+                return
+            add_timeline(
+                session,
+                failure.item_id,
+                "rule_failed",
+                f"Rule {failure.rule} ({failure.rule_type}) failed: {failure.error}",
+                at=failure.at,
+                rule_name=failure.rule,
+                entry_no=failure.entry_no,
+                error=failure.error,
+                workflow_id=failure.workflow_id,
+                workflow_url=link,
+            )
+
+        await self.deps.db(work)
+
+    @activity.defn(name="record_wait_end")
+    async def record_wait_end(self, ended: WaitEnded) -> None:
+        if ended.timed_out:
+            kind = "rule_timed_out"
+        else:
+            kind = "rule_callback_received" if ended.kind == "callback" else "rule_wait_ended"
+        text = f"Rule {ended.rule}: {ended.detail}" + ("; going on" if ended.timed_out else "")
+
+        def work(session: Session) -> None:
+            add_timeline(
+                session, ended.item_id, kind, text, at=ended.at,
+                key=outcome_key(ended.workflow_id, ended.rule, "wait-ended"),
+                rule_name=ended.rule, entry_no=ended.entry_no, timed_out=ended.timed_out,
+            )
+
+        await self.deps.db(work)
+
+    @activity.defn(name="finish_entry")
+    async def finish_entry(self, finish: EntryFinish) -> None:
+        def work(session: Session) -> None:
+            cancelled = list(finish.cancelled)
+            if finish.before_plan and finish.pipeline_id is not None:
+                config, _ = load_automation(session, finish.pipeline_id)
+                stage = config.stages.get(finish.stage or "")
+                cancelled = [rule.name for rule in stage.rules] if stage else []
+            for name in cancelled:
+                add_timeline(
+                    session,
+                    finish.item_id,
+                    "rule_cancelled",
+                    f"Rule {name} cancelled: the item left the stage",
+                    at=finish.at,
+                    key=outcome_key(finish.workflow_id, name, "cancelled"),
+                    rule_name=name,
+                    entry_no=finish.entry_no,
+                )
+            for name, reason in finish.skipped.items():
+                add_timeline(
+                    session,
+                    finish.item_id,
+                    "rule_skipped",
+                    f"Rule {name} skipped: {reason}",
+                    at=finish.at,
+                    key=outcome_key(finish.workflow_id, name, "skipped"),
+                    rule_name=name,
+                    entry_no=finish.entry_no,
+                    reason=reason,
+                )
+
+        await self.deps.db(work)

@@ -1,0 +1,174 @@
+"""The engine's planning steps: a stage entry's plan (its rules, their order, what each waits for, when each is
+due), and the due time of a rule that starts after the previous one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+from temporalio import activity
+
+from activities.keys import outcome_key
+from activities.rule import Deps
+from models.domain import placeholders, timing
+from models.domain.automation import RuleConfig
+from models.domain.data_tree import date_fields
+from models.domain.delays import parse_delay
+from models.domain.rule_types import RuleType
+from models.item_data import load_automation, load_calendar
+from models.store import add_timeline
+from models.tables import CustomRuleType, Item
+from workflows.types import EntryInput, EntryPlan, RulePlan, ScheduleCall
+
+RULE_DEPENDENCY = "Rule."
+VARIABLE_DEPENDENCY = "Variables."
+APP_RULE_ACTIVITY = "rule.custom"
+"""The activity that runs rules of app-registered types."""
+
+
+def rule_text(rule: RulePlan) -> str:
+    return f"{rule.name} ({rule.type})"
+
+
+def dump(value: Any) -> Any:
+    return value.model_dump(mode="json", exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def dependencies(rule: RuleConfig, earlier: set[str], setters: dict[str, str]) -> list[str]:
+    """Earlier rules whose results or variables this rule reads: it waits for them to finish."""
+    texts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(rule.settings)
+    walk(dump(rule.condition))
+    needed: list[str] = []
+    for text in texts:
+        paths = placeholders.find_placeholders(text)
+        if text.startswith((RULE_DEPENDENCY, VARIABLE_DEPENDENCY)):
+            paths.append(text)
+        for path in paths:
+            name = None
+            if path.startswith(RULE_DEPENDENCY):
+                name = path[len(RULE_DEPENDENCY):].rsplit(".", 1)[0]
+            elif path.startswith(VARIABLE_DEPENDENCY):
+                name = setters.get(path[len(VARIABLE_DEPENDENCY):].split(".", 1)[0])
+            if name in earlier and name not in needed:
+                needed.append(name)
+    return needed
+
+
+def _variable_set_by(rule: RuleConfig, rule_types: Mapping[str, RuleType]) -> str | None:
+    kind = rule_types.get(rule.type)
+    if kind is None:
+        return None
+    try:
+        return kind.variable_name(rule.typed_settings(rule_types))
+    except (KeyError, ValueError):
+        return None
+
+
+def _due(item: Item, rule: RuleConfig | RulePlan, base: datetime, calendar: timing.CalendarSpec) -> datetime:
+    delay = rule.delay if isinstance(rule, RuleConfig) else parse_delay(rule.delay)
+    if delay is None:
+        return base
+    try:
+        return timing.compute_due(delay, base=base, item=date_fields(item), calendar=calendar)
+    except timing.DueTimeError as error:
+        activity.logger.warning("rule %s: %s; it runs at once", rule.name, error)
+        return base
+
+
+def _record_scheduled(session: Session, item: Item, entry_no: int, workflow_id: str, rule: RulePlan, at: datetime) -> None:
+    due = rule.due or at
+    when = "now" if due <= at else f"due {due.isoformat()}"
+    add_timeline(
+        session,
+        item.id,
+        "rule_scheduled",
+        f"Rule {rule_text(rule)} scheduled, {when}",
+        at=at,
+        key=outcome_key(workflow_id, rule.name, "scheduled"),
+        rule_name=rule.name,
+        entry_no=entry_no,
+        due=due.isoformat(),
+        start=rule.start,
+        workflow_id=workflow_id,
+    )
+
+
+class PlanningSteps:
+    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType]) -> None:
+        self.deps = deps
+        self.rule_types = rule_types
+
+    @activity.defn(name="begin_entry")
+    async def begin_entry(self, entry: EntryInput) -> EntryPlan:
+        return await self.deps.db(lambda session: self._begin_entry(session, entry))
+
+    def _begin_entry(self, session: Session, entry: EntryInput) -> EntryPlan:
+        config, version = load_automation(session, entry.pipeline_id)
+        stage = config.stages.get(entry.stage)
+        item = session.get(Item, entry.item_id)
+        custom = {row.name for row in session.exec(select(CustomRuleType))}
+        calendar = load_calendar(session)
+        settings = self.deps.settings
+        plan = EntryPlan(
+            constants=dict(config.constants),
+            variables=dict(config.variables),
+            config_version=version,
+            retry_initial_seconds=settings.rule_retry_initial_seconds,
+            retry_max_attempts=settings.rule_max_attempts,
+            heartbeat_seconds=settings.rule_heartbeat_seconds,
+        )
+        if stage is None or item is None:
+            return plan
+        workflow_id = activity.info().workflow_id
+        earlier: set[str] = set()
+        setters: dict[str, str] = {}
+        previous: str | None = None
+        for index, rule in enumerate(stage.rules):
+            kind = self.rule_types.get(rule.type)
+            plan_rule = RulePlan(
+                index=index,
+                name=rule.name,
+                type=rule.type,
+                activity=f"rule.{rule.type}" if kind is not None else APP_RULE_ACTIVITY,
+                start=rule.start if previous is not None else "on_entry",
+                delay=dump(rule.delay),
+                condition=dump(rule.condition),
+                settings=dict(rule.settings),
+                auxiliary=bool(kind.auxiliary) if kind else rule.type in custom,
+                depends_on=dependencies(rule, earlier, setters),
+                wait_for=previous if rule.start == "after_previous" else None,
+                local=bool(kind and kind.local),
+            )
+            if plan_rule.start == "on_entry":
+                plan_rule.due = _due(item, rule, entry.entered_at, calendar)
+                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entry.entered_at)
+            plan.rules.append(plan_rule)
+            earlier.add(rule.name)
+            if (variable := _variable_set_by(rule, self.rule_types)) is not None:
+                setters[variable] = rule.name
+            previous = rule.name
+        return plan
+
+    @activity.defn(name="schedule_rule")
+    async def schedule_rule(self, call: ScheduleCall) -> datetime:
+        def work(session: Session) -> datetime:
+            item = session.get(Item, call.item_id)
+            call.rule.due = _due(item, call.rule, call.base, load_calendar(session))
+            _record_scheduled(session, item, call.entry_no, call.workflow_id, call.rule, call.base)
+            return call.rule.due
+
+        return await self.deps.db(work)

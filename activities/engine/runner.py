@@ -1,0 +1,182 @@
+"""Runs one rule exactly once per stage entry: checks the entry, the condition, then the rule type's effect.
+
+The key `<entry workflow id>/<rule name>` is recorded in the `effect` table with the outcome, so a retry,
+a crashed worker or a reset in the Temporal UI returns the recorded outcome instead of acting twice. The
+outcome the workflow history keeps holds no capability tokens (`in_history`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from pydantic import ValidationError
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.engine.planning import rule_text
+from activities.keys import effect_key, outcome_key
+from activities.rule import Deps, RuleContext, RuleFailed
+from models.domain import conditions, placeholders
+from models.domain.problems import located, problems_of
+from models.domain.rule_types import RuleType
+from models.item_data import build_data
+from models.store import add_timeline, insert_once
+from models.tables import Effect, Item
+from workflows.types import ItemEvent, MoveRequest, RuleCall, RuleOutcome, WaitSpec
+
+STORED_PREFIX = "<kept in the database: "
+
+
+class RuleRunner:
+    """Runs the rules of one rule type (one activity, `rule.<type>`)."""
+
+    def __init__(self, deps: Deps, kind: RuleType) -> None:
+        self.deps = deps
+        self.kind = kind
+
+    async def run(self, call: RuleCall) -> RuleOutcome:
+        info = activity.info() if activity.in_activity() else None
+        beating = None
+        if info is not None and not info.is_local and info.heartbeat_timeout:
+            beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
+        try:
+            return in_history(self.kind, call, await self._run(call))
+        finally:
+            if beating is not None:
+                beating.cancel()
+
+    def _settings(self, call: RuleCall) -> Any:
+        try:
+            return self.kind.settings.model_validate(call.rule.settings)
+        except ValidationError as error:
+            problems = "; ".join(located(("settings", *loc), msg) for loc, msg in problems_of(error))
+            raise ApplicationError(
+                f"the stored settings do not fit rule type {call.rule.type}: {problems}", type="RuleFailed",
+                non_retryable=True,
+            ) from None
+
+    async def _run(self, call: RuleCall) -> RuleOutcome:
+        key = effect_key(call.workflow_id, call.rule.name)
+        ready = await self.deps.db(lambda session: self._before(session, call, key))
+        if isinstance(ready, RuleOutcome):
+            return ready
+        settings = self._settings(call)
+        item, data = ready
+        context = RuleContext(deps=self.deps, call=call, settings=settings, data=data, item=item)
+        context.record = lambda session, outcome: self._after(session, call, key, outcome)
+        try:
+            result = await self.kind.run(context)
+        except RuleFailed as error:
+            raise ApplicationError(str(error), type="RuleFailed", non_retryable=True) from error
+        except placeholders.UnresolvedPlaceholder as error:
+            raise ApplicationError(f"placeholder cannot resolve: {error}", type="RuleFailed", non_retryable=True) from error
+        outcome = context.outcome(result)
+        if context.recorded is None:
+            await self.deps.db(lambda session: self._after(session, call, key, outcome))
+        elif context.recorded != outcome:
+            raise RuntimeError(f"rule type {call.rule.type} changed its outcome after finishing")
+        return outcome
+
+    def _before(self, session: Session, call: RuleCall, key: str) -> RuleOutcome | tuple[Item, dict]:
+        recorded = session.get(Effect, key)
+        if recorded is not None:
+            return _outcome_from(recorded)
+        item = session.get(Item, call.item_id)
+        if item is None or item.entry_no != call.entry_no:
+            add_timeline(
+                session, call.item_id, "rule_cancelled", f"Rule {rule_text(call.rule)} cancelled: the item left the stage",
+                at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "cancelled"), rule_name=call.rule.name,
+                entry_no=call.entry_no,
+            )
+            return RuleOutcome(status="cancelled", reason="the item left the stage")
+        results = _stored_results(session, call)
+        data = build_data(session, item, constants=call.constants, variables=call.variables, results=results)
+        if call.rule.condition:
+            passed, reason = conditions.evaluate(call.rule.condition, data)
+            if not passed:
+                outcome = RuleOutcome(status="skipped", reason=reason)
+                session.add(Effect(key=key, item_id=item.id, rule_type=call.rule.type, status="skipped",
+                                   result={"reason": reason}))
+                add_timeline(
+                    session, item.id, "rule_skipped", f"Rule {rule_text(call.rule)} skipped: {reason}",
+                    at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "skipped"),
+                    rule_name=call.rule.name, entry_no=call.entry_no, reason=reason,
+                )
+                return outcome
+        return item, data
+
+    def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome) -> None:
+        effect = Effect(
+            key=key,
+            item_id=call.item_id,
+            rule_type=call.rule.type,
+            status="done",
+            result={
+                "result": outcome.result,
+                "variables": outcome.variables,
+                "events": [vars(event) for event in outcome.events],
+                "moves": [vars(move) for move in outcome.moves],
+                "wait": vars(outcome.wait) if outcome.wait else None,
+            },
+        )
+        if insert_once(session, Effect.__table__, effect.model_dump(), "key", "key") is None:
+            return  # recorded by an earlier attempt
+        add_timeline(
+            session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done",
+            at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
+            entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
+        )
+
+
+async def _heartbeat(every: float) -> None:
+    """Tells the server the rule is still running, so a worker that dies is noticed within seconds, not at the
+    rule's timeout."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(max(every, 0.2))
+
+
+def _reference(rule: str, name: str) -> str:
+    return f"{STORED_PREFIX}Rule.{rule}.{name}>"
+
+
+def in_history(kind: RuleType, call: RuleCall, outcome: RuleOutcome) -> RuleOutcome:
+    """The outcome as the workflow history keeps it: results that carry a capability token (a link that opens
+    or signs a document) are replaced by a reference; the effect row in the database holds their values."""
+    private = [name for name in kind.private_returns if outcome.result.get(name)]
+    if not private:
+        return outcome
+    result = {**outcome.result, **{name: _reference(call.rule.name, name) for name in private}}
+    return dataclasses.replace(outcome, result=result)
+
+
+def _stored_results(session: Session, call: RuleCall) -> dict[str, dict[str, Any]]:
+    """The results of the earlier rules this one reads, with referenced values read back from their effects."""
+    results = {}
+    for name, values in call.results.items():
+        if any(isinstance(value, str) and value.startswith(STORED_PREFIX) for value in values.values()):
+            effect = session.get(Effect, effect_key(call.workflow_id, name))
+            stored = ((effect.result if effect else None) or {}).get("result") or {}
+            values = {
+                field: stored.get(field, value) if value == _reference(name, field) else value
+                for field, value in values.items()
+            }
+        results[name] = values
+    return results
+
+
+def _outcome_from(effect: Effect) -> RuleOutcome:
+    if effect.status != "done":
+        return RuleOutcome(status=effect.status, reason=effect.result.get("reason", ""))
+    stored = effect.result
+    return RuleOutcome(
+        status="done",
+        result=stored.get("result", {}),
+        variables=stored.get("variables", {}),
+        events=[ItemEvent(**event) for event in stored.get("events", [])],
+        moves=[MoveRequest(**move) for move in stored.get("moves", [])],
+        wait=WaitSpec(**stored["wait"]) if stored.get("wait") else None,
+    )

@@ -1,0 +1,106 @@
+"""The engine's stage steps: an item enters a stage, and an event finds the trigger that moves it."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.keys import stage_change_key
+from activities.rule import Deps
+from models.domain.triggers import first_match
+from models.item_data import build_data, load_automation
+from models.store import add_timeline, get_by
+from models.tables import Activity, Item, Stage, TimelineEntry
+from workflows.types import EnterCall, MatchCall, MatchResult
+
+
+def enter(session: Session, call: EnterCall) -> None:
+    """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
+    that complete on a stage change are completed."""
+    item = session.get(Item, call.item_id, with_for_update=True)
+    if item is None:
+        raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
+    if item.entry_no >= call.entry_no:
+        return
+    item.stage, item.entry_no, item.stage_changed_at, item.updated_at = call.stage, call.entry_no, call.at, call.at
+    session.add(item)
+    by = {
+        "created": "created",
+        "manual": "moved by user",
+        "trigger": f"moved by trigger {call.trigger}",
+        "rule": f"moved by rule {call.rule}",
+    }.get(call.reason, call.reason)
+    author = call.as_user_id or (item.responsible_id if call.reason == "trigger" else None)
+    text = f"Stage {call.previous_stage or '—'} → {call.stage} ({by})"
+    add_timeline(
+        session,
+        item.id,
+        "stage_changed",
+        text,
+        at=call.at,
+        key=stage_change_key(call.entity, call.item_id, call.entry_no),
+        author_id=author,
+        entry_no=call.entry_no,
+        **{"from": call.previous_stage, "to": call.stage, "reason": call.reason, "trigger": call.trigger,
+           "event": call.event_type, "rule": call.rule},
+    )
+    for todo in session.exec(
+        select(Activity).where(
+            Activity.item_id == item.id, Activity.completed == False,  # noqa: E712
+            Activity.complete_on_stage_change == True,  # noqa: E712
+        )
+    ):
+        todo.completed, todo.completed_at = True, call.at
+        session.add(todo)
+
+
+class StageSteps:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="enter_stage")
+    async def enter_stage(self, call: EnterCall) -> None:
+        await self.deps.db(lambda session: enter(session, call))
+
+    @activity.defn(name="match_trigger")
+    async def match_trigger(self, call: MatchCall) -> MatchResult:
+        """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
+        def work(session: Session) -> MatchResult:
+            item = session.get(Item, call.item_id, with_for_update=bool(call.enter_entry_no))
+            if item is None or call.stage is None:
+                return MatchResult()
+            if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
+                return _entered_before(session, call)
+            config, _ = load_automation(session, call.pipeline_id)
+            order = [
+                stage.code
+                for stage in session.exec(
+                    select(Stage).where(Stage.pipeline_id == call.pipeline_id).order_by(Stage.position, Stage.id)
+                )
+            ]
+            data = build_data(session, item, constants=config.constants, variables=config.variables)
+            found = first_match(config, order, call.stage, call.event.type, call.event.data or {}, data)
+            if found is None:
+                return MatchResult()
+            stage, trigger = found
+            match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
+            if call.enter_entry_no and stage != call.stage:
+                enter(session, EnterCall(
+                    item_id=call.item_id, entity=call.entity, stage=stage, previous_stage=call.stage,
+                    entry_no=call.enter_entry_no, at=call.at, reason="trigger", as_user_id=trigger.as_user_id,
+                    trigger=trigger.name, event_type=call.event.type,
+                ))
+                match.entered = True
+            return match
+
+        return await self.deps.db(work)
+
+
+def _entered_before(session: Session, call: MatchCall) -> MatchResult:
+    """An earlier run of this same step matched and entered (its workflow task was lost): its stage change,
+    read back, rather than a new match on data that already shows the new stage."""
+    entered = get_by(session, TimelineEntry, key=stage_change_key(call.entity, call.item_id, call.enter_entry_no))
+    if entered is None:
+        raise ApplicationError(f"entry {call.enter_entry_no} has no stage change on record", type="EntryMissing")
+    return MatchResult(stage=entered.data["to"], trigger=entered.data.get("trigger"), entered=True)

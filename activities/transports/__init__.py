@@ -1,0 +1,1 @@
+"""How rules reach the outside world: SMTP (`mail`), SMS providers (`sms`), outbound HTTP (`net`)."""

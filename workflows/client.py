@@ -1,0 +1,132 @@
+"""The Temporal client calls that drive the item workflows: update-with-start for creation and moves, signals for
+events, the entry workflow's query for what is pending. The API and the rules that create items call these."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models.settings import Settings
+from workflows.entry import StageEntryWorkflow
+from workflows.item import ItemWorkflow
+from workflows.types import (
+    ItemEvent,
+    ItemState,
+    MoveRequest,
+    MoveResult,
+    PendingRule,
+    entry_workflow_id,
+)
+from workflows.types import item_workflow_id as _workflow_id
+
+
+class Item(Protocol):
+    """What the calls read of an item (a `models.tables.Item` row)."""
+
+    id: int | None
+    entity_type: str
+    pipeline_id: int
+    title: str
+    stage: str | None
+    entry_no: int
+
+
+class MoveRejected(Exception):
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def item_workflow_id(item: Item) -> str:
+    return _workflow_id(item.entity_type, item.id)
+
+
+def _state(settings: Settings, item: Item) -> ItemState:
+    return ItemState(
+        item_id=item.id,
+        entity=item.entity_type,
+        pipeline_id=item.pipeline_id,
+        search_attributes=settings.temporal_search_attributes,
+        history_limit=settings.item_history_limit,
+    )
+
+
+async def _update(client: Client, settings: Settings, item: Item, request: MoveRequest, update_id: str) -> MoveResult:
+    operation = WithStartWorkflowOperation(
+        ItemWorkflow.run,
+        _state(settings, item),
+        id=item_workflow_id(item),
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_queue=settings.temporal_task_queue,
+        static_summary=f"{item.entity_type} {item.id}: {item.title[:80]}",
+    )
+    try:
+        return await client.execute_update_with_start_workflow(
+            ItemWorkflow.move, request, id=update_id, start_workflow_operation=operation, result_type=MoveResult
+        )
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.type == "AlreadyInStage":
+            raise MoveRejected(409, str(cause.message)) from error
+        raise MoveRejected(422, str(getattr(cause, "message", cause))) from error
+
+
+async def start_item(client: Client, settings: Settings, item: Item, stage: str, *, as_user_id: int | None) -> MoveResult:
+    """Start the item's workflow and enter its first stage; returns once that stage's rules have started."""
+    request = MoveRequest(stage=stage, as_user_id=as_user_id, reason="created", request_id="created")
+    return await _update(client, settings, item, request, "created")
+
+
+async def move_item(
+    client: Client, settings: Settings, item: Item, stage: str, *, as_user_id: int | None, request_id: str | None
+) -> MoveResult:
+    update_id = f"move-{request_id}" if request_id else f"move-{uuid.uuid4()}"
+    request = MoveRequest(stage=stage, as_user_id=as_user_id, reason="manual", request_id=update_id)
+    result = await _update(client, settings, item, request, update_id)
+    if not result.moved and result.detail == "already in stage":
+        raise MoveRejected(409, f"the item is already in stage {stage}")
+    return result
+
+
+async def send_event(
+    client: Client, settings: Settings, item: Item, type: str, data: dict[str, Any], *, event_id: str | None
+) -> None:
+    event = ItemEvent(type=type, data=dict(data or {}), event_id=event_id)
+    await client.get_workflow_handle(item_workflow_id(item)).signal(ItemWorkflow.event, event)
+
+
+async def pending_rules(client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:
+    if not item.entry_no:
+        return []
+    handle = client.get_workflow_handle(entry_workflow_id(item.entity_type, item.id, item.entry_no))
+    try:
+        rules = await handle.query(StageEntryWorkflow.pending, result_type=list[PendingRule])
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return [
+        {
+            "rule": rule.name,
+            "type": rule.type,
+            "start": rule.start,
+            "state": rule.state,
+            "due": rule.due.isoformat() if rule.due else None,
+            "delay": rule.delay,
+            "condition": rule.condition,
+            "waiting_for": rule.waiting_for,
+            "entry_no": item.entry_no,
+            "stage": item.stage,
+        }
+        for rule in rules
+    ]
