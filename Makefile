@@ -14,7 +14,7 @@ BENCH_ARGS ?=
 #   tests/security/test_secrets.py, test_log_redaction.py  what reaches logs and workflow histories (CI time)
 #   tests/test_run_script.py                 `make run`'s SQLite files in data/, by nature
 #   tests/postgres/ (but the next line's)    on PostgreSQL already in `make test`
-#   tests/unit, tests/comm, tests/test_compose.py  no database
+#   tests/unit, tests/transports, tests/test_compose.py  no database
 PG_TESTS ?= tests/engine tests/api tests/documents tests/monitoring tests/sales tests/custom tests/variables \
 	tests/communication tests/security --ignore=tests/security/test_secrets.py \
 	--ignore=tests/security/test_log_redaction.py tests/test_furniture_shop.py \
@@ -25,7 +25,7 @@ PG_TESTS ?= tests/engine tests/api tests/documents tests/monitoring tests/sales 
 
 help:
 	@echo "make run         start stageflow locally (API on :8000, Temporal UI on :8233; Ctrl-C stops)"
-	@echo "make test        run the test suite (PYTEST_ARGS='...' passes options to pytest)"
+	@echo "make test        check the layer contracts, run the test suite (PYTEST_ARGS='...' passes options to pytest)"
 	@echo "make test-postgres  run PG_TESTS with a fresh PostgreSQL database per test (starts Debian's cluster as root)"
 	@echo "make migration m='...'  write an Alembic migration for a change of models/tables.py"
 	@echo "make bench       run the benchmarks (BENCH_ARGS='...' passes options)"
@@ -47,7 +47,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python scripts/run.py
 
+# The layer contracts first (pyproject.toml, [tool.importlinter]), then the suite.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
