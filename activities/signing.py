@@ -1,7 +1,7 @@
 """Signing links and the messages they go out in: each signer's status, revoking the links, and sending one
 e-mail or SMS once per key (the signing rule and the signing pages both send through `deliver`).
 
-Each signer gets an unguessable link (`/sign/<token>`); one-time codes are sent by `api.routes.signing` and kept
+Each signer gets an unguessable link (`/sign/<token>`); one-time codes are sent from the signing pages and kept
 only as salted hashes (never in logs, the timeline, messages or workflow inputs).
 """
 

@@ -2,7 +2,7 @@
 
 Each is an `Annotated` type (or a small model) that validates one kind of value — a user reference, a
 duration, a clock time, a date field, a moment — and says in its error what to write instead. Rule types
-build their settings models from these (see `activities/rules/`).
+build their settings models from these.
 """
 
 from __future__ import annotations

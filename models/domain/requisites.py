@@ -1,8 +1,7 @@
 """Requisite fields per template and their formats: which fields a contact's or company's requisites have,
 how each value is checked and normalized, and how an address reads as one line.
 
-Pure (no database): used by the save-time checks and by the requisite rules in
-`activities.rules.documents`.
+Pure (no database): used by the save-time checks and by the requisite rules.
 """
 
 from __future__ import annotations

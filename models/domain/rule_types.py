@@ -1,9 +1,9 @@
 """What every rule type is: its catalogue entry, its settings model, its save-time checks and its action.
 
-A rule type is a subclass of `RuleType` that lives whole in the module of its group under
-`activities/rules/` (its settings model beside it); `activities.rules` writes the registry out once.
-Nothing here does I/O: the save-time checks (`check`) see a `RuleEnv`, a picture of the CRM that the
-caller builds, and `run` is implemented by the activities layer.
+A rule type is a subclass of `RuleType` that lives whole in the module of its group, its settings model beside
+it, and one registry lists them all (README, "Adding a rule type"). Nothing here does I/O: the save-time checks
+(`check`) see a `RuleEnv`, a picture of the CRM that the caller builds, and `run` is implemented where the
+type is defined.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ GROUPS: dict[str, str] = {
     "helpers": "Helpers and custom rules",
     "custom": "App rules",
 }
-"""Rule groups as the catalogue shows them; built-in types of group G live in `activities/rules/G.py`."""
+"""Rule groups as the catalogue shows them; the built-in types of group G are defined in a module named G."""
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -98,8 +98,8 @@ class RuleType(Generic[S]):
     rules read as `{{Rule.<name>.<value>}}`; `private_returns` among them carry a capability token (a link
     that opens or signs a document): they stay in the database, and the workflow history holds a reference in
     their place. `user_fields` are settings keys holding user ids (or lists of them) checked at save time.
-    `local` types only touch the database and run as local activities. `auxiliary` types make no visible
-    change: they hand values to later rules.
+    `local` types only touch the database, so the worker runs them without a round trip to the Temporal server.
+    `auxiliary` types make no visible change: they hand values to later rules.
     """
 
     name: str
@@ -130,7 +130,7 @@ class RuleType(Generic[S]):
         return None
 
     def run(self, ctx: Any) -> Awaitable[dict[str, Any]]:
-        """The rule's effect; its results as a dict of `returns`. Implemented in `activities/rules/`."""
+        """The rule's effect; its results as a dict of `returns`. Every concrete type implements it."""
         raise NotImplementedError(f"rule type {self.name} has no handler")
 
     def describe(self) -> dict[str, Any]:
