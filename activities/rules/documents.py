@@ -27,6 +27,7 @@ from activities.document_store import (
     requisites_of,
     seller_of,
 )
+from activities.keys import part_key
 from activities.rule import RuleContext, RuleFailed
 from activities.signing import DeliveryFailed, deliver, link_valid_until, refresh_signing, signing_url
 from activities.transports.mail import InvalidAddress, parse_address
@@ -354,8 +355,8 @@ class SendForSignature(RuleType[SendForSignatureSettings]):
             subject, text = _link_text(signer, made, seller, link)
             try:
                 await deliver(
-                    ctx.deps.settings, ctx.deps.database, key=signer.effect_key + "/link", item_id=ctx.item_id,
-                    channel=signer.channel, to=signer.address, subject=subject, text=text,
+                    ctx.deps.settings, ctx.deps.database, key=part_key(signer.effect_key, "link"),
+                    item_id=ctx.item_id, channel=signer.channel, to=signer.address, subject=subject, text=text,
                 )
             except DeliveryFailed as error:
                 raise RuleFailed(f"the signing link for {signer.name} ({signer.role}) was refused: {error}") from None
