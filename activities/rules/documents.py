@@ -220,16 +220,11 @@ class SignerSpec:
 
 
 def _signer_specs(
-    session: Session, ctx: RuleContext, settings: SendForSignatureSettings, signer_user: Any,
+    session: Session, ctx: RuleContext, settings: SendForSignatureSettings, signer_user: int | None,
     signer_name: str | None, signer_email: str | None,
 ) -> list[SignerSpec]:
     """The company's signer and the client, with where their links go; RuleFailed names what is missing."""
-    if settings.signer_user_id is not None:
-        if isinstance(signer_user, bool) or not isinstance(signer_user, int):
-            try:
-                signer_user = int(str(signer_user).strip())
-            except ValueError:
-                raise RuleFailed(f"settings.signer_user_id: {signer_user!r} is not a user id") from None
+    if signer_user is not None:
         user = session.get(User, signer_user)
         if user is None:
             raise RuleFailed(f"settings.signer_user_id: user {signer_user} does not exist")
@@ -337,7 +332,7 @@ class SendForSignature(RuleType[SendForSignatureSettings]):
 
     async def run(self, ctx: RuleContext[SendForSignatureSettings]) -> dict[str, Any]:
         settings = ctx.settings
-        signer_user = ctx.render_value(settings.signer_user_id) if settings.signer_user_id else None
+        signer_user = ctx.user_id(settings.signer_user_id, "signer_user_id") if settings.signer_user_id else None
         signer_name = ctx.render(settings.signer_name) if settings.signer_name else None
         signer_email = ctx.render(settings.signer_email) if settings.signer_email else None
         specs = await ctx.db(

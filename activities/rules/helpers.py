@@ -82,7 +82,7 @@ class ChangeResponsible(RuleType[ChangeResponsibleSettings]):
     local = True
 
     async def run(self, ctx: RuleContext[ChangeResponsibleSettings]) -> dict[str, Any]:
-        user_id = ctx.settings.user_id
+        user_id = ctx.user_id(ctx.settings.user_id, "user_id")
 
         def work(session: Session) -> dict[str, Any]:
             if session.get(User, user_id) is None:

@@ -51,22 +51,12 @@ SUBJECT_LENGTH = 150
 # -- users -----------------------------------------------------------------------------------------
 
 
-def _user_id(ctx: RuleContext, value: Any, field: str) -> int:
-    """A user id from a setting that holds an id or one placeholder yielding it."""
-    raw = ctx.render_value(value)
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise RuleFailed(f"settings.{field}: {value!r} gives {raw!r}, which is not a user id")
-    return raw
-
-
 def _user_ids(ctx: RuleContext, values: Iterable[Any], field: str) -> dict[int, str]:
     """The distinct user ids a list setting names, each with its place in the settings (`user_ids.1`)."""
     found: dict[int, str] = {}
     for position, value in enumerate(values):
         where = f"{field}.{position}"
-        found.setdefault(_user_id(ctx, value, where), where)
+        found.setdefault(ctx.user_id(value, where), where)
     return found
 
 
@@ -272,7 +262,7 @@ class AddTimelineEntry(RuleType[AddTimelineEntrySettings]):
         """Writes a text to the item's timeline as the chosen user (default: the item's responsible)."""
         text = ctx.render(ctx.settings.text)
         given = ctx.settings.author_id
-        author = _user_id(ctx, given, "author_id") if given is not None else ctx.item.responsible_id
+        author = ctx.user_id(given, "author_id") if given is not None else ctx.item.responsible_id
         kind = ctx.settings.kind
 
         def work(session: Session) -> dict[str, Any]:
@@ -355,7 +345,7 @@ class CreateTask(RuleType[CreateTaskSettings]):
             raise RuleFailed("settings.title: the title is empty once its placeholders are filled in")
         description = ctx.render(settings.description)
         given = settings.responsible_id
-        responsible = _user_id(ctx, given, "responsible_id") if given is not None else ctx.item.responsible_id
+        responsible = ctx.user_id(given, "responsible_id") if given is not None else ctx.item.responsible_id
         observers = _user_ids(ctx, settings.observers, "observers")
 
         def work(session: Session) -> dict[str, Any]:
@@ -514,7 +504,7 @@ class ScheduleActivity(RuleType[ScheduleActivitySettings]):
         settings = ctx.settings
         description = ctx.render(settings.description)
         given = settings.responsible_id
-        responsible = _user_id(ctx, given, "responsible_id") if given is not None else ctx.item.responsible_id
+        responsible = ctx.user_id(given, "responsible_id") if given is not None else ctx.item.responsible_id
         on_stage_change = settings.complete_on_stage_change
 
         def work(session: Session) -> dict[str, Any]:

@@ -28,16 +28,7 @@ COPY_SUFFIX = " Copy"
 
 def _user_id(ctx: RuleContext, value: Any, default: int) -> int:
     """`settings.responsible_id` (a user id or one placeholder), or `default` when it is not given."""
-    if value is None:
-        return default
-    resolved = ctx.render_value(value)
-    if isinstance(resolved, str) and resolved.strip().isdigit():
-        resolved = int(resolved.strip())
-    if isinstance(resolved, float) and resolved.is_integer():
-        resolved = int(resolved)
-    if isinstance(resolved, bool) or not isinstance(resolved, int) or resolved < 1:
-        raise RuleFailed(f"settings.responsible_id: {value!r} gives {resolved!r}, not a user id")
-    return resolved
+    return default if value is None else ctx.user_id(value, "responsible_id")
 
 
 def _check_user(session: Session, user_id: int) -> None:
