@@ -42,7 +42,16 @@ from activities.transports.sms import (
     make_sms_provider,
     normalize_phone,
 )
-from models.domain.fields import EMAIL_RE, PHONE_RE, RuleName, ShortText, Text, check_recipients, settings_config
+from models.domain.fields import (
+    EMAIL_RE,
+    PHONE_RE,
+    RuleName,
+    ShortText,
+    Text,
+    check_recipients,
+    has_placeholder,
+    settings_config,
+)
 from models.domain.problems import Problem
 from models.domain.rule_types import RuleEnv, RuleType
 from models.store import get_by
@@ -356,6 +365,19 @@ class SendSms(RuleType[SendSmsSettings]):
     description = "Sends a text message to the client."
     settings = SendSmsSettings
     returns = ("message_id",)
+
+    def check(self, settings: SendSmsSettings, env: RuleEnv) -> Iterable[Problem]:
+        """Numbers written out are read as the rule will read them: without a country code, in the region of
+        STAGEFLOW_SMS_DEFAULT_REGION."""
+        if settings.to is None or has_placeholder(settings.to):
+            return []
+        problems: list[Problem] = []
+        for part in settings.to.split(","):
+            try:
+                normalize_phone(part.strip(), env.phone_region)
+            except InvalidPhone as error:
+                problems.append((("to",), f"{error}; give the number with its country code (+48 601 234 567)"))
+        return problems
 
     async def run(self, ctx: RuleContext) -> dict[str, Any]:
         """Texts the client (default: the contact's phone) through the configured provider."""

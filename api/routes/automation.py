@@ -42,8 +42,9 @@ EXAMPLE = {
 }
 
 
-def validation_context(session: Session, pipeline: Pipeline) -> ValidationContext:
-    """What an automation may refer to: this pipeline's stages, users, pipelines, templates, rule types."""
+def validation_context(session: Session, pipeline: Pipeline, settings: Settings) -> ValidationContext:
+    """What an automation may refer to: this pipeline's stages, users, pipelines, templates, rule types; and the
+    region phone numbers without a country code are read in."""
     codes_by_pipeline: dict[int, list[str]] = {}
     for stage in session.exec(select(Stage).order_by(Stage.pipeline_id, Stage.position)).all():
         codes_by_pipeline.setdefault(stage.pipeline_id, []).append(stage.code)
@@ -59,6 +60,7 @@ def validation_context(session: Session, pipeline: Pipeline) -> ValidationContex
         templates=templates,
         rule_types={**RULE_TYPES, **app_rule_types(session)},
         pipeline_id=pipeline.id,
+        phone_region=settings.sms_default_region,
     )
 
 
@@ -121,7 +123,7 @@ def put_automation(
     pipeline = get_pipeline(session, pipeline_id)
     raw = {key: value for key, value in body.items() if key not in ANSWER_ONLY}
     try:
-        config = validate_automation(raw, validation_context(session, pipeline))
+        config = validate_automation(raw, validation_context(session, pipeline, settings))
     except AutomationInvalid as invalid:
         raise HTTPException(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[_problem(error) for error in invalid.errors]

@@ -48,6 +48,8 @@ class RuleEnv:
     templates: Set[str] = frozenset()
     earlier: Mapping[str, str] = field(default_factory=dict)
     """Earlier rules of the same stage: name → type."""
+    phone_region: str = "US"
+    """The region a phone number without a country code is read in when the rule runs."""
 
     def pipeline_stages(self, pipeline_id: int | None) -> Sequence[str] | None:
         if pipeline_id is None or pipeline_id == self.pipeline_id:

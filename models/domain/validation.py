@@ -58,6 +58,8 @@ class ValidationContext:
     """Every rule type a rule may have: the built-in registry and the app-registered types."""
     pipeline_id: int | None = None
     """The pipeline being configured, when known."""
+    phone_region: str = "US"
+    """The region phone numbers without a country code are read in (STAGEFLOW_SMS_DEFAULT_REGION)."""
 
     @property
     def entity_root(self) -> str:
@@ -565,6 +567,7 @@ class _Validation:
             pipelines=self.ctx.pipelines,
             templates=frozenset(self.ctx.templates),
             earlier=dict(earlier_types),
+            phone_region=self.ctx.phone_region,
         )
 
 

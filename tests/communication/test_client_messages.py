@@ -327,3 +327,27 @@ async def test_bad_settings_are_refused_at_save_time_naming_the_field(mail_stack
         locations = [error["loc"] for error in response.json()["detail"]]
         assert any(field in location for location in locations), (rules, response.text)
     assert ok(await stack.http.get(f"/pipelines/{flow['id']}/automation"))["stages"] == good["stages"]
+
+
+async def test_a_local_number_is_checked_at_save_in_the_region_the_rule_will_use(mail_stack):
+    stack = mail_stack
+    flow = await pipeline(stack.http, ["NEW", "WON"])
+    local = {"name": "sms", "type": "send_sms", "settings": {"text": "x", "to": "601 234 567"}}
+    response = await stack.http.put(f"/pipelines/{flow['id']}/automation", json={"stages": {"NEW": {"rules": [local]}}})
+    assert response.status_code == 422, response.text
+    [problem] = [error for error in response.json()["detail"] if error["loc"][-2:] == ["settings", "to"]]
+    assert "'601 234 567'" in problem["msg"] and "default region US" in problem["msg"]
+    assert ok(await stack.http.get(f"/pipelines/{flow['id']}/automation"))["stages"] == {}
+    international = {**local, "settings": {"text": "x", "to": "+48 601 234 567, {{Deal.Contact.Phone}}"}}
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [international]}})
+
+
+@pytest.mark.parametrize("sms", [{"SMS_DEFAULT_REGION": "PL"}], indirect=True, ids=["PL"])
+async def test_a_local_number_of_the_default_region_is_accepted_at_save_and_sent(mail_stack):
+    stack = mail_stack
+    flow, manager, client = await _setup(
+        stack, [{"name": "sms", "type": "send_sms", "settings": {"text": "On our way", "to": "601 234 567"}}]
+    )
+    order = await _order(stack, flow, manager, client)
+    [message] = await eventually(lambda: _messages(stack, order["id"], status="sent"))
+    assert message["to"] == "+48601234567"
