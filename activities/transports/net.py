@@ -150,6 +150,23 @@ async def resolve_public(url: httpx.URL | str, *, resolver: Resolver | None = No
     return addresses
 
 
+async def registration_refusal(
+    url: str, *, allow_private: bool, resolver: Resolver | None = None, timeout: float = 3.0
+) -> str | None:
+    """Why a URL that will be called later (an app's rule handler) is refused now, or None. The rule of every
+    call: unless allow_private, an address that is not public is refused. A host that does not resolve now is
+    accepted; every call checks it again."""
+    if allow_private:
+        return None
+    try:
+        await asyncio.wait_for(resolve_public(url, resolver=resolver), timeout)
+    except UrlRefused as refused:
+        return str(refused)
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return None
+    return None
+
+
 async def check_url(url: httpx.URL | str, *, allow_private: bool, resolver: Resolver | None = None) -> None:
     """Raise UrlRefused unless the URL is http(s) and (unless allow_private) all its addresses are public.
 

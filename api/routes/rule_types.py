@@ -9,8 +9,8 @@ from sqlmodel import select
 
 from activities.rules import RULE_TYPES
 from activities.rules.custom import AppRuleType, app_rule_types
-from activities.transports.net import validate_url_syntax
-from api.deps import PageDep, SessionDep, admin_only, member_only, page_of
+from activities.transports.net import registration_refusal, validate_url_syntax
+from api.deps import PageDep, SessionDep, SettingsDep, admin_only, member_only, page_of
 from api.errors import Problems, field_error
 from api.schemas import CustomRuleTypeCreate, CustomRuleTypePublic
 from models.domain.rule_types import rule_type_catalogue
@@ -37,12 +37,16 @@ def list_rule_types(session: SessionDep, page: PageDep, response: Response):
 @router.post(
     "/rule-types", response_model=CustomRuleTypePublic, status_code=status.HTTP_201_CREATED, dependencies=admin_only
 )
-def create_rule_type(body: CustomRuleTypeCreate, session: SessionDep):
+async def create_rule_type(body: CustomRuleTypeCreate, session: SessionDep, settings: SettingsDep):
     """Register an app's own rule type: its rules call `handler_url` with the item's data and the rule's
-    settings, and take the answer's `returns` values for later rules (`{{Rule.<rule name>.<value>}}`)."""
+    settings, and take the answer's `returns` values for later rules (`{{Rule.<rule name>.<value>}}`). A
+    `handler_url` on a loopback or private address is refused unless STAGEFLOW_ALLOW_PRIVATE_URLS allows it,
+    as every call of it is."""
     problems = Problems()
     if (url_problem := validate_url_syntax(body.handler_url)) is not None:
         problems.add(("body", "handler_url"), url_problem)
+    elif (refusal := await registration_refusal(body.handler_url, allow_private=settings.allow_private_urls)):
+        problems.add(("body", "handler_url"), refusal)
     try:
         AppRuleType.from_row(body, reserved=RULE_TYPES)
     except ValueError as error:

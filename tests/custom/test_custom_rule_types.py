@@ -107,3 +107,28 @@ async def test_a_handler_that_refuses_the_rule_fails_it_with_the_answer(stack, o
     assert "erp_order" in failed["text"] and "400" in failed["text"] and "SOFA-X is unknown" in failed["text"]
     assert len(outside.requests) == 1
     assert await comments(stack.http, item["id"]) == []
+
+
+async def test_a_private_handler_url_is_refused_at_registration_as_every_call_of_it_is(guarded_stack, outside):
+    stack = guarded_stack
+    for url in (outside.url("/rules/erp_order"), "http://localhost:9/rules", "https://10.1.2.3/rules",
+                "http://[::1]:8080/rules"):
+        response = await stack.http.post("/rule-types", json={
+            "name": "erp_order", "handler_url": url, "settings_schema": SCHEMA})
+        assert "STAGEFLOW_ALLOW_PRIVATE_URLS" in problem_at(response, "handler_url")["msg"], url
+    names = [kind["name"] for kind in ok(await stack.http.get("/rule-types", params={"limit": 500}))]
+    assert "erp_order" not in names
+    assert outside.requests == []
+
+
+async def test_a_handler_registered_while_private_urls_were_allowed_is_refused_when_called(stack, outside):
+    await _register(stack.http, outside)
+    stack.settings.allow_private_urls = False
+    manager = await user(stack.http, "Marek Manager")
+    flow = await pipeline(stack.http, ["NEW", "WON"])
+    ok(await stack.http.put(f"/pipelines/{flow['id']}/automation", json={"stages": _rules({"sku": "SOFA-1"})}))
+    item = await deal(stack.http, flow["id"], manager["id"])
+
+    failed = await finished(stack.http, item["id"], "erp")
+    assert failed["kind"] == "rule_failed" and "STAGEFLOW_ALLOW_PRIVATE_URLS" in failed["text"]
+    assert outside.requests == []
