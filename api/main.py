@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.limits import BodyLimitMiddleware
+from api.texts import TextOnlyMiddleware
 from api.logs import install_redaction
 from api.routes import api_router
 from api.routes.document_templates import TEMPLATE_UPLOAD_MAX_BYTES
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(TextOnlyMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,

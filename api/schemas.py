@@ -58,6 +58,18 @@ class StrictModel(SQLModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def not_null_when_given(*names: str) -> Any:
+    """For a PATCH body: a field left out keeps its value, and an explicit null for one that cannot be empty is a
+    422 naming that field (not a failed write)."""
+
+    def refuse_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
+
+    return field_validator(*names, mode="before")(refuse_null)
+
+
 class Accepted(SQLModel):
     accepted: bool = True
 
@@ -81,6 +93,8 @@ class UserUpdate(StrictModel):
     email: Email | None = None
     phone: Phone | None = None
     supervisor_id: Id | None = None
+
+    _not_null = not_null_when_given("name")
 
 
 class UserPublic(UserBase):
@@ -368,6 +382,8 @@ class ItemUpdate(StrictModel):
     products: list[Product] | None = Field(default=None, max_length=500)
     by_user_id: Id | None = Field(default=None, description="Who made the change (for field_changed triggers)")
 
+    _not_null = not_null_when_given("title", "responsible_id", "fields", "products")
+
 
 class ItemPublic(SQLModel):
     """An item as stored; rules write items too, so the answer does not re-check request limits."""
@@ -428,6 +444,8 @@ class TaskUpdate(StrictModel):
     status: TaskStatus | None = None
     title: Name | None = None
     observers: list[Id] | None = Field(default=None, max_length=100)
+
+    _not_null = not_null_when_given("status", "title", "observers")
 
 
 class TaskPublic(SQLModel):

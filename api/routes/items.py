@@ -153,9 +153,6 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         changes = body.model_dump(exclude_unset=True)
         by_user_id = changes.pop("by_user_id", None)
         problems = Problems()
-        for required in ("title", "responsible_id"):
-            if required in changes and changes[required] is None:
-                problems.add(("body", required), "must not be null")
         check_references(session, problems, {**changes, "by_user_id": by_user_id})
         problems.raise_if_any()
 

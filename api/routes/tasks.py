@@ -76,9 +76,6 @@ async def update_task(task_id: TaskId, body: TaskUpdate, session: SessionDep, cl
         raise not_found("Task", task_id)
     changes = body.model_dump(exclude_unset=True)
     problems = Problems()
-    for name, value in changes.items():
-        if value is None:
-            problems.add(("body", name), "must not be null")
     for index, user_id in enumerate(changes.get("observers") or []):
         if session.get(User, user_id) is None:
             problems.add(("body", "observers", index), f"user {user_id} does not exist")

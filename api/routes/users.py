@@ -68,8 +68,6 @@ def update_user(user_id: UserId, body: UserUpdate, session: SessionDep):
         problem = _supervisor_problem(session, user_id, changes["supervisor_id"])
         if problem:
             problems.add(("body", "supervisor_id"), problem)
-    if "name" in changes and changes["name"] is None:
-        problems.add(("body", "name"), "must not be null")
     problems.raise_if_any()
     user.sqlmodel_update(changes)
     session.add(user)
