@@ -11,8 +11,15 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from tests.postgres_support import postgres_test_databases  # noqa: F401
+from tests.seeds import SCHEMATHESIS_SEED
 from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
 from workflows.types import SEARCH_ATTRIBUTES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(
+        f"generated requests: seed {SCHEMATHESIS_SEED} (STAGEFLOW_SCHEMATHESIS_SEED={SCHEMATHESIS_SEED} replays it)"
+    )
 
 
 @pytest.fixture(scope="session")
