@@ -255,20 +255,21 @@ def say(text: str) -> None:
     print(f"demo | {text}", flush=True)
 
 
-def api_key(explicit: str | None) -> str:
+def api_key(explicit: str | None) -> tuple[str, str]:
+    """The admin key, and how a shell names the one in use: `--key`, STAGEFLOW_API_KEY, or <data dir>/api_key."""
     if explicit:
-        return explicit
+        return explicit, "<the key given with --key>"
     if os.environ.get("STAGEFLOW_API_KEY"):
-        return os.environ["STAGEFLOW_API_KEY"]
-    data_dir = Path(os.environ.get("STAGEFLOW_DATA_DIR", "data"))
-    path = data_dir if data_dir.is_absolute() else ROOT / data_dir
+        return os.environ["STAGEFLOW_API_KEY"], "$STAGEFLOW_API_KEY"
+    data_dir = os.environ.get("STAGEFLOW_DATA_DIR", "data")
+    path = Path(data_dir) if Path(data_dir).is_absolute() else ROOT / data_dir
     key_file = path / "api_key"
     if key_file.exists():
-        return key_file.read_text().strip()
+        return key_file.read_text().strip(), f"$(cat {Path(data_dir) / 'api_key'})"
     raise SystemExit(f"no API key: set STAGEFLOW_API_KEY, pass --key, or start `make run` (it writes {key_file})")
 
 
-async def main(url: str, key: str) -> None:
+async def main(url: str, key: str, key_source: str) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
         try:
@@ -300,7 +301,7 @@ async def main(url: str, key: str) -> None:
             f"  workflows               {ui}/namespaces/default/workflows   (deal-{deal_id}, deal-{deal_id}/entry-4 …)",
             f"  the emails              {data_dir}/mail/*.eml",
             f"  API docs                {url}/docs",
-            f"  every route but public links needs  -H \"Authorization: Bearer $(cat {data_dir}/api_key)\"",
+            f"  every route but public links needs  -H \"Authorization: Bearer {key_source}\"",
         ]),
         flush=True,
     )
@@ -312,4 +313,4 @@ if __name__ == "__main__":
     parser.add_argument("--url", default=f"http://localhost:{port}", help="the stageflow API (default: %(default)s)")
     parser.add_argument("--key", default=None, help="an admin API key (default: STAGEFLOW_API_KEY or data/api_key)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.url.rstrip("/"), api_key(arguments.key)))
+    asyncio.run(main(arguments.url.rstrip("/"), *api_key(arguments.key)))
