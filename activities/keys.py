@@ -29,6 +29,11 @@ def outcome_key(workflow_id: str, rule: str, outcome: str) -> str:
     return part_key(effect_key(workflow_id, rule), outcome)
 
 
+def event_key(entity: str, item_id: int, event: str) -> str:
+    """The key of the timeline entry that records an event reaching the item (`event`: its id)."""
+    return f"{item_workflow_id(entity, item_id)}/event/{event}"
+
+
 def stage_change_key(entity: str, item_id: int, entry_no: int) -> str:
     """The key of the timeline entry that records the item entering a stage: one per entry, ever."""
     return f"{item_workflow_id(entity, item_id)}/entry-{entry_no}/stage_changed"

@@ -54,9 +54,11 @@ def add_timeline(
     author_id: int | None = None,
     rule_name: str | None = None,
     entry_no: int | None = None,
+    nulls: tuple[str, ...] = (),
     **data: Any,
 ) -> TimelineEntry:
-    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned)."""
+    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned).
+    `data` values that are None are left out, but for the names in `nulls`, which say null."""
     values: dict[str, Any] = dict(
         item_id=item_id,
         kind=kind,
@@ -65,7 +67,7 @@ def add_timeline(
         author_id=author_id,
         rule_name=rule_name,
         entry_no=entry_no,
-        data={name: value for name, value in data.items() if value is not None},
+        data={name: value for name, value in data.items() if value is not None or name in nulls},
     )
     if at is not None:
         values["at"] = at

@@ -6,9 +6,10 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.keys import stage_change_key
+from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
-from models.domain.triggers import first_match
+from models.domain.automation import TriggerConfig
+from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
 from models.tables import Activity, Item, Stage, TimelineEntry
@@ -53,6 +54,12 @@ def enter(session: Session, call: EnterCall) -> None:
     ):
         todo.completed, todo.completed_at = True, call.at
         session.add(todo)
+        add_timeline(
+            session, item.id, "activity_completed",
+            f"Activity “{todo.description}” completed: the item left its stage for {call.stage}",
+            at=call.at, key=part_key(stage_change_key(call.entity, call.item_id, call.entry_no), f"activity-{todo.id}"),
+            entry_no=call.entry_no, activity_id=todo.id, activity_kind=todo.kind,
+        )
 
 
 class StageSteps:
@@ -80,7 +87,8 @@ class StageSteps:
                 )
             ]
             data = build_data(session, item, constants=config.constants, variables=config.variables)
-            found = first_match(config, order, call.stage, call.event.type, call.event.data or {}, data)
+            found, misses = scan(config, order, call.stage, call.event.type, call.event.data or {}, data)
+            _record_event(session, call, found, misses)
             if found is None:
                 return MatchResult()
             stage, trigger = found
@@ -95,6 +103,30 @@ class StageSteps:
             return match
 
         return await self.deps.db(work)
+
+
+def _record_event(
+    session: Session, call: MatchCall, found: tuple[str, TriggerConfig] | None, misses: list[Miss]
+) -> None:
+    """The event on the item's timeline: the trigger it fired, or why each trigger of its type did not."""
+    event = call.event
+    if found is not None:
+        stage, trigger = found
+        text = f"Event {event.type} fired trigger {trigger.name}: the item moves to {stage}"
+    elif misses:
+        why = "; ".join(f"trigger {miss.trigger} ({miss.stage}): {miss.reason}" for miss in misses)
+        text = f"Event {event.type} moved nothing: {why}"
+    else:
+        text = f"Event {event.type} moved nothing: no trigger of this pipeline waits for it"
+    info = activity.info() if activity.in_activity() else None
+    event_id = event.event_id or (f"{info.workflow_run_id}/{info.activity_id}" if info is not None else None)
+    add_timeline(
+        session, call.item_id, "event_received", text, at=call.at,
+        key=event_key(call.entity, call.item_id, event_id) if event_id else None, nulls=("matched",),
+        type=event.type, event_id=event.event_id, matched=found[1].name if found else None,
+        stage=found[0] if found else None,
+        why_not=[{"trigger": miss.trigger, "stage": miss.stage, "reason": miss.reason} for miss in misses] or None,
+    )
 
 
 def _entered_before(session: Session, call: MatchCall) -> MatchResult:

@@ -37,7 +37,8 @@ WATCHABLE_FIELDS = (*UPDATABLE_FIELDS, "responsible_id", "contact_id", "company_
 """Item fields that `wait` and the `field_changed` trigger may watch (besides `Fields.<custom>`)."""
 TASK_STATUSES = ("pending", "in_progress", "completed", "deferred")
 RESERVED_TIMELINE_KINDS = (
-    "stage_changed", "rule_scheduled", "rule_done", "rule_skipped", "rule_cancelled", "rule_failed",
+    "stage_changed", "rule_scheduled", "rule_done", "rule_skipped", "rule_cancelled", "rule_failed", "event_received",
+    "activity_completed",
 )
 
 

@@ -205,21 +205,52 @@ def candidates(order: list[str], current: str) -> list[tuple[str, bool]]:
     return [(code, False) for code in order[position + 1:]] + [(code, True) for code in order[:position]]
 
 
-def first_match(
+@dataclass(frozen=True)
+class Miss:
+    """A trigger for this event's type that did not fire, and why."""
+
+    trigger: str
+    stage: str
+    reason: str
+
+
+def scan(
     config: AutomationConfig, order: list[str], current: str, event_type: str, event_data: Mapping[str, Any],
     data: Mapping[str, Any],
-) -> tuple[str, TriggerConfig] | None:
-    """The first trigger, in pipeline order, that the event fires; `data` is the item's tree for conditions."""
+) -> tuple[tuple[str, TriggerConfig] | None, list[Miss]]:
+    """The first trigger, in pipeline order, that the event fires (`data` is the item's tree for conditions),
+    and why each trigger of the event's type before it did not."""
+    misses: list[Miss] = []
+    here = config.stages.get(current)
+    for trigger in here.triggers if here is not None else ():
+        if trigger_accepts(trigger, current, event_type, event_data):
+            misses.append(Miss(trigger.name, current, "the item is in its stage already"))
     for stage, backwards in candidates(order, current):
         automation = config.stages.get(stage)
         if automation is None:
             continue
         for trigger in automation.triggers:
-            if backwards and not trigger.allow_backwards:
+            kind = TRIGGER_TYPES.get(trigger.type)
+            if kind is None or not kind.accepts(event_type):
                 continue
             if not trigger_accepts(trigger, stage, event_type, event_data):
+                misses.append(Miss(trigger.name, stage, "its filter does not match the event"))
                 continue
-            if trigger.condition is not None and not conditions.evaluate(trigger.condition, data)[0]:
+            if backwards and not trigger.allow_backwards:
+                misses.append(Miss(trigger.name, stage, "its stage comes before the item's, and it does not move back"))
                 continue
-            return stage, trigger
-    return None
+            if trigger.condition is not None:
+                passed, reason = conditions.evaluate(trigger.condition, data)
+                if not passed:
+                    misses.append(Miss(trigger.name, stage, f"its condition is false: {reason}"))
+                    continue
+            return (stage, trigger), misses
+    return None, misses
+
+
+def first_match(
+    config: AutomationConfig, order: list[str], current: str, event_type: str, event_data: Mapping[str, Any],
+    data: Mapping[str, Any],
+) -> tuple[str, TriggerConfig] | None:
+    """The first trigger, in pipeline order, that the event fires; `data` is the item's tree for conditions."""
+    return scan(config, order, current, event_type, event_data, data)[0]

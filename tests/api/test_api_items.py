@@ -224,6 +224,32 @@ async def test_timelines_are_oldest_first_and_filterable(stack):
     assert await total(stack.member, f"/deals/{item['id']}/timeline", kind="comment") == 3
 
 
+async def test_the_crm_timeline_filters_by_pipeline_and_entity(stack):
+    flow, manager = await crm(stack, STAGES)
+    other_flow = ok(await stack.http.post("/pipelines", json={
+        "entity_type": "deal", "name": "Delivery", "stages": [{"code": "NEW", "name": "New"}]}), HTTPStatus.CREATED)
+    leads = ok(await stack.http.post("/pipelines", json={
+        "entity_type": "lead", "name": "Leads", "stages": [{"code": "L_NEW", "name": "New"}]}), HTTPStatus.CREATED)
+    here = await deal(stack.member, flow["id"], manager["id"])
+    there = await deal(stack.member, other_flow["id"], manager["id"])
+    lead = await deal(stack.member, leads["id"], manager["id"], entity="lead")
+    for path, text in ((f"/deals/{here['id']}", "here"), (f"/deals/{there['id']}", "there"), (f"/leads/{lead['id']}", "lead")):
+        ok(await stack.member.post(f"{path}/comments", json={"text": text}), HTTPStatus.CREATED)
+
+    async def texts(**params) -> list[str]:
+        return [entry["text"] for entry in ok(await stack.member.get("/timeline", params={"kind": "comment", **params}))]
+
+    assert await texts(pipeline_id=flow["id"]) == ["here"]
+    assert await texts(pipeline_id=other_flow["id"]) == ["there"]
+    assert await texts(entity="deal") == ["here", "there"]
+    assert await texts(entity="lead") == ["lead"]
+    assert await texts(entity="lead", pipeline_id=flow["id"]) == []
+    assert_problem(await stack.member.get("/timeline", params={"entity": "task"}), HTTPStatus.UNPROCESSABLE_ENTITY,
+                   "query", "entity")
+    assert_problem(await stack.member.get("/timeline", params={"pipeline_id": 0}), HTTPStatus.UNPROCESSABLE_ENTITY,
+                   "query", "pipeline_id")
+
+
 async def test_pending_lists_the_rules_still_waiting(stack):
     flow, manager = await crm(stack, STAGES, automation={
         "NEW": {"rules": [

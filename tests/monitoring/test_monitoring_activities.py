@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from tests.crm import automate, deal, ok, pipeline
+from tests.crm import automate, deal, ok, pipeline, timeline
 from tests.monitoring.monitoring_flows import activities, finished, rerun, shop
 
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -50,3 +50,6 @@ async def test_activities_fall_due_in_the_company_time_zone_and_close_with_the_s
     assert after["call"]["completed"] is True and after["call"]["completed_at"] is not None
     assert after["meeting"]["completed"] is False
     assert ok(await stack.http.get("/activities", params={"deal_id": item["id"], "completed": False})) == [after["meeting"]]
+    [closed] = await timeline(stack.http, item["id"], kind="activity_completed")
+    assert closed["data"]["activity_id"] == call["id"] and closed["entry_no"] == 2
+    assert closed["text"] == f"Activity “{call['description']}” completed: the item left its stage for CONTACTED"
