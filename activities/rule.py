@@ -67,6 +67,8 @@ class RuleContext(Generic[S]):
     moves: list[MoveRequest] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     wait: WaitSpec | None = None
+    changed: list[str] = field(default_factory=list)
+    """Item fields this rule changed (`close_date`, `Fields.<name>`): delays counted from them follow."""
     record: Callable[[Session, RuleOutcome], None] | None = None
     recorded: RuleOutcome | None = None
 
@@ -139,7 +141,7 @@ class RuleContext(Generic[S]):
     def outcome(self, result: dict[str, Any] | None) -> RuleOutcome:
         return RuleOutcome(
             status="done", result=dict(result or {}), variables=dict(self.variables), events=list(self.events),
-            moves=list(self.moves), wait=self.wait,
+            moves=list(self.moves), wait=self.wait, changed=list(self.changed),
         )
 
     async def finish(self, work: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Optional
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -25,12 +25,15 @@ with workflow.unsafe.imports_passed_through():
         ItemChanged,
         ItemEvent,
         PendingRule,
+        RescheduleCall,
+        Rescheduled,
         RuleCall,
         RuleFailure,
         RuleOutcome,
         RulePlan,
         ScheduleCall,
         WaitEnded,
+        anchor_field,
     )
 
 ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -39,6 +42,9 @@ FINISHED = ("done", "skipped", "cancelled", "failed")
 # From this version on, the engine's own bookkeeping runs as local activities (markers in the history, no
 # round trip through the server); histories recorded before it keep their activities on replay.
 LOCAL_ENGINE = "local-engine-activities"
+# From this version on, a delay counted from a date field follows the field: a change recomputes the due time,
+# and an empty field makes the rule wait for a value instead of running at once.
+FOLLOW_FIELDS = "date-delays-follow-fields"
 
 
 async def engine_activity(name: str, arg: Any, *, summary: str, result_type: type | None = None) -> Any:
@@ -69,15 +75,24 @@ class StageEntryWorkflow:
         self.running: dict[str, asyncio.Task] = {}
         self.callbacks: dict[str, dict] = {}
         self.changes: list[str] = []
+        self.follow = False
+        self.bases: dict[str, datetime] = {}
+        self.after_waits: set[str] = set()
+        self.reschedules = 0
 
     @workflow.run
     async def run(self, entry: EntryInput) -> dict[str, str]:
         try:
+            self.follow = workflow.patched(FOLLOW_FIELDS)
             self.plan = await engine_activity("begin_entry", entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
                 self.due[rule.name] = rule.due
+                if rule.start == "on_entry":
+                    self.bases[rule.name] = entry.entered_at
+                    if self.follow and rule.due is None and anchor_field(rule.delay):
+                        self.status[rule.name] = "waiting_field"
             await asyncio.gather(*(self._chain(chain) for chain in self._chains()))
         except BaseException as error:
             # Leaving the stage cancels this workflow: a timer raises CancelledError, an engine activity
@@ -127,6 +142,8 @@ class StageEntryWorkflow:
         return waiting
 
     def _waiting_for(self, rule: RulePlan, state: str) -> str | None:
+        if state == "waiting_field" and rule.name not in self.after_waits:
+            return anchor_field(rule.delay)
         if state == "waiting_previous":
             return rule.wait_for
         if state == "waiting_rule":
@@ -155,6 +172,7 @@ class StageEntryWorkflow:
 
     async def _schedule(self, rule: RulePlan) -> None:
         self.status[rule.name] = "waiting_delay"
+        self.bases[rule.name] = workflow.now()
         if rule.delay is None:
             self.due[rule.name] = workflow.now()
             return
@@ -168,17 +186,63 @@ class StageEntryWorkflow:
                 rule=rule,
                 base=workflow.now(),
             ),
-            result_type=datetime,
+            result_type=Optional[datetime],
             summary=f"schedule {rule.name}",
         )
 
     async def _wait_due(self, rule: RulePlan) -> None:
+        field = anchor_field(rule.delay)
+        if self.follow and field:
+            await self._follow(rule, field)
+            return
         due = self.due.get(rule.name)
         if due is None:
             return
         remaining = (due - workflow.now()).total_seconds()
         if remaining > 0:
             await workflow.sleep(remaining, summary=f"{rule.name} due {due.isoformat()}")
+
+    async def _follow(self, rule: RulePlan, field: str) -> None:
+        """Waits until the rule is due while following its date field: a change of the field recomputes the due
+        time (earlier or later; one already past runs at once), and while the field is empty the rule waits for
+        a value."""
+        seen = len(self.changes)
+        while True:
+            due = self.due.get(rule.name)
+            changed = lambda: field in self.changes[seen:]  # noqa: E731
+            if due is None:
+                self.status[rule.name] = "waiting_field"
+                await workflow.wait_condition(changed)
+            else:
+                remaining = (due - workflow.now()).total_seconds()
+                if remaining <= 0:
+                    return
+                self.status[rule.name] = "waiting_delay"
+                try:
+                    await workflow.wait_condition(
+                        changed, timeout=remaining, timeout_summary=f"{rule.name} due {due.isoformat()}"
+                    )
+                except asyncio.TimeoutError:
+                    return
+            seen = len(self.changes)
+            self.reschedules += 1
+            rescheduled = await engine_activity(
+                "reschedule_rule",
+                RescheduleCall(
+                    item_id=self.entry.item_id,
+                    entity=self.entry.entity,
+                    workflow_id=workflow.info().workflow_id,
+                    entry_no=self.entry.entry_no,
+                    rule=rule,
+                    base=self.bases.get(rule.name, self.entry.entered_at),
+                    previous=due,
+                    at=workflow.now(),
+                    seq=self.reschedules,
+                ),
+                result_type=Rescheduled,
+                summary=f"{rule.name}: {field} changed",
+            )
+            self.due[rule.name] = rescheduled.due
 
     async def _wait_dependencies(self, rule: RulePlan) -> None:
         if any(self.status.get(name) not in FINISHED for name in rule.depends_on):
@@ -223,6 +287,7 @@ class StageEntryWorkflow:
 
     async def _wait_after(self, rule: RulePlan, outcome: RuleOutcome, changes_seen: int) -> None:
         wait = outcome.wait
+        self.after_waits.add(rule.name)
         if wait.kind == "callback":
             self.status[rule.name] = "waiting_callback"
             arrived = lambda: rule.name in self.callbacks  # noqa: E731
@@ -304,6 +369,8 @@ class StageEntryWorkflow:
         self.status[rule.name] = outcome.status
         self.results[rule.name] = outcome.result
         self.variables.update(outcome.variables)
+        if self.follow:
+            self.changes.extend(outcome.changed)
         await self._forward(outcome)
 
     async def _forward(self, outcome: RuleOutcome) -> None:
@@ -332,7 +399,7 @@ class StageEntryWorkflow:
                 await self._accept(next(r for r in self.plan.rules if r.name == name), task.result())
         self.running.clear()
         for name, state in self.status.items():
-            if state in ("waiting_callback", "waiting_field"):
+            if state == "waiting_callback" or (state == "waiting_field" and name in self.after_waits):
                 self.status[name] = "done"
         cancelled = [name for name, state in self.status.items() if state not in FINISHED]
         for name in cancelled:

@@ -156,6 +156,33 @@ class ScheduleCall:
     base: datetime
 
 
+def anchor_field(delay: Any) -> str | None:
+    """The item date field a rule's delay (as planned) is counted from, if any."""
+    return delay.get("field") if isinstance(delay, dict) else None
+
+
+@dataclass
+class RescheduleCall:
+    """The date field a pending rule's delay is counted from changed: its due time again, from `base` (when its
+    delay started). `previous` is the due time it had (None: it waited for the field); `seq` numbers the changes."""
+
+    item_id: int
+    entity: str
+    workflow_id: str
+    entry_no: int
+    rule: RulePlan
+    base: datetime
+    previous: datetime | None
+    at: datetime
+    seq: int
+
+
+@dataclass
+class Rescheduled:
+    due: datetime | None = None
+    """None: the field is empty (or no date), and the rule waits for it."""
+
+
 @dataclass
 class RuleCall:
     item_id: int
@@ -189,6 +216,8 @@ class RuleOutcome:
     events: list[ItemEvent] = field(default_factory=list)
     moves: list[MoveRequest] = field(default_factory=list)
     wait: WaitSpec | None = None
+    changed: list[str] = field(default_factory=list)
+    """Item fields the rule changed (`close_date`, `Fields.<name>`): delays counted from them follow."""
 
 
 @dataclass

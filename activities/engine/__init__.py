@@ -41,6 +41,7 @@ class EngineActivities:
             self.stages.enter_stage,
             self.planning.begin_entry,
             self.planning.schedule_rule,
+            self.planning.reschedule_rule,
             self.stages.match_trigger,
             self.outcomes.record_rule_failed,
             self.outcomes.record_wait_end,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, select
 from temporalio import activity
 
-from activities.keys import outcome_key
+from activities.keys import outcome_key, part_key
 from activities.rule import Deps
 from models.domain import placeholders, timing
 from models.domain.automation import RuleConfig
@@ -20,7 +20,7 @@ from models.domain.rule_types import RuleType
 from models.item_data import load_automation, load_calendar
 from models.store import add_timeline
 from models.tables import CustomRuleType, Item
-from workflows.types import EntryInput, EntryPlan, RulePlan, ScheduleCall
+from workflows.types import EntryInput, EntryPlan, RescheduleCall, Rescheduled, RulePlan, ScheduleCall, anchor_field
 
 RULE_DEPENDENCY = "Rule."
 VARIABLE_DEPENDENCY = "Variables."
@@ -78,33 +78,48 @@ def _variable_set_by(rule: RuleConfig, rule_types: Mapping[str, RuleType]) -> st
         return None
 
 
-def _due(item: Item, rule: RuleConfig | RulePlan, base: datetime, calendar: timing.CalendarSpec) -> datetime:
+def _due(item: Item, rule: RuleConfig | RulePlan, base: datetime, calendar: timing.CalendarSpec) -> datetime | None:
+    """When the rule is due; None when the date field its delay is counted from is empty (or holds no date):
+    the rule waits for a value."""
     delay = rule.delay if isinstance(rule, RuleConfig) else parse_delay(rule.delay)
     if delay is None:
         return base
     try:
         return timing.compute_due(delay, base=base, item=date_fields(item), calendar=calendar)
     except timing.DueTimeError as error:
+        if error.field:
+            return None
         activity.logger.warning("rule %s: %s; it runs at once", rule.name, error)
         return base
 
 
-def _record_scheduled(session: Session, item: Item, entry_no: int, workflow_id: str, rule: RulePlan, at: datetime) -> None:
-    due = rule.due or at
-    when = "now" if due <= at else f"due {due.isoformat()}"
+def _record_scheduled(
+    session: Session, item: Item, entry_no: int, workflow_id: str, rule: RulePlan, at: datetime, due: datetime | None
+) -> None:
+    field = anchor_field(rule.delay)
+    if due is None and field:
+        text = f"Rule {rule_text(rule)} waits for {field}, which its delay is counted from: the field is empty"
+    else:
+        due = due or at
+        text = f"Rule {rule_text(rule)} scheduled, " + ("now" if due <= at else f"due {due.isoformat()}")
     add_timeline(
         session,
         item.id,
         "rule_scheduled",
-        f"Rule {rule_text(rule)} scheduled, {when}",
+        text,
         at=at,
         key=outcome_key(workflow_id, rule.name, "scheduled"),
         rule_name=rule.name,
         entry_no=entry_no,
-        due=due.isoformat(),
+        due=due.isoformat() if due else None,
+        waiting_for=field if due is None else None,
         start=rule.start,
         workflow_id=workflow_id,
     )
+
+
+def _shown(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else "—"
 
 
 class PlanningSteps:
@@ -155,7 +170,7 @@ class PlanningSteps:
             )
             if plan_rule.start == "on_entry":
                 plan_rule.due = _due(item, rule, entry.entered_at, calendar)
-                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entry.entered_at)
+                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entry.entered_at, plan_rule.due)
             plan.rules.append(plan_rule)
             earlier.add(rule.name)
             if (variable := _variable_set_by(rule, self.rule_types)) is not None:
@@ -164,11 +179,36 @@ class PlanningSteps:
         return plan
 
     @activity.defn(name="schedule_rule")
-    async def schedule_rule(self, call: ScheduleCall) -> datetime:
-        def work(session: Session) -> datetime:
+    async def schedule_rule(self, call: ScheduleCall) -> datetime | None:
+        def work(session: Session) -> datetime | None:
             item = session.get(Item, call.item_id)
             call.rule.due = _due(item, call.rule, call.base, load_calendar(session))
-            _record_scheduled(session, item, call.entry_no, call.workflow_id, call.rule, call.base)
+            _record_scheduled(session, item, call.entry_no, call.workflow_id, call.rule, call.base, call.rule.due)
             return call.rule.due
+
+        return await self.deps.db(work)
+
+    @activity.defn(name="reschedule_rule")
+    async def reschedule_rule(self, call: RescheduleCall) -> Rescheduled:
+        """The due time of a pending rule whose date field changed, recorded as `rule_rescheduled` when it moved."""
+        def work(session: Session) -> Rescheduled:
+            item = session.get(Item, call.item_id)
+            due = _due(item, call.rule, call.base, load_calendar(session)) if item is not None else call.previous
+            if due != call.previous:
+                field = anchor_field(call.rule.delay)
+                if due is None:
+                    text = f"Rule {rule_text(call.rule)} waits for {field} again: the field is empty"
+                elif call.previous is None:
+                    text = f"Rule {rule_text(call.rule)} scheduled, due {due.isoformat()}: {field} has a value"
+                else:
+                    text = f"Rule {rule_text(call.rule)} rescheduled from {_shown(call.previous)} to {_shown(due)}: {field} changed"
+                add_timeline(
+                    session, call.item_id, "rule_rescheduled", text, at=call.at,
+                    key=part_key(outcome_key(call.workflow_id, call.rule.name, "rescheduled"), call.seq),
+                    rule_name=call.rule.name, entry_no=call.entry_no, nulls=("from", "to"), field=field,
+                    **{"from": call.previous.isoformat() if call.previous else None,
+                       "to": due.isoformat() if due else None},
+                )
+            return Rescheduled(due=due)
 
         return await self.deps.db(work)

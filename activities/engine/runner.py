@@ -120,6 +120,7 @@ class RuleRunner:
                 "events": [vars(event) for event in outcome.events],
                 "moves": [vars(move) for move in outcome.moves],
                 "wait": vars(outcome.wait) if outcome.wait else None,
+                "changed": list(outcome.changed),
             },
         )
         if insert_once(session, Effect.__table__, effect.model_dump(), "key", "key") is None:
@@ -179,4 +180,5 @@ def _outcome_from(effect: Effect) -> RuleOutcome:
         events=[ItemEvent(**event) for event in stored.get("events", [])],
         moves=[MoveRequest(**move) for move in stored.get("moves", [])],
         wait=WaitSpec(**stored["wait"]) if stored.get("wait") else None,
+        changed=list(stored.get("changed") or []),
     )

@@ -202,6 +202,7 @@ class UpdateFields(RuleType[UpdateFieldsSettings]):
             item.fields = custom
             item.updated_at = ctx.at
             session.add(item)
+            ctx.changed = sorted(values)
             return {"updated": sorted(values)}
 
         return await ctx.finish(work)

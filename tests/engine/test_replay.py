@@ -23,7 +23,7 @@ from workflows.item import ItemWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
-RELEASE = "v0.2.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.3.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -36,7 +36,8 @@ def _load(path: Path) -> WorkflowHistory:
 
 
 async def _scenario(stack) -> list[str]:
-    """Creation, a rule, a delayed rule cancelled by a move, a trigger move, a failed rule, a pending query."""
+    """Creation, a rule, a delayed rule cancelled by a move, a rule that follows the close date (moved once), a
+    trigger move, a failed rule, a pending query."""
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
     await automate(stack.http, flow["id"], {
@@ -45,13 +46,17 @@ async def _scenario(stack) -> list[str]:
             {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}},
             {"name": "then", "type": "change_responsible", "start": "after_previous",
              "settings": {"user_id": manager["id"]}},
+            {"name": "before close", "type": "add_timeline_entry", "delay": {"field": "close_date", "offset": "-1d"},
+             "settings": {"text": "closes tomorrow"}},
         ]},
         "INVOICE": {"rules": [
             {"name": "ping", "type": "notify_supervisor", "settings": {"text": "no supervisor here"}},
         ], "triggers": [{"name": "paid", "type": "payment_received"}]},
     })
-    item = await deal(stack.http, flow["id"], manager["id"])
+    item = await deal(stack.http, flow["id"], manager["id"], close_date="2099-01-10")
     await eventually(lambda: timeline(stack.http, item["id"], kind="comment"))
+    ok(await stack.http.patch(f"/deals/{item['id']}", json={"close_date": "2099-02-10"}))
+    await eventually(lambda: timeline(stack.http, item["id"], kind="rule_rescheduled"))
     ok(await stack.http.get(f"/deals/{item['id']}/pending"))
     ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_failed"))
