@@ -318,6 +318,8 @@ class StageEntryWorkflow:
                 timed_out=timed_out,
                 at=workflow.now(),
                 detail=detail,
+                rule_type=rule.type,
+                result=dict(outcome.result),
             ),
             summary=f"{rule.name}: {detail}",
         )
@@ -398,15 +400,18 @@ class StageEntryWorkflow:
             else:
                 await self._accept(next(r for r in self.plan.rules if r.name == name), task.result())
         self.running.clear()
-        for name, state in self.status.items():
-            if state == "waiting_callback" or (state == "waiting_field" and name in self.after_waits):
-                self.status[name] = "done"
+        left_waiting: dict[str, str] = {}
+        for rule in self.plan.rules if self.plan is not None else []:
+            state = self.status.get(rule.name)
+            if state == "waiting_callback" or (state == "waiting_field" and rule.name in self.after_waits):
+                self.status[rule.name] = "done"
+                left_waiting[rule.name] = rule.type
         cancelled = [name for name, state in self.status.items() if state not in FINISHED]
         for name in cancelled:
             self.status[name] = "cancelled"
-        await self._finish(cancelled)
+        await self._finish(cancelled, left_waiting)
 
-    async def _finish(self, cancelled: list[str]) -> None:
+    async def _finish(self, cancelled: list[str], left_waiting: dict[str, str] | None = None) -> None:
         """Records the rules that will not run. Cancelled before the rules were loaded, the activity
         records every rule of the stage as cancelled."""
         await engine_activity(
@@ -422,6 +427,7 @@ class StageEntryWorkflow:
                 stage=self.entry.stage,
                 pipeline_id=self.entry.pipeline_id,
                 before_plan=self.plan is None,
+                left_waiting=dict(left_waiting or {}),
             ),
             summary="record rules not run",
         )

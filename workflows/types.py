@@ -241,6 +241,9 @@ class WaitEnded:
     timed_out: bool
     at: datetime
     detail: str = ""
+    rule_type: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    """The rule's results once the wait is over (the callback's values, or what changed)."""
 
 
 @dataclass
@@ -267,6 +270,8 @@ class EntryFinish:
     stage: str | None = None
     pipeline_id: int | None = None
     before_plan: bool = False
+    left_waiting: dict[str, str] = field(default_factory=dict)
+    """Rules that had taken effect and were waiting (for an answer, a field) when the item left: name → type."""
 
 
 @dataclass

@@ -7,6 +7,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.keys import effect_key, outcome_key
+from activities.engine.runner import record_done
 from activities.rule import Deps
 from models.item_data import load_automation
 from models.store import add_timeline
@@ -54,6 +55,10 @@ class OutcomeSteps:
                 key=outcome_key(ended.workflow_id, ended.rule, "wait-ended"),
                 rule_name=ended.rule, entry_no=ended.entry_no, timed_out=ended.timed_out,
             )
+            record_done(
+                session, ended.item_id, ended.workflow_id, ended.entry_no, ended.rule, ended.rule_type or "rule",
+                ended.at, ended.result,
+            )
 
         await self.deps.db(work)
 
@@ -75,6 +80,11 @@ class OutcomeSteps:
                     key=outcome_key(finish.workflow_id, name, "cancelled"),
                     rule_name=name,
                     entry_no=finish.entry_no,
+                )
+            for name, rule_type in finish.left_waiting.items():
+                record_done(
+                    session, finish.item_id, finish.workflow_id, finish.entry_no, name, rule_type, finish.at, {},
+                    "the item left the stage before the wait was over",
                 )
             for name, reason in finish.skipped.items():
                 add_timeline(

@@ -148,11 +148,18 @@ async def test_values_posted_to_the_callback_url_reach_the_later_rules(stack, ou
     assert sent["callback_url"] == callback and sent["item"]["Id"] == item["id"]
     await asyncio.sleep(1)
     assert await comments(stack.http, item["id"]) == []
+    waiting = [entry["kind"] for entry in await rule_entries(stack.http, item["id"], "hook")]
+    assert waiting == ["rule_scheduled", "rule_waiting"], waiting
+    [pending] = ok(await stack.http.get(f"/deals/{item['id']}/pending", params={"limit": 1}))
+    assert (pending["rule"], pending["state"]) == ("hook", "waiting_callback")
 
     path = httpx.URL(callback).raw_path.decode()
     ok(await stack.anon.post(path, json={"order_no": "C-3", "eta": "tomorrow"}), 202)
     assert (await finished(stack.http, item["id"], "note"))["kind"] == "rule_done"
     assert await comments(stack.http, item["id"]) == ["Order C-3, timed out: false"]
+    done = [entry for entry in await rule_entries(stack.http, item["id"], "hook") if entry["kind"] == "rule_done"]
+    assert [entry["data"]["result"] for entry in done] == [
+        {"status_code": 202, "order_no": "C-3", "eta": "tomorrow", "timed_out": False}]
     again = await stack.anon.post(path, json={"order_no": "C-4"})
     assert again.status_code == 404
     assert await comments(stack.http, item["id"]) == ["Order C-3, timed out: false"]
@@ -167,5 +174,7 @@ async def test_without_a_callback_the_rule_goes_on_after_its_timeout_and_says_so
 
     assert (await finished(stack.http, item["id"], "note"))["kind"] == "rule_done"
     assert await comments(stack.http, item["id"]) == ["Order '', timed out: true"]
+    kinds = [entry["kind"] for entry in await rule_entries(stack.http, item["id"], "hook")]
+    assert kinds == ["rule_scheduled", "rule_waiting", "rule_timed_out", "rule_done"], kinds
     texts = " ".join(entry["text"] for entry in await rule_entries(stack.http, item["id"], "hook")).lower()
     assert "timed out" in texts or "timeout" in texts

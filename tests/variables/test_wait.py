@@ -50,10 +50,13 @@ async def test_leaving_the_stage_during_the_wait_cancels_the_rules_after_it(stac
     ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "WON"}))
 
     assert (await finished(stack.http, item["id"], "note"))["kind"] == "rule_cancelled"
+    hold = [(entry["kind"], entry["text"]) for entry in await rule_entries(stack.http, item["id"], "hold")]
+    assert hold[1:] == [("rule_waiting", "Rule hold (wait) waiting for a change of amount"),
+                        ("rule_done", "Rule hold (wait) done: the item left the stage before the wait was over")], hold
     ok(await stack.http.patch(f"/deals/{item['id']}", json={"amount": 250}))
     await asyncio.sleep(1)
     assert await comments(stack.http, item["id"]) == []
 
 
 async def _waiting(stack, item_id: int) -> bool:
-    return any(entry["kind"] == "rule_done" for entry in await rule_entries(stack.http, item_id, "hold"))
+    return any(entry["kind"] == "rule_waiting" for entry in await rule_entries(stack.http, item_id, "hold"))
