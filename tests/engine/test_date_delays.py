@@ -4,13 +4,15 @@ time-skipping server, six months in milliseconds."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
 from models.tables import Notification
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 
+WARSAW = ZoneInfo("Europe/Warsaw")
 REMIND = {"name": "remind", "type": "notify_employee", "delay": {"field": "close_date", "offset": "-1d"},
           "settings": {"user_ids": ["{{Deal.Responsible.Id}}"], "text": "{{Deal.Title}} closes tomorrow"}}
 
@@ -142,4 +144,32 @@ async def test_an_update_fields_rule_that_sets_the_date_schedules_the_rule_that_
     [given] = await _entries(stack, item["id"], "rule_rescheduled", 1)
     assert datetime.fromisoformat(given["data"]["to"]) == _midnight(close - timedelta(days=1))
     await stack.env.sleep(timedelta(days=20))
+    await eventually(lambda: _reminders(stack, manager["id"]))
+
+
+async def test_an_after_previous_rule_takes_the_date_when_scheduled_and_keeps_its_clock_time_when_moved(ts_stack):
+    stack = ts_stack
+    manager = await user(stack.http, "Marek Manager")
+    flow = await pipeline(stack.http, ["NEW", "WON"])
+    ok(await stack.http.put("/settings/calendar", json={"timezone": "Europe/Warsaw"}))
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [
+        {"name": "first", "type": "add_timeline_entry", "delay": "2d", "settings": {"text": "first"}},
+        {**REMIND, "start": "after_previous", "delay": {"field": "close_date", "offset": "-1d", "at": "10:00"}},
+    ]}})
+    start = await _now(stack)
+    item = await deal(stack.http, flow["id"], manager["id"], close_date=(start + timedelta(days=10)).date().isoformat())
+    moved_close = (start + timedelta(days=20)).date()
+    ok(await stack.http.patch(f"/deals/{item['id']}", json={"close_date": moved_close.isoformat()}))
+    await stack.env.sleep(timedelta(days=2, hours=1))
+    scheduled = (await _entries(stack, item["id"], "rule_scheduled", 2))[-1]
+    due = datetime.fromisoformat(scheduled["data"]["due"])
+    assert due.astimezone(WARSAW).date() == moved_close - timedelta(days=1)
+    assert due.astimezone(WARSAW).time() == time(10, 0)
+
+    later_close = moved_close + timedelta(days=7)
+    ok(await stack.http.patch(f"/deals/{item['id']}", json={"close_date": later_close.isoformat()}))
+    [moved] = await _entries(stack, item["id"], "rule_rescheduled", 1)
+    to = datetime.fromisoformat(moved["data"]["to"]).astimezone(WARSAW)
+    assert (to.date(), to.time()) == (later_close - timedelta(days=1), time(10, 0))
+    await stack.env.sleep(datetime.fromisoformat(moved["data"]["to"]) - await _now(stack) + timedelta(minutes=1))
     await eventually(lambda: _reminders(stack, manager["id"]))
