@@ -1,6 +1,6 @@
 """Inputs that once made the API answer 500 (found by generated requests): an explicit null for a field that
-cannot be empty in a PATCH body, and strings holding an unpaired UTF-16 surrogate. Each is a 422 naming the
-field, and nothing changes."""
+cannot be empty in a PATCH body, strings holding an unpaired UTF-16 surrogate, and a NUL character (on
+PostgreSQL). Each is a 422 naming the field, and nothing changes."""
 
 from __future__ import annotations
 
@@ -85,3 +85,14 @@ async def test_a_string_with_an_unpaired_surrogate_is_refused_wherever_it_is(sta
     created = ok(await stack.http.post("/deals", **_raw({"title": paired, "pipeline_id": flow["id"],
                                                           "responsible_id": manager["id"]})), 201)
     assert created["title"] == "Sofa 😀"
+
+
+async def test_a_nul_character_is_refused_in_bodies_queries_and_paths(stack):
+    manager = await user(stack.http, "Marek Manager")
+    response = await stack.http.post("/users", **_raw({"name": "Ann", "email": "ann\u0000@shop.example"}))
+    assert "NUL" in _at(response, "body", "email")["msg"]
+    response = await stack.http.get("/timeline", params={"kind": "comment\x00"})
+    assert "NUL" in _at(response, "query", "kind")["msg"]
+    response = await stack.http.get("/public/documents/abc%00def")
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path"]
+    assert [row["name"] for row in ok(await stack.http.get("/users"))] == ["Marek Manager"]
