@@ -408,6 +408,14 @@ class ItemPublic(SQLModel):
     updated_at: UtcDatetime
 
 
+class EventAnswer(SQLModel):
+    """What the item did with an event (`?wait=true`)."""
+
+    matched: str | None = Field(description="The trigger the event fired, or null")
+    stage: str | None = Field(description="The item's stage now")
+    moved: bool
+
+
 class MoveRequest(StrictModel):
     stage: StageCode
     as_user_id: Id | None = None

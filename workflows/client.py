@@ -19,6 +19,7 @@ from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
 from workflows.types import (
+    EventHandled,
     ItemEvent,
     ItemState,
     MoveRequest,
@@ -103,6 +104,17 @@ async def send_event(
 ) -> None:
     event = ItemEvent(type=type, data=dict(data or {}), event_id=event_id)
     await client.get_workflow_handle(item_workflow_id(item)).signal(ItemWorkflow.event, event)
+
+
+async def handle_event(
+    client: Client, settings: Settings, item: Item, type: str, data: dict[str, Any], *, event_id: str | None
+) -> EventHandled:
+    """The event, answered once the item has handled it: the trigger it fired, the stage now, whether it moved.
+    Sent again with the same `event_id`, it answers as the first time (or says it was a duplicate)."""
+    event = ItemEvent(type=type, data=dict(data or {}), event_id=event_id or f"event-{uuid.uuid4()}")
+    return await client.get_workflow_handle(item_workflow_id(item)).execute_update(
+        ItemWorkflow.handle_event, event, id=f"event-{event.event_id}", result_type=EventHandled
+    )
 
 
 async def pending_rules(client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STAGE,
         EnterCall,
         EntryInput,
+        EventHandled,
         ItemChanged,
         ItemEvent,
         ItemState,
@@ -90,37 +91,49 @@ class ItemWorkflow:
     @workflow.signal
     async def event(self, event: ItemEvent) -> None:
         async with self.lock:
-            if self._seen(event.event_id):
-                return
-            if event.type == "field_changed" and self.state.entry_no:
-                self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
-            # From this version on, a trigger's match and the stage it enters are one step.
-            one_step = workflow.patched(TRIGGER_ENTERS)
-            match: MatchResult = await engine_activity(
-                "match_trigger",
-                MatchCall(
-                    item_id=self.state.item_id,
-                    entity=self.state.entity,
-                    pipeline_id=self.state.pipeline_id,
-                    stage=self.state.stage,
-                    event=event,
-                    at=workflow.now(),
-                    enter_entry_no=self.state.entry_no + 1 if one_step else 0,
+            await self._handle(event)
+
+    @workflow.update
+    async def handle_event(self, event: ItemEvent) -> EventHandled:
+        """The same as the `event` signal, answered once the item has handled the event."""
+        async with self.lock:
+            return await self._handle(event)
+
+    async def _handle(self, event: ItemEvent) -> EventHandled:
+        if self._seen(event.event_id):
+            return EventHandled(stage=self.state.stage, duplicate=True)
+        if event.type == "field_changed" and self.state.entry_no:
+            self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
+        # From this version on, a trigger's match and the stage it enters are one step.
+        one_step = workflow.patched(TRIGGER_ENTERS)
+        match: MatchResult = await engine_activity(
+            "match_trigger",
+            MatchCall(
+                item_id=self.state.item_id,
+                entity=self.state.entity,
+                pipeline_id=self.state.pipeline_id,
+                stage=self.state.stage,
+                event=event,
+                at=workflow.now(),
+                enter_entry_no=self.state.entry_no + 1 if one_step else 0,
+            ),
+            result_type=MatchResult,
+            summary=f"match {event.type}",
+        )
+        if match.stage:
+            before = self.state.entry_no
+            await self._move(
+                MoveRequest(
+                    stage=match.stage,
+                    as_user_id=match.as_user_id,
+                    reason="trigger",
+                    trigger=match.trigger,
+                    event_type=event.type,
                 ),
-                result_type=MatchResult,
-                summary=f"match {event.type}",
+                entered=match.entered,
             )
-            if match.stage:
-                await self._move(
-                    MoveRequest(
-                        stage=match.stage,
-                        as_user_id=match.as_user_id,
-                        reason="trigger",
-                        trigger=match.trigger,
-                        event_type=event.type,
-                    ),
-                    entered=match.entered,
-                )
+            return EventHandled(matched=match.trigger, stage=self.state.stage, moved=self.state.entry_no != before)
+        return EventHandled(stage=self.state.stage)
 
     @workflow.signal
     async def rule_move(self, request: MoveRequest) -> None:

@@ -70,6 +70,17 @@ class ItemEvent:
 
 
 @dataclass
+class EventHandled:
+    """What the item did with an event: the trigger it fired (None: none), its stage now, whether it moved."""
+
+    matched: str | None = None
+    stage: str | None = None
+    moved: bool = False
+    duplicate: bool = False
+    """The event's id had been handled before; nothing was done again."""
+
+
+@dataclass
 class EnterCall:
     item_id: int
     entity: str

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, page_of, paginate
 from api.errors import Problems, not_found
@@ -17,6 +18,7 @@ from api.lookups import stages_of
 from api.schemas import (
     Accepted,
     CommentCreate,
+    EventAnswer,
     EventCreate,
     ItemCreate,
     ItemPublic,
@@ -27,11 +29,14 @@ from api.schemas import (
     TimelinePublic,
 )
 from models.domain.timing import CUSTOM_FIELD_PREFIX
+from models.settings import Settings
 from models.tables import Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
 from workflows import client as workflow_client
 
 RefId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 KindFilter = Annotated[str | None, Query(min_length=1, max_length=100)]
+
+WaitQuery = Annotated[bool, Query(description="Answer once the item has handled the event (200), not at once (202)")]
 
 
 def rejected(error: workflow_client.MoveRejected) -> HTTPException:
@@ -235,8 +240,23 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         if item.stage is None:
             raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=f"{title} {item.id} has not entered a stage yet")
 
+    async def deliver(
+        client: Client, settings: Settings, item: Item, type: str, data: dict, event_id: str | None, wait: bool
+    ) -> Accepted | JSONResponse:
+        if not wait:
+            await workflow_client.send_event(client, settings, item, type, data, event_id=event_id)
+            return Accepted()
+        try:
+            handled = await workflow_client.handle_event(client, settings, item, type, data, event_id=event_id)
+        except WorkflowUpdateFailedError as error:
+            raise HTTPException(status_code=status.HTTP_409_CONFLICT,
+                                detail=f"the {entity} could not handle the event: {error.cause or error}") from error
+        answer = EventAnswer(matched=handled.matched, stage=handled.stage, moved=handled.moved)
+        return JSONResponse(answer.model_dump(), status_code=status.HTTP_200_OK)
+
     @router.post(
-        one + "/events", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED, name=f"{entity}_event"
+        one + "/events", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED, name=f"{entity}_event",
+        responses={200: {"model": EventAnswer, "description": "With `?wait=true`: what the item did"}},
     )
     async def post_event(
         item_id: ItemId,
@@ -245,15 +265,16 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         client: ClientDep,
         settings: SettingsDep,
         idempotency_key: IdempotencyKey = None,
+        wait: WaitQuery = False,
     ):
         """An event for the triggers of the item's pipeline (a repeated `Idempotency-Key` is one event)."""
         item = get_item(session, item_id)
         require_started(item)
-        await workflow_client.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
-        return Accepted()
+        return await deliver(client, settings, item, body.type, body.data, idempotency_key, wait)
 
     @router.post(
-        one + "/payments", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED, name=f"{entity}_payment"
+        one + "/payments", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED, name=f"{entity}_payment",
+        responses={200: {"model": EventAnswer, "description": "With `?wait=true`: what the item did"}},
     )
     async def post_payment(
         item_id: ItemId,
@@ -262,13 +283,13 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         client: ClientDep,
         settings: SettingsDep,
         idempotency_key: IdempotencyKey = None,
+        wait: WaitQuery = False,
     ):
         """A payment for the item: the `payment_received` event."""
         item = get_item(session, item_id)
         require_started(item)
         data = {"amount": body.amount, "currency": body.currency or item.currency}
-        await workflow_client.send_event(client, settings, item, "payment_received", data, event_id=idempotency_key)
-        return Accepted()
+        return await deliver(client, settings, item, "payment_received", data, idempotency_key, wait)
 
     @router.post(
         one + "/comments",
