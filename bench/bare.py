@@ -60,6 +60,12 @@ class BareSignalWorkflow:
     def stop(self) -> None:
         self.stopped = True
 
+    @workflow.update
+    def set_and_read(self, value: int) -> int:
+        """The update round trip: the value set, answered from the workflow."""
+        self.value = value
+        return self.value
+
     @workflow.query
     def current(self) -> int:
         return self.value

@@ -8,7 +8,9 @@ and the API as a real uvicorn process, both on a SQLite app database, driven ove
               stageflow: stage entries/s through POST /deals, each stage with K add_timeline_entry rules, an entry
               counted once all its K rules are recorded as done in the app database; and the ratio, per K;
   latency     bare: signal -> a query shows the new value; stageflow: POST /deals/{id}/payments -> GET /deals/{id}
-              shows the stage the payment_received trigger moved it to (p50/p99 over --events events each);
+              shows the stage the payment_received trigger moved it to (p50/p99 over --events events each); and
+              the one-call path, POST /deals/{id}/payments?wait=true answering with the new stage, beside a bare
+              update round trip;
   timers      --timers items each waiting on a six-month rule: creation time, worker peak RSS, Temporal database
               growth; then --fire items whose rule falls due at one common moment shortly after they are all
               created (a short delay, so the dev server's real timers fire them): every rule fires exactly once;
@@ -269,6 +271,22 @@ async def trigger_latency(crm: Crm, events: int, concurrency: int) -> dict[str, 
     return {**summary_ms(samples), "polls_per_event": round(polls / len(ids), 1), "ids": [item["id"] for item in ids]}
 
 
+async def trigger_wait_latency(crm: Crm, events: int, concurrency: int) -> dict[str, Any]:
+    """POST /deals/{id}/payments?wait=true: one call that answers with the new stage."""
+    automation = {"stages": {"NEW": {"rules": [], "triggers": []},
+                             "PAID": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]}}}
+    pipeline_id = await crm.pipeline(["NEW", "PAID"], automation)
+    ids = await bounded(events, concurrency, lambda i: crm.deal(pipeline_id, f"Waiting deal {i}"))
+    samples: list[float] = []
+    for item in ids:
+        started = time.perf_counter()
+        answer = ok(await crm.http.post(f"/deals/{item['id']}/payments", params={"wait": "true"}, json={"amount": 100}))
+        samples.append(time.perf_counter() - started)
+        if answer != {"matched": "paid", "stage": "PAID", "moved": True}:
+            raise RuntimeError(f"payment with wait answered {answer}")
+    return summary_ms(samples)
+
+
 async def trigger_breakdown(client: Client, item_ids: list[int]) -> dict[str, Any]:
     """From the item workflows' histories (server clock): signal → its workflow task started on the worker, and
     that task's time on the worker (matching the trigger, entering the stage, starting the entry)."""
@@ -320,6 +338,19 @@ async def bare_signal_latency(client: Client, queue: str, events: int, tag: str)
     await handle.signal(BareSignalWorkflow.stop)
     await handle.result()
     return {**summary_ms(samples), "polls_per_event": round(polls / events, 1)}
+
+
+async def bare_update_latency(client: Client, queue: str, events: int, tag: str) -> dict[str, Any]:
+    handle = await client.start_workflow(BareSignalWorkflow.run, id=f"bare-update-{tag}", task_queue=queue)
+    samples: list[float] = []
+    for value in range(1, events + 1):
+        started = time.perf_counter()
+        if await handle.execute_update(BareSignalWorkflow.set_and_read, value) != value:
+            raise RuntimeError("a bare update answered a wrong value")
+        samples.append(time.perf_counter() - started)
+    await handle.signal(BareSignalWorkflow.stop)
+    await handle.result()
+    return summary_ms(samples)
 
 
 # -- timers -----------------------------------------------------------------------------------------------------
@@ -586,8 +617,14 @@ async def run(args) -> dict[str, Any]:
                 log(f"payment -> new stage: p50 {flow_lat['p50_ms']} ms, p99 {flow_lat['p99_ms']} ms")
                 flow_lat["history"] = await trigger_breakdown(client, flow_lat.pop("ids")[:100])
                 log(f"in the item workflows' histories: {flow_lat['history']}")
+                bare_update = await bare_update_latency(client, "bare", args.events, "run")
+                log(f"bare update round trip: p50 {bare_update['p50_ms']} ms, p99 {bare_update['p99_ms']} ms")
+                waited = await trigger_wait_latency(crm, args.events, args.concurrency)
+                log(f"payment?wait=true -> answer with the new stage: p50 {waited['p50_ms']} ms")
                 result["latency"] = {"bare_signal_query": bare_lat, "stageflow_payment_to_stage": flow_lat,
-                                     "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2)}
+                                     "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2),
+                                     "bare_update": bare_update, "stageflow_payment_wait": waited,
+                                     "wait_ratio_p50": round(waited["p50_ms"] / bare_lat["p50_ms"], 2)}
 
             if args.timers:
                 log(f"timer scale: {args.timers} items with a six-month rule")
@@ -648,6 +685,12 @@ def table(result: dict[str, Any]) -> str:
                      f"{lat['ratio_p50']}× |")
         lines.append(f"| latency p99 | {b['p99_ms']} ms | {s['p99_ms']} ms | "
                      f"{round(s['p99_ms'] / b['p99_ms'], 2)}× |")
+        if "stageflow_payment_wait" in lat:
+            u, w = lat["bare_update"], lat["stageflow_payment_wait"]
+            lines.append(f"| latency p50 (bare signal→query / `payments?wait=true`, one call) | {b['p50_ms']} ms | "
+                         f"{w['p50_ms']} ms | {lat['wait_ratio_p50']}× |")
+            lines.append(f"| latency p50 (bare update round trip / `payments?wait=true`) | {u['p50_ms']} ms | "
+                         f"{w['p50_ms']} ms | {round(w['p50_ms'] / u['p50_ms'], 2)}× |")
     if "timers" in result:
         t = result["timers"]
         lines += [

@@ -8,6 +8,7 @@ abandoned child workflow so it outlives this workflow's continue-as-new.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime
 
 from temporalio import workflow
@@ -60,6 +61,7 @@ class ItemWorkflow:
     def __init__(self, state: ItemState) -> None:
         self.state = state
         self.lock = asyncio.Lock()
+        self.moving: asyncio.Task | None = None
 
     @workflow.run
     async def run(self, state: ItemState) -> None:
@@ -91,17 +93,40 @@ class ItemWorkflow:
     @workflow.signal
     async def event(self, event: ItemEvent) -> None:
         async with self.lock:
-            await self._handle(event)
+            _handled, rest = await self._handle(event)
+            if rest is not None:
+                await rest
 
     @workflow.update
     async def handle_event(self, event: ItemEvent) -> EventHandled:
-        """The same as the `event` signal, answered once the item has handled the event."""
-        async with self.lock:
-            return await self._handle(event)
+        """The same as the `event` signal, answered as soon as the event's match has entered the item in its new
+        stage; starting that stage's entry goes on after the answer, still holding the lock."""
+        await self.lock.acquire()
+        handed_over = False
+        try:
+            handled, rest = await self._handle(event)
+            if rest is not None and handled.moved:
+                self.moving = asyncio.create_task(self._finish_then_release(rest))
+                handed_over = True
+            elif rest is not None:
+                moved = await rest
+                handled = EventHandled(matched=handled.matched, stage=self.state.stage, moved=moved.moved)
+            return handled
+        finally:
+            if not handed_over:
+                self.lock.release()
 
-    async def _handle(self, event: ItemEvent) -> EventHandled:
+    async def _finish_then_release(self, rest: Awaitable[MoveResult]) -> None:
+        try:
+            await rest
+        finally:
+            self.lock.release()
+
+    async def _handle(self, event: ItemEvent) -> tuple[EventHandled, Awaitable[MoveResult] | None]:
+        """Matches the event; when a trigger fired, the move that remains (entering the stage unless the match
+        did, starting its entry) is handed back to be awaited."""
         if self._seen(event.event_id):
-            return EventHandled(stage=self.state.stage, duplicate=True)
+            return EventHandled(stage=self.state.stage, duplicate=True), None
         if event.type == "field_changed" and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
@@ -121,8 +146,7 @@ class ItemWorkflow:
             summary=f"match {event.type}",
         )
         if match.stage:
-            before = self.state.entry_no
-            await self._move(
+            rest = self._move(
                 MoveRequest(
                     stage=match.stage,
                     as_user_id=match.as_user_id,
@@ -132,8 +156,8 @@ class ItemWorkflow:
                 ),
                 entered=match.entered,
             )
-            return EventHandled(matched=match.trigger, stage=self.state.stage, moved=self.state.entry_no != before)
-        return EventHandled(stage=self.state.stage)
+            return EventHandled(matched=match.trigger, stage=match.stage, moved=match.entered), rest
+        return EventHandled(stage=self.state.stage), None
 
     @workflow.signal
     async def rule_move(self, request: MoveRequest) -> None:
