@@ -1,18 +1,46 @@
-"""The engine's recording steps: a rule that failed, a wait that ended, and the end of a stage entry (its rules
-cancelled because the item left, or skipped)."""
+"""What the timeline records about rules beyond their scheduling: a rule waiting after its effect and done once
+the wait is over, a rule that failed, and the end of a stage entry (its rules cancelled because the item left,
+or skipped)."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 from temporalio import activity
 
+from activities.engine.planning import rule_text
 from activities.keys import effect_key, outcome_key
-from activities.engine.runner import record_done
 from activities.rule import Deps
 from models.item_data import load_automation
 from models.store import add_timeline
 from models.tables import Effect
-from workflows.types import EntryFinish, RuleFailure, WaitEnded
+from workflows.types import EntryFinish, RuleCall, RuleFailure, WaitEnded, WaitSpec
+
+
+def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
+    """The rule took effect and now waits: it is done once the answer (or the change, or the timeout) is in."""
+    what = "the answer to its callback URL" if wait.kind == "callback" else "a change of " + ", ".join(wait.fields)
+    until = f", at most {wait.timeout_seconds:g} s" if wait.timeout_seconds else ""
+    add_timeline(
+        session, call.item_id, "rule_waiting", f"Rule {rule_text(call.rule)} waiting for {what}{until}",
+        at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "waiting"), rule_name=call.rule.name,
+        entry_no=call.entry_no, wait=wait.kind, fields=wait.fields or None, timeout_seconds=wait.timeout_seconds,
+    )
+
+
+def record_done(
+    session: Session, item_id: int, workflow_id: str, entry_no: int, rule: str, rule_type: str, at: datetime,
+    result: dict[str, Any], detail: str = "",
+) -> None:
+    """The rule's `rule_done` entry, once per rule and entry."""
+    add_timeline(
+        session, item_id, "rule_done", f"Rule {rule} ({rule_type}) done" + (f": {detail}" if detail else ""),
+        at=at, key=outcome_key(workflow_id, rule, "done"), rule_name=rule, entry_no=entry_no,
+        result=result or None,
+    )
+
 
 
 class OutcomeSteps:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +16,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.engine.outcomes import record_waiting
 from activities.engine.planning import rule_text
 from activities.keys import effect_key, outcome_key
 from activities.rule import Deps, RuleContext, RuleFailed
@@ -134,29 +134,6 @@ class RuleRunner:
             at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
             entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
         )
-
-
-def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
-    """The rule took effect and now waits: it is done once the answer (or the change, or the timeout) is in."""
-    what = "the answer to its callback URL" if wait.kind == "callback" else "a change of " + ", ".join(wait.fields)
-    until = f", at most {wait.timeout_seconds:g} s" if wait.timeout_seconds else ""
-    add_timeline(
-        session, call.item_id, "rule_waiting", f"Rule {rule_text(call.rule)} waiting for {what}{until}",
-        at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "waiting"), rule_name=call.rule.name,
-        entry_no=call.entry_no, wait=wait.kind, fields=wait.fields or None, timeout_seconds=wait.timeout_seconds,
-    )
-
-
-def record_done(
-    session: Session, item_id: int, workflow_id: str, entry_no: int, rule: str, rule_type: str, at: datetime,
-    result: dict[str, Any], detail: str = "",
-) -> None:
-    """The rule's `rule_done` entry, once per rule and entry."""
-    add_timeline(
-        session, item_id, "rule_done", f"Rule {rule} ({rule_type}) done" + (f": {detail}" if detail else ""),
-        at=at, key=outcome_key(workflow_id, rule, "done"), rule_name=rule, entry_no=entry_no,
-        result=result or None,
-    )
 
 
 async def _heartbeat(every: float) -> None:
