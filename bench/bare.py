@@ -1,4 +1,5 @@
-"""The bare-engine baseline: plain Temporal workflows with trivial activities, and a signal/query workflow.
+"""The bare-engine baseline: plain Temporal workflows with trivial activities, a signal/query/update workflow, and an
+item workflow created by update-with-start.
 
 `python bench/bare.py --address HOST:PORT --task-queue QUEUE` runs their worker (one Python process), with the
 same slot settings stageflow's worker uses, until SIGTERM. bench/run.py starts it beside the stageflow stack on
@@ -71,6 +72,25 @@ class BareSignalWorkflow:
         return self.value
 
 
+@workflow.defn(name="BareItemWorkflow")
+class BareItemWorkflow:
+    """An item created by update-with-start, as stageflow creates one: the update enters a stage and answers."""
+
+    @workflow.init
+    def __init__(self) -> None:
+        self.stage: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.stage is not None and workflow.all_handlers_finished())
+        return self.stage or ""
+
+    @workflow.update
+    def enter(self, stage: str) -> str:
+        self.stage = stage
+        return stage
+
+
 def slot_settings() -> dict[str, int]:
     """stageflow's default slot counts (models/settings.py), so both workers run with the same."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -87,7 +107,7 @@ def build_bare_worker(client: Client, task_queue: str) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BareWorkflow, BareSignalWorkflow],
+        workflows=[BareWorkflow, BareSignalWorkflow, BareItemWorkflow],
         activities=[bare_step],
         **slot_settings(),
     )

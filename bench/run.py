@@ -45,10 +45,11 @@ for path in (ROOT, ROOT / "bench"):
 
 import httpx  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.client import Client  # noqa: E402
+from temporalio.client import Client, WithStartWorkflowOperation  # noqa: E402
+from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 
 import stack  # noqa: E402
-from bare import BareSignalWorkflow, BareWorkflow  # noqa: E402
+from bare import BareItemWorkflow, BareSignalWorkflow, BareWorkflow  # noqa: E402
 
 PARTS = ("throughput", "latency", "timers", "firing", "documents")
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -285,6 +286,37 @@ async def trigger_wait_latency(crm: Crm, events: int, concurrency: int) -> dict[
         if answer != {"matched": "paid", "stage": "PAID", "moved": True}:
             raise RuntimeError(f"payment with wait answered {answer}")
     return summary_ms(samples)
+
+
+async def create_latency(crm: Crm, client: Client, count: int, concurrencies: tuple[int, ...]) -> dict[str, Any]:
+    """POST /deals (an item with no rules enters its first stage) at each number of requests in flight, beside a
+    bare update-with-start of the same shape at the same concurrency."""
+    pipeline_id = await crm.pipeline(["NEW", "DONE"], {"stages": {}})
+    measured: dict[str, Any] = {}
+    for concurrency in concurrencies:
+        posts: list[float] = []
+        bare: list[float] = []
+
+        async def post(i: int, samples: list[float] = posts, c: int = concurrency) -> None:
+            started = time.perf_counter()
+            await crm.deal(pipeline_id, f"Load deal {c}-{i}")
+            samples.append(time.perf_counter() - started)
+
+        async def bare_create(i: int, samples: list[float] = bare, c: int = concurrency) -> None:
+            started = time.perf_counter()
+            operation = WithStartWorkflowOperation(
+                BareItemWorkflow.run, id=f"bare-item-{c}-{i}", id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                task_queue="bare",
+            )
+            await client.execute_update_with_start_workflow(
+                BareItemWorkflow.enter, "NEW", id="created", start_workflow_operation=operation
+            )
+            samples.append(time.perf_counter() - started)
+
+        await bounded(count, concurrency, bare_create)
+        await bounded(count, concurrency, post)
+        measured[str(concurrency)] = {"post_deals": summary_ms(posts), "bare_update_with_start": summary_ms(bare)}
+    return measured
 
 
 async def trigger_breakdown(client: Client, item_ids: list[int]) -> dict[str, Any]:
@@ -621,10 +653,13 @@ async def run(args) -> dict[str, Any]:
                 log(f"bare update round trip: p50 {bare_update['p50_ms']} ms, p99 {bare_update['p99_ms']} ms")
                 waited = await trigger_wait_latency(crm, args.events, args.concurrency)
                 log(f"payment?wait=true -> answer with the new stage: p50 {waited['p50_ms']} ms")
+                load = await create_latency(crm, client, min(args.events, 200), (8, 32))
+                log(f"POST /deals under load: {load}")
                 result["latency"] = {"bare_signal_query": bare_lat, "stageflow_payment_to_stage": flow_lat,
                                      "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2),
                                      "bare_update": bare_update, "stageflow_payment_wait": waited,
-                                     "wait_ratio_p50": round(waited["p50_ms"] / bare_lat["p50_ms"], 2)}
+                                     "wait_ratio_p50": round(waited["p50_ms"] / bare_lat["p50_ms"], 2),
+                                     "create": load}
 
             if args.timers:
                 log(f"timer scale: {args.timers} items with a six-month rule")
@@ -691,6 +726,11 @@ def table(result: dict[str, Any]) -> str:
                          f"{w['p50_ms']} ms | {lat['wait_ratio_p50']}× |")
             lines.append(f"| latency p50 (bare update round trip / `payments?wait=true`) | {u['p50_ms']} ms | "
                          f"{w['p50_ms']} ms | {round(w['p50_ms'] / u['p50_ms'], 2)}× |")
+        for concurrency, row in lat.get("create", {}).items():
+            b2, p2 = row["bare_update_with_start"], row["post_deals"]
+            lines.append(f"| create p50 / p99, {concurrency} in flight (update-with-start / `POST /deals`) | "
+                         f"{b2['p50_ms']} / {b2['p99_ms']} ms | {p2['p50_ms']} / {p2['p99_ms']} ms | "
+                         f"{round(p2['p50_ms'] / b2['p50_ms'], 2)}× |")
     if "timers" in result:
         t = result["timers"]
         lines += [
