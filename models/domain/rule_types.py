@@ -8,6 +8,7 @@ type is defined.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -92,7 +93,7 @@ def pipeline_problem(pipeline_id: int, env: RuleEnv, entity: str | None) -> tupl
 # -- rule types ----------------------------------------------------------------------------------
 
 
-class RuleType(Generic[S]):
+class RuleType(ABC, Generic[S]):
     """One kind of rule action.
 
     A subclass sets the catalogue entry as class attributes and implements `run(ctx)`, which receives a
@@ -131,9 +132,9 @@ class RuleType(Generic[S]):
         """The variable this rule sets for the rules after it, if any."""
         return None
 
+    @abstractmethod
     def run(self, ctx: Any) -> Awaitable[dict[str, Any]]:
         """The rule's effect; its results as a dict of `returns`. Every concrete type implements it."""
-        raise NotImplementedError(f"rule type {self.name} has no handler")
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description with the settings JSON schema, for `GET /rule-types`."""
