@@ -126,14 +126,10 @@ class RuleContext(Generic[S]):
     def user_id(self, value: Any, field: str) -> int:
         """The user id a setting names: an id, or one placeholder that yields one (`{{Constants.Boss}}`);
         RuleFailed naming the setting `field` otherwise. Whether the user exists is for the caller to check."""
-        raw = self.render_value(value)
-        if isinstance(raw, str) and raw.strip().isdigit():
-            raw = int(raw.strip())
-        if isinstance(raw, float) and raw.is_integer():
-            raw = int(raw)
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise RuleFailed(f"settings.{field}: {value!r} gives {raw!r}, which is not a user id")
-        return raw
+        try:
+            return placeholders.resolve_user_ref(value, self.data)
+        except placeholders.UnresolvedPlaceholder as error:
+            raise RuleFailed(f"settings.{field}: {error}") from None
 
     async def db(self, work: Callable[[Session], Any]) -> Any:
         return await self.deps.db(work)

@@ -35,7 +35,7 @@ def unstorable(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[st
     elif isinstance(value, dict):
         for key, inner in value.items():
             if _not_storable(key):
-                yield (*loc, key.encode("utf-8", "backslashreplace").decode())
+                yield (*loc, key)
             yield from unstorable(inner, (*loc, key))
     elif isinstance(value, list):
         for index, inner in enumerate(value):

@@ -62,6 +62,7 @@ class ItemWorkflow:
         self.state = state
         self.lock = asyncio.Lock()
         self.moving: asyncio.Task | None = None
+        """The move an answered event still finishes; held so that the event loop keeps the task."""
 
     @workflow.run
     async def run(self, state: ItemState) -> None:
@@ -126,7 +127,7 @@ class ItemWorkflow:
         """Matches the event; when a trigger fired, the move that remains (entering the stage unless the match
         did, starting its entry) is handed back to be awaited."""
         if self._seen(event.event_id):
-            return EventHandled(stage=self.state.stage, duplicate=True), None
+            return EventHandled(stage=self.state.stage), None  # handled before, under the same event id
         if event.type == "field_changed" and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.

@@ -76,8 +76,6 @@ class EventHandled:
     matched: str | None = None
     stage: str | None = None
     moved: bool = False
-    duplicate: bool = False
-    """The event's id had been handled before; nothing was done again."""
 
 
 @dataclass

@@ -8,7 +8,9 @@ from the JSON answer.
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any, Literal, Optional
 
@@ -40,11 +42,12 @@ class AppRuleType(RuleType[BaseModel]):
 
     @classmethod
     def from_row(cls, row: Any, reserved: Collection[str] = ()) -> AppRuleType:
-        """The type a registration describes (a `CustomRuleType` row, or the body that registers one)."""
-        return app_rule_type(
-            row.name, settings_schema=row.settings_schema or {}, handler_url=row.handler_url,
-            returns=row.returns or [], title=row.title or "", reserved=reserved,
-        )
+        """The type a registration describes (a `CustomRuleType` row, or the body that registers one). Built once
+        per registration: every rule of the type and every catalogue read reuses it."""
+        if row.name in reserved:
+            raise ValueError(f"name: {row.name!r} is a built-in rule type")
+        return _built(row.name, json.dumps(row.settings_schema or {}, sort_keys=True), row.handler_url,
+                      tuple(row.returns or ()), row.title or "")
 
     async def run(self, ctx: RuleContext[BaseModel]) -> dict[str, Any]:
         body = {**item_payload(ctx), "settings": ctx.render_value(ctx.settings.model_dump(mode="json"))}
@@ -53,6 +56,12 @@ class AppRuleType(RuleType[BaseModel]):
             timeout=CUSTOM_TIMEOUT_SECONDS, where=f"handler_url of rule type {self.name}",
         )
         return returned_values(response, list(self.returns), must_answer=True)
+
+
+@lru_cache(maxsize=256)
+def _built(name: str, schema: str, handler_url: str, returns: tuple[str, ...], title: str) -> AppRuleType:
+    return app_rule_type(name, settings_schema=json.loads(schema), handler_url=handler_url, returns=returns,
+                         title=title)
 
 
 def app_rule_types(session: Session) -> dict[str, AppRuleType]:

@@ -153,10 +153,10 @@ def resolve_user_ref(value: Any, data: Mapping[str, Any]) -> int | None:
     if match is None:
         raise UnresolvedPlaceholder(text, "is neither a user id nor a placeholder")
     held = resolve(match.group(1), data)
-    if isinstance(held, bool) or held is None:
-        raise UnresolvedPlaceholder(match.group(1), f"holds {held!r}, not a user id")
-    if isinstance(held, int):
-        return held
+    if isinstance(held, float) and held.is_integer():
+        held = int(held)
     if isinstance(held, str) and held.strip().isdigit():
-        return int(held.strip())
-    raise UnresolvedPlaceholder(match.group(1), f"holds {held!r}, not a user id")
+        held = int(held.strip())
+    if isinstance(held, bool) or not isinstance(held, int) or held < 1:
+        raise UnresolvedPlaceholder(match.group(1), f"holds {held!r}, not a user id")
+    return held

@@ -246,11 +246,3 @@ def scan(
                     continue
             return (stage, trigger), misses
     return None, misses
-
-
-def first_match(
-    config: AutomationConfig, order: list[str], current: str, event_type: str, event_data: Mapping[str, Any],
-    data: Mapping[str, Any],
-) -> tuple[str, TriggerConfig] | None:
-    """The first trigger, in pipeline order, that the event fires; `data` is the item's tree for conditions."""
-    return scan(config, order, current, event_type, event_data, data)[0]

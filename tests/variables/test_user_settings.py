@@ -26,7 +26,7 @@ async def test_a_variable_that_holds_no_user_id_fails_the_rule_naming_the_settin
 
     failed = await finished(stack.http, item["id"], "to boss")
     assert failed["kind"] == "rule_failed"
-    assert "settings.user_id: '{{Variables.Boss}}' gives 'somebody', which is not a user id" in failed["text"]
+    assert "settings.user_id: {{Variables.Boss}}: holds 'somebody', not a user id" in failed["text"]
     assert ok(await stack.http.get(f"/deals/{item['id']}"))["responsible_id"] != "somebody"
 
 
