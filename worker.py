@@ -9,46 +9,16 @@ import signal
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.document_store import resume_pending_pdfs
-from activities.engine import EngineActivities
 from activities.rule import Deps
-from activities.rules import APP_RULES, RULE_TYPES
+from activities.worker import build_worker
 from api.logs import install_redaction
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
-from workflows.entry import StageEntryWorkflow
-from workflows.item import ItemWorkflow
 from workflows.types import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("stageflow.worker")
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
-
-
-def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **options) -> Worker:
-    activities = EngineActivities(deps, RULE_TYPES, APP_RULES)
-    # Few workflow task slots: they share one event loop, and when many timers fire at once 200 slots made every
-    # task slow (thousands over 5 s in a burst of 1,000) where 20 keep each short at the same rate.
-    options.setdefault("max_concurrent_activities", deps.settings.worker_activity_slots)
-    options.setdefault("max_concurrent_workflow_tasks", deps.settings.worker_workflow_task_slots)
-    # Workflow modules import only the standard library, temporalio and plain data, so every import is passed
-    # through instead of being re-imported for each workflow run; the sandbox still refuses non-deterministic
-    # calls such as datetime.now().
-    options.setdefault(
-        "workflow_runner",
-        SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
-    )
-    return Worker(
-        client,
-        task_queue=task_queue or deps.settings.temporal_task_queue,
-        workflows=WORKFLOWS,
-        activities=activities.all(),
-        **options,
-    )
-
-
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
     """Registers the search attributes admins use to find an item's workflows in the Temporal UI."""
     existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))

@@ -1,6 +1,6 @@
 """Calling outside HTTP endpoints for rules: the webhook rule and the rule types apps register.
 
-Every call goes through `activities.transports.net.safe_request`, which refuses private and loopback addresses
+Every call goes through the worker's `Transports.http` (`activities.transports.net.safe_request`), which refuses private and loopback addresses
 unless STAGEFLOW_ALLOW_PRIVATE_URLS allows them. Every call of one rule carries the same `Idempotency-Key` (a
 digest of the rule's effect key), so the outside system can tell a retry from a new request. A refused URL or
 a 4xx answer fails the rule at once; a 5xx answer (or 408, 425, 429) and network errors are retried with
@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from activities.rule import RuleContext, RuleFailed
-from activities.transports.net import ResponseTooLarge, UrlRefused, redact_url, safe_request
+from activities.transports.net import ResponseTooLarge, UrlRefused, redact_url
 from models.domain import placeholders
 from models.domain.data_tree import entity_root
 
@@ -92,8 +92,8 @@ async def call_endpoint(
     WebhookUnavailable when it can."""
     shown = redact_url(url)
     try:
-        response = await safe_request(
-            method, url, allow_private=ctx.deps.settings.allow_private_urls, headers=headers,
+        response = await ctx.deps.transports.http(
+            ctx.rule_name, method, url, allow_private=ctx.deps.settings.allow_private_urls, headers=headers,
             json=json_body, content=content, timeout=timeout,
         )
     except UrlRefused as error:

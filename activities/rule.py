@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from activities import keys
+from activities.transports.senders import Transports
 from models.db import session_scope
 from models.domain import placeholders
 from models.settings import Settings
@@ -43,7 +44,8 @@ class Deps:
     database: Engine
     client: Any | None = None
     """The Temporal client, for rules that start other items' workflows."""
-    extras: dict[str, Any] = field(default_factory=dict)
+    transports: Transports = field(default_factory=Transports)
+    """How rules reach the outside: the real senders, or a simulation's recorders."""
 
     async def db(self, work: Callable[[Session], Any]) -> Any:
         """Run `work(session)` in a thread, inside one transaction."""

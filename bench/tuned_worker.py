@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path.cwd()))
 from activities.rule import Deps  # noqa: E402
 from models.db import create_schema, make_engine  # noqa: E402
 from models.settings import get_settings  # noqa: E402
-from worker import build_worker, connect, ensure_search_attributes  # noqa: E402
+from activities.worker import build_worker  # noqa: E402
+from worker import connect, ensure_search_attributes  # noqa: E402
 
 
 def worker_options(raw: dict) -> dict:

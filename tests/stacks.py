@@ -92,7 +92,7 @@ def reserve_item_ids(engine: Engine, start: int) -> None:
 async def open_stack(
     exit_stack: AsyncExitStack, env: WorkflowEnvironment, settings: Settings, *, api: bool = True, worker: bool = True
 ) -> Stack:
-    from worker import build_worker
+    from activities.worker import build_worker
 
     engine = make_engine(settings.effective_database_url)
     exit_stack.callback(release_database, settings.effective_database_url)

@@ -31,7 +31,6 @@ from activities.transports.mail import (
     build_message,
     looks_like_html,
     parse_address,
-    send_message,
     track_plain_text,
 )
 from activities.transports.sms import (
@@ -39,7 +38,6 @@ from activities.transports.sms import (
     SmsConfigError,
     SmsPermanentError,
     SmsTemporaryError,
-    make_sms_provider,
     normalize_phone,
 )
 from models.domain.fields import (
@@ -298,7 +296,7 @@ class SendEmail(RuleType[SendEmailSettings]):
                 sender=mail.sender, to=email.recipients, subject=email.subject, text=email.text, html=email.html,
                 attachments=email.files, message_id_key=ctx.effect_key, domain=domain,
             )
-            result = await send_message(mail, built)
+            result = await ctx.deps.transports.send_mail(mail, built)
         except (InvalidAddress, MailPermanentError) as error:
             await _record_failure(ctx, email.message_id, error, permanent=True)
             raise RuleFailed(f"the email to {', '.join(email.recipients)} was refused: {error}") from error
@@ -385,7 +383,7 @@ class SendSms(RuleType[SendSmsSettings]):
         if not text:
             raise RuleFailed(f"settings.text: {ctx.settings.text!r} renders as an empty message")
         try:
-            provider = make_sms_provider(ctx.deps.settings)
+            provider = ctx.deps.transports.sms_provider(ctx.deps.settings)
         except SmsConfigError as error:
             raise RuleFailed(f"the SMS provider settings are unusable: {error}") from error
         region = ctx.deps.settings.sms_default_region

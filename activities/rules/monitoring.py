@@ -24,7 +24,6 @@ from activities.transports.mail import (
     MailTemporaryError,
     build_message,
     parse_address,
-    send_message,
 )
 from models.domain import timing
 from models.domain.data_tree import date_fields, entity_root
@@ -122,7 +121,7 @@ async def _send_emails(ctx: RuleContext, messages: Sequence[Message]) -> None:
                 sender=mail.sender, to=message.to, subject=message.subject or "", text=message.body,
                 message_id_key=message.effect_key, domain=domain,
             )
-            await send_message(mail, email)
+            await ctx.deps.transports.send_mail(mail, email)
         except (InvalidAddress, MailPermanentError) as error:
             await ctx.db(lambda session, row=message, error=error: _mark(session, row.id, "failed", str(error)))
             raise RuleFailed(f"settings.email: the e-mail to {message.to} was refused: {error}") from error

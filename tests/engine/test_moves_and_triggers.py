@@ -12,7 +12,7 @@ from temporalio.exceptions import is_cancelled_exception
 from activities.engine import EngineActivities
 from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
-from worker import build_worker
+from activities.worker import build_worker
 from workflows.entry import StageEntryWorkflow
 from workflows.types import EntryInput, ItemEvent, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
 

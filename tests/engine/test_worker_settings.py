@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from activities.rule import Deps
 from models.settings import get_settings
-from worker import build_worker
+from activities.worker import build_worker
 
 
 async def test_the_worker_runs_as_many_tasks_at_once_as_its_settings_say(dev_env, tmp_path, monkeypatch):

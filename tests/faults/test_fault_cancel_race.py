@@ -19,7 +19,7 @@ from activities.engine import EngineActivities
 from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import open_stack, stack_settings
-from worker import WORKFLOWS
+from activities.worker import WORKFLOWS
 from workflows.types import EntryInput, EntryPlan
 
 LOADING_SECONDS = 1.5
