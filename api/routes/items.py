@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 
+from api.changes import change_item, check_references
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, page_of, paginate
 from api.errors import Problems, not_found
 from api.idempotency import Idempotency, IdempotencyKey
@@ -28,9 +29,8 @@ from api.schemas import (
     StageCode,
     TimelinePublic,
 )
-from models.domain.timing import CUSTOM_FIELD_PREFIX
 from models.settings import Settings
-from models.tables import Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
+from models.tables import Item, Pipeline, TimelineEntry, User
 from workflows import client as workflow_client
 
 RefId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
@@ -41,19 +41,6 @@ WaitQuery = Annotated[bool, Query(description="Answer once the item has handled 
 
 def rejected(error: workflow_client.MoveRejected) -> HTTPException:
     return HTTPException(status_code=error.status_code, detail=error.detail)
-
-
-def check_references(session: Session, problems: Problems, values: dict[str, Any]) -> None:
-    """Adds a problem for each of responsible_id, contact_id, company_id, by_user_id naming a missing row."""
-    for field, model, what in (
-        ("responsible_id", User, "user"),
-        ("by_user_id", User, "user"),
-        ("contact_id", Contact, "contact"),
-        ("company_id", Company, "company"),
-    ):
-        ident = values.get(field)
-        if ident is not None and session.get(model, ident) is None:
-            problems.add(("body", field), f"{what} {ident} does not exist")
 
 
 def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
@@ -161,42 +148,7 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
         check_references(session, problems, {**changes, "by_user_id": by_user_id})
         problems.raise_if_any()
 
-        changed: list[str] = []
-        custom = changes.pop("fields", None)
-        if custom:
-            merged = dict(item.fields)
-            for name, value in custom.items():
-                if value is None:
-                    merged.pop(name, None)
-                else:
-                    merged[name] = value
-            changed += sorted(
-                f"{CUSTOM_FIELD_PREFIX}{name}" for name in set(custom) if item.fields.get(name) != merged.get(name)
-            )
-            item.fields = merged
-        previous_responsible = item.responsible_id
-        for name, value in changes.items():
-            if getattr(item, name) != value:
-                changed.append(name)
-                setattr(item, name, value)
-        if changed:
-            item.updated_at = utcnow()
-            session.add(item)
-            session.commit()
-            session.refresh(item)
-        if changed and item.stage is not None:
-            await workflow_client.send_event(
-                client, settings, item, "field_changed", {"fields": changed, "by_user_id": by_user_id}, event_id=None
-            )
-            if "responsible_id" in changed:
-                await workflow_client.send_event(
-                    client,
-                    settings,
-                    item,
-                    "responsible_changed",
-                    {"from": previous_responsible, "to": item.responsible_id, "by_user_id": by_user_id},
-                    event_id=None,
-                )
+        await change_item(session, client, settings, item, changes, by_user_id)
         return public(item)
 
     @router.post(one + "/move", response_model=ItemPublic, name=f"move_{entity}")
