@@ -52,9 +52,10 @@ def item_workflow_id(item: Item) -> str:
     return _workflow_id(item.entity_type, item.id)
 
 
-def _state(settings: Settings, item: Item) -> ItemState:
+def _state(settings: Settings, item: Item, entries_before: int = 0) -> ItemState:
     return ItemState(
         item_id=item.id,
+        entry_no=entries_before,
         entity=item.entity_type,
         pipeline_id=item.pipeline_id,
         search_attributes=settings.temporal_search_attributes,
@@ -62,10 +63,12 @@ def _state(settings: Settings, item: Item) -> ItemState:
     )
 
 
-async def _update(client: Client, settings: Settings, item: Item, request: MoveRequest, update_id: str) -> MoveResult:
+async def _update(
+    client: Client, settings: Settings, item: Item, request: MoveRequest, update_id: str, entries_before: int = 0
+) -> MoveResult:
     operation = WithStartWorkflowOperation(
         ItemWorkflow.run,
-        _state(settings, item),
+        _state(settings, item, entries_before),
         id=item_workflow_id(item),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         task_queue=settings.temporal_task_queue,
@@ -82,10 +85,15 @@ async def _update(client: Client, settings: Settings, item: Item, request: MoveR
         raise MoveRejected(422, str(getattr(cause, "message", cause))) from error
 
 
-async def start_item(client: Client, settings: Settings, item: Item, stage: str, *, as_user_id: int | None) -> MoveResult:
-    """Start the item's workflow and enter its first stage; returns once that stage's rules have started."""
+async def start_item(
+    client: Client, settings: Settings, item: Item, stage: str, *, as_user_id: int | None, resume: bool = False
+) -> MoveResult:
+    """Start the item's workflow and enter its first stage; returns once that stage's rules have started.
+    With `resume`, the item's workflow starts over in the stage the item records, as the same entry (its number
+    and the time it began kept), so the entry's rules find what they did before and count delays from then."""
     request = MoveRequest(stage=stage, as_user_id=as_user_id, reason="created", request_id="created")
-    return await _update(client, settings, item, request, "created")
+    entries_before = item.entry_no - 1 if resume and item.entry_no else 0
+    return await _update(client, settings, item, request, "created", entries_before)
 
 
 async def move_item(

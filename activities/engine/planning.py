@@ -4,7 +4,7 @@ due), and the due time of a rule that starts after the previous one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlmodel import Session, select
@@ -118,6 +118,15 @@ def _record_scheduled(
     )
 
 
+def _entered_at(item: Item, entry: EntryInput) -> datetime:
+    """When the item entered the stage, as the item records it (the same moment as the entry's start, unless the
+    entry resumes one that began earlier, as a simulation of an item already in its stage does)."""
+    if item.entry_no == entry.entry_no and item.stage_changed_at is not None:
+        moment = item.stage_changed_at
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return entry.entered_at
+
+
 def _shown(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else "—"
 
@@ -149,6 +158,7 @@ class PlanningSteps:
         if stage is None or item is None:
             return plan
         workflow_id = activity.info().workflow_id
+        entered_at = _entered_at(item, entry)
         earlier: set[str] = set()
         setters: dict[str, str] = {}
         previous: str | None = None
@@ -169,8 +179,8 @@ class PlanningSteps:
                 local=bool(kind and kind.local),
             )
             if plan_rule.start == "on_entry":
-                plan_rule.due = _due(item, rule, entry.entered_at, calendar)
-                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entry.entered_at, plan_rule.due)
+                plan_rule.due = _due(item, rule, entered_at, calendar)
+                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
             plan.rules.append(plan_rule)
             earlier.add(rule.name)
             if (variable := _variable_set_by(rule, self.rule_types)) is not None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, status
+from fastapi import APIRouter, Body, Path
 from sqlmodel import Session, select
 
-from activities.rendering import BUILTIN_KINDS
-from activities.rules import RULE_TYPES
-from activities.rules.custom import app_rule_types
+from api.automation_check import checked_automation
 from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, hash_key, member_only
-from api.lookups import get_pipeline, stages_of
+from api.lookups import get_pipeline
 from models.domain.automation import AutomationConfig
-from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 from models.settings import Settings
-from models.tables import Automation, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
+from models.tables import Automation, HookSecret, utcnow
 
 router = APIRouter(prefix="/pipelines", tags=["automation"], dependencies=member_only)
 PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -40,28 +37,6 @@ EXAMPLE = {
         "INVOICE": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]},
     },
 }
-
-
-def validation_context(session: Session, pipeline: Pipeline, settings: Settings) -> ValidationContext:
-    """What an automation may refer to: this pipeline's stages, users, pipelines, templates, rule types; and the
-    region phone numbers without a country code are read in."""
-    codes_by_pipeline: dict[int, list[str]] = {}
-    for stage in session.exec(select(Stage).order_by(Stage.pipeline_id, Stage.position)).all():
-        codes_by_pipeline.setdefault(stage.pipeline_id, []).append(stage.code)
-    pipelines = {
-        row.id: (row.entity_type, codes_by_pipeline.get(row.id, [])) for row in session.exec(select(Pipeline)).all()
-    }
-    templates = set(BUILTIN_KINDS) | set(session.exec(select(DocumentTemplate.code)).all())
-    return ValidationContext(
-        entity_type=pipeline.entity_type,
-        stage_codes=[stage.code for stage in stages_of(session, pipeline.id)],
-        user_ids=set(session.exec(select(User.id)).all()),
-        pipelines=pipelines,
-        templates=templates,
-        rule_types={**RULE_TYPES, **app_rule_types(session)},
-        pipeline_id=pipeline.id,
-        phone_region=settings.sms_default_region,
-    )
 
 
 def webhook_triggers(config: dict[str, Any]) -> set[tuple[str, str]]:
@@ -103,13 +78,6 @@ def automation_public(session: Session, settings: Settings, pipeline_id: int) ->
     }
 
 
-def _problem(error: dict[str, Any]) -> dict[str, Any]:
-    loc = list(error.get("loc") or [])
-    if loc[:1] != ["body"]:
-        loc.insert(0, "body")
-    return {"type": error.get("type", "value_error"), "loc": loc, "msg": str(error.get("msg", ""))}
-
-
 @router.put("/{pipeline_id}/automation", response_model=dict[str, Any], dependencies=admin_only)
 def put_automation(
     pipeline_id: PipelineId,
@@ -122,13 +90,7 @@ def put_automation(
     sent back from an earlier answer are ignored."""
     pipeline = get_pipeline(session, pipeline_id)
     raw = {key: value for key, value in body.items() if key not in ANSWER_ONLY}
-    try:
-        config = validate_automation(raw, validation_context(session, pipeline, settings))
-    except AutomationInvalid as invalid:
-        raise HTTPException(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[_problem(error) for error in invalid.errors]
-        ) from invalid
-    stored = config.to_json()
+    stored = checked_automation(session, pipeline, settings, raw)
     row = session.get(Automation, pipeline_id) or Automation(pipeline_id=pipeline_id, version=0)
     row.version += 1
     row.config = stored
