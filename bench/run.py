@@ -51,7 +51,7 @@ from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 import stack  # noqa: E402
 from bare import BareItemWorkflow, BareSignalWorkflow, BareWorkflow  # noqa: E402
 
-PARTS = ("throughput", "latency", "timers", "firing", "documents")
+PARTS = ("throughput", "latency", "timers", "firing", "documents", "simulation")
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 API_KEY = "bench-" + secrets.token_urlsafe(16)
 
@@ -545,6 +545,27 @@ def documents(count: int, lines: int) -> dict[str, Any]:
     }
 
 
+async def shop_simulations(http: httpx.AsyncClient, runs: int) -> dict[str, Any]:
+    """The furniture shop's story (scripts/demo.py) simulated over seven months, `runs` times one after another:
+    the wall time each simulation reports, and the request's round trip."""
+    from scripts.demo import load_shop, shop_simulation
+
+    shop = await load_shop(http, {"late": "24h", "repeat": "6mo"})
+    body = shop_simulation(shop, "7mo")
+    walls, trips, entries = [], [], 0
+    for _ in range(runs + 1):
+        began = time.perf_counter()
+        answer = ok(await http.post("/simulations", json=body, timeout=120))
+        trips.append(time.perf_counter() - began)
+        walls.append(answer["wall_ms"] / 1000)
+        entries = len(answer["timeline"])
+        if not answer["complete"] or answer["stage"] != "WON":
+            raise SystemExit(f"the shop's simulation did not finish as expected: {answer['stopped']}, {answer['stage']}")
+    walls, trips = walls[1:], trips[1:]  # the first one warms the API process up
+    return {"runs": runs, "horizon": "7mo", "timeline_entries": entries, "wall_ms": summary_ms(walls),
+            "request_ms": summary_ms(trips)}
+
+
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
@@ -671,6 +692,10 @@ async def run(args) -> dict[str, Any]:
                 log(f"firing: {args.fire} rules due at one moment")
                 result["firing"] = await timer_firing(crm, args.fire, args.concurrency, rate)
                 log(f"firing: {result['firing']}")
+            if args.simulations:
+                log(f"simulation: the furniture shop over seven months, {args.simulations} times")
+                result["simulation"] = await shop_simulations(http, args.simulations)
+                log(f"simulation: {result['simulation']}")
         finally:
             crm.db.close()
             await http.aclose()
@@ -748,6 +773,11 @@ def table(result: dict[str, Any]) -> str:
             f"({f['fired_per_second']}/s; {f['slow_workflow_tasks']} workflow tasks over 5 s), "
             f"every rule exactly once: {'yes' if f['every_rule_once'] else 'NO'}"
         )
+    if "simulation" in result:
+        sim = result["simulation"]
+        lines.append(f"simulation: the furniture shop over {sim['horizon']} ({sim['timeline_entries']} timeline entries) "
+                     f"in {sim['wall_ms']['p50_ms']} ms of wall time at the median, {sim['wall_ms']['max_ms']} ms at "
+                     f"most ({sim['runs']} runs; request round trip p50 {sim['request_ms']['p50_ms']} ms)")
     if "documents" in result:
         d = result["documents"]
         lines.append(f"documents: DOCX {d['docx_per_second']}/s, PDF {d['pdf_per_second']}/s, "
@@ -772,6 +802,7 @@ def main() -> int:
     parser.add_argument("--fire", type=int, default=None,
                         help="items whose rules all fall due at one moment on the dev server (default 2000; 0 skips)")
     parser.add_argument("--documents", type=int, default=50, help="invoices to render (default 50; 0 skips)")
+    parser.add_argument("--simulations", type=int, default=5, help="simulations of the shop's story (default 5; 0 skips)")
     parser.add_argument("--parts", type=lambda text: set(text.split(",")), default=set(PARTS),
                         help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
     parser.add_argument("--app-root", default=str(ROOT), help="run the API and worker from this checkout")
@@ -783,7 +814,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.fire is None:
         args.fire = 2000
-    for part, option in (("timers", "timers"), ("firing", "fire"), ("documents", "documents"), ("latency", "events")):
+    for part, option in (("timers", "timers"), ("firing", "fire"), ("documents", "documents"), ("latency", "events"),
+                         ("simulation", "simulations")):
         if part not in args.parts:
             setattr(args, option, 0)
     if "throughput" not in args.parts:
