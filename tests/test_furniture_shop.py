@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 import pytest
 from dateutil.relativedelta import relativedelta
 
-from scripts.demo import CLIENT, load_shop, web_form_order
+from scripts.demo import CLIENT, SHOP_DELAYS, load_shop, web_form_order
 from tests.communication.mailbox import Inbox, pdf_attachments, point_settings_at, smtp_server, text_part
 from tests.crm import eventually, kinds, ok, timeline
 
 if TYPE_CHECKING:
     from tests.stacks import Stack
 
-SHOP_DELAYS = {"late": "24h", "repeat": "6mo"}
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from scripts.demo import load_shop
+from scripts.demo import SHOP_DELAYS, load_shop
 from tests.communication.mailbox import Inbox, SmsGateway, point_settings_at, sms_gateway, smtp_server
 
 if TYPE_CHECKING:
     from tests.stacks import Stack
-
-SHOP_DELAYS = {"late": "24h", "repeat": "6mo"}
 
 
 @pytest.fixture

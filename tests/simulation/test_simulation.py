@@ -14,9 +14,8 @@ from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
 from models.domain.timing import parse_duration
-from scripts.demo import SHOP_STORY, sales_automation, shop_simulation, web_form_order
+from scripts.demo import SHOP_DELAYS, SHOP_STORY, sales_automation, shop_simulation, simulation_table, web_form_order
 from tests.crm import eventually, ok, timeline
-from tests.simulation.conftest import SHOP_DELAYS
 
 
 def row_counts(stack) -> dict[str, int]:
@@ -136,6 +135,24 @@ async def test_a_simulation_shows_every_effect_and_changes_and_sends_nothing(sho
     assert ok(await http.get("/deals")) == [] and ok(await http.get("/leads")) == []
     assert inbox.messages == [] and gateway.requests == []
     assert ok(await http.get(f"/simulations/{answer['id']}")) == answer
+
+
+async def test_the_demo_prints_the_seven_months_as_a_table(shop_stack):
+    from scripts.demo import simulate as demo_simulate
+
+    table = simulation_table(await demo_simulate(shop_stack.http, shop_stack.extras["shop"])).splitlines()
+
+    assert table[0].split() == ["when", "date", "item", "what"]
+    rows = [(line[2:12].strip(), line[25:41].strip(), line[42:]) for line in table[1:]]
+    assert [when for when, _, what in rows if what.startswith("Rule late")] == ["+1d"]
+    assert [(item, what) for _, item, what in rows if what.startswith("Stage")] == [
+        ("deal", "Stage — → NEW (created)"), ("deal", "Stage NEW → PREPARE_DOCUMENTS (moved by user)"),
+        ("deal", "Stage PREPARE_DOCUMENTS → INVOICE (moved by trigger paid)"),
+        ("deal", "Stage INVOICE → WON (moved by user)"),
+        ("deal (created-1)", "Stage — → NEW (created)"), ("lead (created-2)", "Stage — → NEW (created)"),
+    ]
+    [when] = [when for when, _, what in rows if what.startswith("Rule repeat")]
+    assert 181 <= int(when[1:].split("d")[0]) <= 190
 
 
 async def test_the_draft_automation_is_simulated_and_the_saved_one_kept(shop_stack):
