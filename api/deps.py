@@ -54,6 +54,7 @@ class Caller:
     name: str
     role: Role
     key_id: int | None = None
+    key_hash: str = ""
 
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
@@ -72,14 +73,21 @@ def get_caller(
 ) -> Caller:
     if credentials is None or not credentials.credentials:
         raise _unauthorized("Missing API key: send `Authorization: Bearer <key>`")
-    given = credentials.credentials
+    caller = caller_for_key(settings, session, credentials.credentials)
+    if caller is None:
+        raise _unauthorized("Invalid API key")
+    return caller
+
+
+def caller_for_key(settings: Settings, session: Session, given: str) -> Caller | None:
+    """Who an API key is (the bootstrap admin key or a stored, unrevoked one); None for any other text."""
     bootstrap = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     if bootstrap and hmac.compare_digest(given.encode(), bootstrap.encode()):
-        return Caller(name="bootstrap", role="admin")
+        return Caller(name="bootstrap", role="admin", key_hash=hash_key(given))
     row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(given))).first()
     if row is None or row.revoked:
-        raise _unauthorized("Invalid API key")
-    return Caller(name=row.name, role="admin" if row.role == "admin" else "member", key_id=row.id)
+        return None
+    return Caller(name=row.name, role="admin" if row.role == "admin" else "member", key_id=row.id, key_hash=row.key_hash)
 
 
 def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:

@@ -12,11 +12,15 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.console.routes import STATIC as CONSOLE_STATIC
+from api.console.routes import router as console_router
+from api.console.session import SignInNeeded
 from api.limits import BodyLimitMiddleware
 from api.texts import TextOnlyMiddleware
 from api.logs import install_redaction
@@ -123,5 +127,13 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
             status_code=status.HTTP_409_CONFLICT,
         )
 
+    @app.exception_handler(SignInNeeded)
+    async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
+        if request.method == "GET":
+            return RedirectResponse("/ui/login", status_code=status.HTTP_303_SEE_OTHER)
+        return JSONResponse({"detail": "Sign in to the console first"}, status_code=status.HTTP_401_UNAUTHORIZED)
+
     app.include_router(api_router)
+    app.include_router(console_router)
+    app.mount("/ui/static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     return app

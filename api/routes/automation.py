@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
 from sqlmodel import Session, select
 
-from api.automation_check import checked_automation
-from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, hash_key, member_only
+from api.automations import checked_automation, save_automation
+from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, member_only
 from api.lookups import get_pipeline
 from models.domain.automation import AutomationConfig
 from models.settings import Settings
-from models.tables import Automation, HookSecret, utcnow
+from models.tables import Automation, HookSecret
 
 router = APIRouter(prefix="/pipelines", tags=["automation"], dependencies=member_only)
 PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
-WEBHOOK = "webhook"
 ANSWER_ONLY = ("version", "hooks")  # in the GET answer; ignored when a client sends it back
 
 EXAMPLE = {
@@ -37,32 +35,6 @@ EXAMPLE = {
         "INVOICE": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]},
     },
 }
-
-
-def webhook_triggers(config: dict[str, Any]) -> set[tuple[str, str]]:
-    return {
-        (stage, str(trigger.get("name")))
-        for stage, automation in (config.get("stages") or {}).items()
-        for trigger in (automation or {}).get("triggers") or []
-        if trigger.get("type") == WEBHOOK
-    }
-
-
-def sync_hook_secrets(session: Session, pipeline_id: int, config: dict[str, Any]) -> None:
-    """One secret per webhook trigger; a trigger kept under the same stage and name keeps its secret."""
-    wanted = webhook_triggers(config)
-    existing = session.exec(select(HookSecret).where(HookSecret.pipeline_id == pipeline_id)).all()
-    kept = set()
-    for row in existing:
-        if (row.stage, row.trigger_name) in wanted:
-            kept.add((row.stage, row.trigger_name))
-        else:
-            session.delete(row)
-    for stage, name in sorted(wanted - kept):
-        secret = secrets.token_urlsafe(32)
-        session.add(
-            HookSecret(pipeline_id=pipeline_id, stage=stage, trigger_name=name, secret=secret, secret_hash=hash_key(secret))
-        )
 
 
 def automation_public(session: Session, settings: Settings, pipeline_id: int) -> dict[str, Any]:
@@ -90,14 +62,7 @@ def put_automation(
     sent back from an earlier answer are ignored."""
     pipeline = get_pipeline(session, pipeline_id)
     raw = {key: value for key, value in body.items() if key not in ANSWER_ONLY}
-    stored = checked_automation(session, pipeline, settings, raw)
-    row = session.get(Automation, pipeline_id) or Automation(pipeline_id=pipeline_id, version=0)
-    row.version += 1
-    row.config = stored
-    row.updated_at = utcnow()
-    session.add(row)
-    sync_hook_secrets(session, pipeline_id, stored)
-    session.commit()
+    save_automation(session, pipeline_id, checked_automation(session, pipeline, settings, raw))
     return automation_public(session, settings, pipeline_id)
 
 

@@ -2,81 +2,28 @@
 that exists (`POST /deals/{id}/simulate`, leads alike), on the real workflow code, touching nothing real."""
 
 import logging
-from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
-from sqlmodel import Session
+from fastapi import APIRouter, HTTPException, Path, Request, status
 
-from api.automation_check import checked_automation
+from api.automations import checked_automation
 from api.changes import check_references
 from api.deps import MAX_ID, SessionDep, admin_only
 from api.errors import Problems, field_error, not_found
 from api.lookups import stages_of
-from api.simulation.runner import Plan, SimulationsBusy, Simulator, Step
+from api.simulation.plan import document_download, plan_steps, simulator
+from api.simulation.runner import Plan, SimulationsBusy
 from api.simulation.schemas import (
-    MAX_HORIZON,
     ItemSimulate,
-    ScriptPart,
     SimulationCreate,
-    horizon_end,
-    horizon_too_long,
-    moment_after,
 )
 from models.item_data import load_automation
-from models.tables import Document, Item, Pipeline
+from models.tables import Item, Pipeline
 
 log = logging.getLogger("stageflow.simulation")
 router = APIRouter(tags=["simulations"], dependencies=admin_only)
 SimulationId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
 DocumentId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-def simulator(request: Request) -> Simulator:
-    app = request.app
-    if getattr(app.state, "simulator", None) is None:
-        app.state.simulator = Simulator(app.state.settings, app.state.engine)
-    return app.state.simulator
-
-
-def _rule_names(config: dict[str, Any]) -> set[str]:
-    return {
-        str(rule.get("name"))
-        for stage in (config.get("stages") or {}).values()
-        for rule in (stage or {}).get("rules") or []
-    }
-
-
-def _plan_steps(
-    session: Session, problems: Problems, body: ScriptPart, stage_codes: list[str], config: dict[str, Any]
-) -> tuple[list[Step], Any]:
-    """The script as offsets from the start, checked against the pipeline; and the horizon as a timedelta."""
-    now = datetime.now(timezone.utc)
-    if horizon_too_long(body.horizon):
-        problems.add(("body", "horizon"), f"{body.horizon!r} is longer than {MAX_HORIZON}, the longest simulation")
-        return [], None
-    end = horizon_end(body.horizon, now)
-    rules = _rule_names(config)
-    steps: list[Step] = []
-    for index, step in enumerate(body.script):
-        where = ("body", "script", index)
-        moment = moment_after(step.at, now)
-        if moment < now:
-            problems.add((*where, "at"), f"{step.at} is before the start of the simulation ({now.isoformat()})")
-        elif moment > end:
-            problems.add((*where, "at"), f"{step.at} is after the horizon ({body.horizon}, {end.isoformat()})")
-        if step.move is not None and step.move not in stage_codes:
-            problems.add((*where, "move"), f"the pipeline has no stage {step.move} (its stages: {', '.join(stage_codes)})")
-        if step.task is not None and step.task.rule not in rules:
-            problems.add((*where, "task", "rule"), f"the automation has no rule {step.task.rule!r}")
-        if step.patch is not None:
-            check_references(session, problems, step.patch.model_dump(exclude_unset=True), where=(*where, "patch"))
-        steps.append(Step(offset=moment - now, step=step, index=index))
-    for name in body.webhooks:
-        if name not in rules:
-            problems.add(("body", "webhooks", name), f"the automation has no rule {name!r}")
-    steps.sort(key=lambda step: (step.offset, step.index))
-    return steps, end - now
 
 
 async def _run(request: Request, plan: Plan) -> dict[str, Any]:
@@ -106,7 +53,7 @@ async def simulate(body: SimulationCreate, session: SessionDep, request: Request
     if stage is not None and stage not in codes:
         problems.add(("body", "item", "stage"), f"pipeline {pipeline.id} has no stage {stage} (its stages: {', '.join(codes)})")
     check_references(session, problems, body.item.model_dump(), where=("body", "item"))
-    steps, horizon = _plan_steps(session, problems, body, codes, config)
+    steps, horizon = plan_steps(session, problems, body, codes, config)
     problems.raise_if_any()
     sample = body.item.model_dump(exclude={"stage"})
     plan = Plan(
@@ -131,7 +78,7 @@ def _item_simulate(entity: Literal["deal", "lead"]):
         pipeline = session.get(Pipeline, item.pipeline_id)
         config = load_automation(session, pipeline.id)[0].to_json()
         problems = Problems()
-        steps, horizon = _plan_steps(session, problems, body, [s.code for s in stages_of(session, pipeline.id)], config)
+        steps, horizon = plan_steps(session, problems, body, [s.code for s in stages_of(session, pipeline.id)], config)
         problems.raise_if_any()
         plan = Plan(
             pipeline_id=pipeline.id, entity=entity, stage=item.stage, steps=steps, horizon=horizon,
@@ -165,17 +112,4 @@ def read_simulation(simulation_id: SimulationId, request: Request):
 @router.get("/simulations/{simulation_id}/documents/{document_id}/{kind}")
 def simulated_document(simulation_id: SimulationId, document_id: DocumentId, kind: Literal["pdf", "docx"], request: Request):
     """A document a simulation rendered, as the client would have got it."""
-    engine = simulator(request).scratch(simulation_id)
-    if engine is None:
-        raise not_found("Simulation", simulation_id)
-    try:
-        with Session(engine) as session:
-            document = session.get(Document, document_id)
-            content = getattr(document, kind) if document is not None else None
-            number = document.number if document is not None else ""
-    finally:
-        engine.dispose()
-    if content is None:
-        raise not_found("Document", document_id)
-    media = "application/pdf" if kind == "pdf" else "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    return Response(content, media_type=media, headers={"Content-Disposition": f'inline; filename="{number}.{kind}"'})
+    return document_download(simulator(request), simulation_id, document_id, kind)

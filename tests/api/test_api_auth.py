@@ -29,6 +29,11 @@ ADMIN_ROUTES = {
     ("PUT", "/settings/calendar"),
     ("POST", "/document-templates"),
     ("DELETE", "/document-templates/{code}"),
+    ("POST", "/simulations"),
+    ("GET", "/simulations/{simulation_id}"),
+    ("GET", "/simulations/{simulation_id}/documents/{document_id}/{kind}"),
+    ("POST", "/deals/{deal_id}/simulate"),
+    ("POST", "/leads/{lead_id}/simulate"),
 }
 BAD_CREDENTIALS = [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 from pypdf import PdfReader
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
@@ -16,6 +18,7 @@ from sqlmodel import SQLModel
 from models.domain.timing import parse_duration
 from scripts.demo import SHOP_DELAYS, SHOP_STORY, sales_automation, shop_simulation, simulation_table, web_form_order
 from tests.crm import eventually, ok, timeline
+from tests.stacks import binary, open_stack, stack_settings
 
 
 def row_counts(stack) -> dict[str, int]:
@@ -51,12 +54,20 @@ async def simulate(http, body: dict[str, Any], status: int = 200) -> dict[str, A
 
 
 @pytest.fixture
-async def ts_shop_stack(inbox, gateway, ts_stack):
+async def ts_shop_stack(inbox, gateway, tmp_path):
+    """The shop on a time-skipping server of its own, whose clock starts now, as a simulation's does: months
+    counted from the same dates have the same lengths."""
     from scripts.demo import load_shop
 
-    assert ts_stack.settings.smtp_port == inbox.port
-    ts_stack.extras["shop"] = await load_shop(ts_stack.http, SHOP_DELAYS)
-    yield ts_stack
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    try:
+        async with AsyncExitStack() as exit_stack:
+            stack = await open_stack(exit_stack, env, stack_settings(tmp_path, temporal_search_attributes=False))
+            assert stack.settings.smtp_port == inbox.port
+            stack.extras["shop"] = await load_shop(stack.http, SHOP_DELAYS)
+            yield stack
+    finally:
+        await env.shutdown()
 
 
 async def test_a_simulation_has_the_timeline_of_the_same_story_run_for_real(ts_shop_stack):

@@ -1,7 +1,10 @@
-"""Checking an automation before it is saved (`PUT /pipelines/{id}/automation`) or simulated as a draft: every
-problem anywhere is one 422, each naming its field."""
+"""A pipeline's automation checked and saved, for whoever changes it (`PUT /pipelines/{id}/automation`, the console)
+or tries a draft (simulations): every problem anywhere is one 422, each naming its field; a save replaces the whole
+automation and keeps one secret per webhook trigger."""
 
 from __future__ import annotations
+
+import secrets
 
 from typing import Any
 
@@ -11,10 +14,11 @@ from sqlmodel import Session, select
 from activities.rendering import BUILTIN_KINDS
 from activities.rules import RULE_TYPES
 from activities.rules.custom import app_rule_types
+from api.deps import hash_key
 from api.lookups import stages_of
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 from models.settings import Settings
-from models.tables import DocumentTemplate, Pipeline, Stage, User
+from models.tables import Automation, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
 
 
 def validation_context(session: Session, pipeline: Pipeline, settings: Settings) -> ValidationContext:
@@ -58,3 +62,43 @@ def checked_automation(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[_problem(error, where) for error in invalid.errors]
         ) from invalid
     return config.to_json()
+
+
+WEBHOOK = "webhook"
+
+
+def webhook_triggers(config: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (stage, str(trigger.get("name")))
+        for stage, automation in (config.get("stages") or {}).items()
+        for trigger in (automation or {}).get("triggers") or []
+        if trigger.get("type") == WEBHOOK
+    }
+
+
+def sync_hook_secrets(session: Session, pipeline_id: int, config: dict[str, Any]) -> None:
+    """One secret per webhook trigger; a trigger kept under the same stage and name keeps its secret."""
+    wanted = webhook_triggers(config)
+    existing = session.exec(select(HookSecret).where(HookSecret.pipeline_id == pipeline_id)).all()
+    kept = set()
+    for row in existing:
+        if (row.stage, row.trigger_name) in wanted:
+            kept.add((row.stage, row.trigger_name))
+        else:
+            session.delete(row)
+    for stage, name in sorted(wanted - kept):
+        secret = secrets.token_urlsafe(32)
+        session.add(
+            HookSecret(pipeline_id=pipeline_id, stage=stage, trigger_name=name, secret=secret, secret_hash=hash_key(secret))
+        )
+
+
+def save_automation(session: Session, pipeline_id: int, stored: dict[str, Any]) -> None:
+    """Replaces the pipeline's automation with `stored` (checked already) as its next version, and commits."""
+    row = session.get(Automation, pipeline_id) or Automation(pipeline_id=pipeline_id, version=0)
+    row.version += 1
+    row.config = stored
+    row.updated_at = utcnow()
+    session.add(row)
+    sync_hook_secrets(session, pipeline_id, stored)
+    session.commit()

@@ -1,0 +1,1 @@
+"""The automation console in the browser, at /ui/."""

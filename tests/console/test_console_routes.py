@@ -1,0 +1,113 @@
+"""The console's doors: no page without a session, no change without its CSRF token, no 5xx from bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.console.support import signed_in
+from tests.crm import automate, deal, ok, pipeline, user
+from tests.stacks import ADMIN_KEY, MEMBER_KEY
+
+
+@pytest.fixture
+async def crm(stack):
+    manager = await user(stack.http, "Marek Manager")
+    sales = await pipeline(stack.http, ["NEW", "WON"])
+    await automate(stack.http, sales["id"], {"NEW": {"rules": [
+        {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}}]}})
+    item = await deal(stack.http, sales["id"], manager["id"], title="Sofa")
+    return {"pipeline": sales, "deal": item, "manager": manager}
+
+
+def routes(crm) -> list[tuple[str, str]]:
+    p, d = crm["pipeline"]["id"], crm["deal"]["id"]
+    return [
+        ("GET", "/ui/"), ("GET", "/ui/pipelines"), ("GET", f"/ui/pipelines/{p}"), ("GET", f"/ui/pipelines/{p}/items"),
+        ("GET", f"/ui/pipelines/{p}/rules/new?stage=NEW"), ("GET", f"/ui/pipelines/{p}/rules/NEW/0"),
+        ("GET", f"/ui/pipelines/{p}/triggers/new?stage=NEW"), ("GET", f"/ui/items/deal/{d}"),
+        ("GET", f"/ui/items/deal/{d}/pending"), ("GET", "/ui/documents/1/pdf"), ("GET", f"/ui/pipelines/{p}/simulate"),
+        ("GET", "/ui/simulations/0123456789abcdef/documents/1/pdf"),
+        ("POST", "/ui/logout"), ("POST", f"/ui/pipelines/{p}/rules"), ("POST", f"/ui/pipelines/{p}/triggers"),
+        ("POST", f"/ui/pipelines/{p}/rules/NEW/0/delete"), ("POST", f"/ui/pipelines/{p}/rules/NEW/order"),
+        ("POST", f"/ui/pipelines/{p}/items"), ("POST", f"/ui/items/deal/{d}/move"), ("POST", f"/ui/pipelines/{p}/simulate"),
+    ]
+
+
+async def test_every_console_route_refuses_a_request_without_a_session(stack, crm):
+    for method, path in routes(crm):
+        response = await stack.anon.request(method, path, data={"stage": "WON"}, follow_redirects=False)
+        if method == "GET":
+            assert (response.status_code, response.headers.get("location")) == (303, "/ui/login"), (method, path)
+        else:
+            assert response.status_code == 401, (method, path, response.status_code)
+    assert ok(await stack.http.get(f"/deals/{crm['deal']['id']}"))["stage"] == "NEW"
+
+
+async def test_a_form_posted_without_the_csrf_token_is_refused_and_changes_nothing(stack, crm):
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        for method, path in routes(crm):
+            if method == "POST":
+                response = await client.post(path, data={"stage": "WON", "csrf_token": "0" * 40})
+                assert response.status_code == 403, (path, response.status_code)
+                assert "CSRF" in response.json()["detail"]
+        moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON"},
+                                  headers={"X-CSRF-Token": csrf})
+        assert moved.json() == {"moved": True, "stage": "WON"}
+    assert ok(await stack.http.get(f"/deals/{crm['deal']['id']}"))["stage"] == "WON"
+    rules = ok(await stack.http.get(f"/pipelines/{crm['pipeline']['id']}/automation"))["stages"]["NEW"]["rules"]
+    assert [rule["name"] for rule in rules] == ["hello"]
+
+
+async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
+    p = crm["pipeline"]["id"]
+    async with signed_in(stack, MEMBER_KEY) as (client, csrf):
+        assert (await client.get(f"/ui/pipelines/{p}")).status_code == 200
+        assert (await client.get(f"/ui/pipelines/{p}/rules/NEW/0")).status_code == 403
+        refused = await client.post(f"/ui/pipelines/{p}/rules/NEW/0/delete", data={"csrf_token": csrf})
+        assert refused.status_code == 403
+        moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON", "csrf_token": csrf})
+        assert moved.json()["moved"] is True
+
+
+async def test_a_wrong_key_gets_no_session_and_signing_out_ends_it(stack, crm):
+    async with signed_in(stack, ADMIN_KEY) as (client, _):
+        page = await client.get("/ui/pipelines")
+        csrf = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+        kept = dict(client.cookies)
+        assert (await client.post("/ui/logout", data={"csrf_token": csrf})).status_code == 303
+        assert (await client.get("/ui/pipelines")).status_code == 303
+        client.cookies.update(kept)  # the old cookie, replayed after signing out
+        assert (await client.get("/ui/pipelines")).status_code == 303
+        login = await client.get("/ui/login")
+        token = login.text.split('name="login_token" value="')[1].split('"')[0]
+        wrong = await client.post("/ui/login", data={"api_key": "not-a-key", "login_token": token})
+        assert wrong.status_code == 401 and "not valid" in wrong.text and "stageflow_console=" not in wrong.headers.get("set-cookie", "")
+        no_token = await client.post("/ui/login", data={"api_key": ADMIN_KEY})
+        assert no_token.status_code == 403
+
+
+async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
+    p, d = crm["pipeline"]["id"], crm["deal"]["id"]
+    before = ok(await stack.http.get(f"/pipelines/{p}/automation"))
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        for path, data in [
+            (f"/ui/pipelines/{p}/rules", {"stage": "NOPE", "type": "add_timeline_entry", "name": "x"}),
+            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "no_such_type", "name": "x"}),
+            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x", "condition": "{"}),
+            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
+            (f"/ui/pipelines/{p}/rules/NEW/7/delete", {}),
+            (f"/ui/pipelines/{p}/rules/NEW/order", {"order": "3,x"}),
+            (f"/ui/items/deal/{d}/move", {"stage": "NOPE"}),
+            (f"/ui/items/deal/{d}/move", {"stage": "bad stage"}),
+            ("/ui/items/deal/99999/move", {"stage": "WON"}),
+            (f"/ui/pipelines/{p}/simulate", {"title": "S", "script": "+1d fly away", "horizon": "3y"}),
+            ("/ui/pipelines/99999/rules", {"stage": "NEW"}),
+        ]:
+            response = await client.post(path, data={**data, "csrf_token": csrf})
+            assert 400 <= response.status_code < 500, (path, data, response.status_code, response.text[:300])
+        for path in [f"/ui/pipelines/{p}/rules/NEW/9", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
+                     f"/ui/pipelines/{p}/rules/new?stage=bad", "/ui/documents/99999/pdf", "/ui/items/deal/0"]:
+            response = await client.get(path)
+            assert 400 <= response.status_code < 500, (path, response.status_code)
+    assert ok(await stack.http.get(f"/pipelines/{p}/automation")) == before
+    assert ok(await stack.http.get(f"/deals/{d}"))["stage"] == "NEW"
