@@ -187,11 +187,22 @@ def board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep,
             "group": (types.get(rule["type"]) or {}).get("group_title", "unknown type"),
         } for index, rule in enumerate(automation.get("rules") or [])]
         triggers = [{**trigger, "index": index, "condition_words": condition_words(trigger.get("condition")),
-                     "filter_words": ", ".join(f"{k} {v}" for k, v in (trigger.get("filter") or {}).items())}
+                     "filter_words": _filter_words(trigger.get("filter"))}
                     for index, trigger in enumerate(automation.get("triggers") or [])]
         columns.append({"stage": stage, "rules": rules, "triggers": triggers})
     return page(request, "board.html", user, pipeline=pipeline, columns=columns, saved=saved[:100],
                 rule_types=types, trigger_types=_trigger_types())
+
+
+def _filter_words(filter_: dict[str, Any] | None) -> str:
+    """A trigger's filter as `currency EUR, min_amount 100`: what it asks of an event (empty: any event)."""
+    shown = []
+    for name, value in (filter_ or {}).items():
+        if value in (None, [], "", False):
+            continue
+        text = ", ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+        shown.append(f"{name.replace('_', ' ')} {text}")
+    return "; ".join(shown)
 
 
 def _rule_form(session: Session, pipeline: Pipeline, stage: str, index: int | None, rule: dict[str, Any],
@@ -238,7 +249,7 @@ def _stage_or_404(session: Session, pipeline_id: int, stage: str) -> str:
     return stage
 
 
-@router.get("/pipelines/{pipeline_id}/{part}/new", response_class=HTMLResponse)
+@router.get("/pipelines/{pipeline_id}/automation/{part}/new", response_class=HTMLResponse)
 def new_entry(
     request: Request, pipeline_id: Id, part: Part, user: UserDep, session: SessionDep,
     stage: Annotated[str, Query(pattern=r"^[A-Z0-9_]{1,50}$")], type: Annotated[str, Query(max_length=100)] = "",
@@ -252,7 +263,7 @@ def new_entry(
     return page(request, "entry_form.html", user, **context)
 
 
-@router.get("/pipelines/{pipeline_id}/{part}/{stage}/{index}", response_class=HTMLResponse)
+@router.get("/pipelines/{pipeline_id}/automation/{part}/{stage}/{index}", response_class=HTMLResponse)
 def edit_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index, user: UserDep,
                session: SessionDep):
     require_admin(user)
@@ -304,7 +315,7 @@ def _save(session: Session, settings: Any, pipeline: Pipeline, config: dict[str,
     save_automation(session, pipeline.id, checked_automation(session, pipeline, settings, config))
 
 
-@router.post("/pipelines/{pipeline_id}/{part}", response_class=HTMLResponse)
+@router.post("/pipelines/{pipeline_id}/automation/{part}", response_class=HTMLResponse)
 async def save_entry(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
                      settings: SettingsDep):
     """A rule or trigger added or changed: the whole automation is checked and saved, or nothing is."""
@@ -344,7 +355,7 @@ def _form_again(request: Request, user: ConsoleUser, session: Session, pipeline:
     return page(request, "entry_form.html", user, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, **context)
 
 
-@router.post("/pipelines/{pipeline_id}/{part}/{stage}/{index}/delete")
+@router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/{index}/delete")
 async def delete_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index,
                        user: ChangeDep, session: SessionDep, settings: SettingsDep):
     require_admin(user)
@@ -361,7 +372,7 @@ async def delete_entry(request: Request, pipeline_id: Id, part: Part, stage: Sta
     return back(f"/ui/pipelines/{pipeline_id}?saved=deleted+{removed['name']}")
 
 
-@router.post("/pipelines/{pipeline_id}/{part}/{stage}/order")
+@router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/order")
 async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCode, user: ChangeDep,
                   session: SessionDep, settings: SettingsDep, order: Annotated[str, Form(max_length=4000)] = ""):
     """The stage's rules (or triggers) in a new order: `order` lists their current positions, comma-separated."""
@@ -398,7 +409,7 @@ def items_board(request: Request, pipeline_id: Id, user: UserDep, session: Sessi
     pipeline = _pipeline(session, pipeline_id)
     items = session.exec(select(Item).where(Item.pipeline_id == pipeline_id).order_by(col(Item.id).desc())
                          .limit(500)).all()
-    columns = [{"stage": stage, "items": [item for item in items if item.stage == stage.code]}
+    columns = [{"stage": stage, "cards": [item for item in items if item.stage == stage.code]}
                for stage in _stages(session, pipeline_id)]
     users = session.exec(select(User).order_by(User.name)).all()
     contacts = session.exec(select(Contact).order_by(Contact.name).limit(500)).all()
@@ -464,12 +475,8 @@ async def move(entity: Entity, item_id: Id, user: ChangeDep, session: SessionDep
 def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep, settings: SettingsDep,
               kind: Annotated[str, Query(max_length=100)] = ""):
     item = _item(session, entity, item_id)
-    statement = select(TimelineEntry).where(TimelineEntry.item_id == item.id)
     kinds = sorted(set(session.exec(select(TimelineEntry.kind).where(TimelineEntry.item_id == item.id)).all()))
-    if kind:
-        statement = statement.where(TimelineEntry.kind == kind)
-    timeline = session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
-                            .limit(500)).all()
+    timeline = _timeline(session, item, kind)
     entries = [{"no": no, "stage": entry.data.get("to"), "at": entry.at,
                 "link": settings.workflow_ui_link(entry_workflow_id(item.entity_type, item.id, no))}
                for no, entry in sorted(
@@ -489,6 +496,22 @@ def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, sess
                                       Document.status).where(Document.item_id == item.id)).all(),
         item_link=settings.workflow_ui_link(f"{item.entity_type}-{item.id}"),
     )
+
+
+@router.get("/items/{entity}/{item_id}/timeline", response_class=HTMLResponse)
+def item_timeline(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep,
+                  kind: Annotated[str, Query(max_length=100)] = ""):
+    """The item's timeline, newest first (the page refreshes it)."""
+    item = _item(session, entity, item_id)
+    return page(request, "timeline.html", user, timeline=_timeline(session, item, kind))
+
+
+def _timeline(session: Session, item: Item, kind: str) -> list[TimelineEntry]:
+    statement = select(TimelineEntry).where(TimelineEntry.item_id == item.id)
+    if kind:
+        statement = statement.where(TimelineEntry.kind == kind)
+    return list(session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
+                             .limit(500)).all())
 
 
 @router.get("/items/{entity}/{item_id}/pending", response_class=HTMLResponse)

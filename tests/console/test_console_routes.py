@@ -23,12 +23,12 @@ def routes(crm) -> list[tuple[str, str]]:
     p, d = crm["pipeline"]["id"], crm["deal"]["id"]
     return [
         ("GET", "/ui/"), ("GET", "/ui/pipelines"), ("GET", f"/ui/pipelines/{p}"), ("GET", f"/ui/pipelines/{p}/items"),
-        ("GET", f"/ui/pipelines/{p}/rules/new?stage=NEW"), ("GET", f"/ui/pipelines/{p}/rules/NEW/0"),
-        ("GET", f"/ui/pipelines/{p}/triggers/new?stage=NEW"), ("GET", f"/ui/items/deal/{d}"),
+        ("GET", f"/ui/pipelines/{p}/automation/rules/new?stage=NEW"), ("GET", f"/ui/pipelines/{p}/automation/rules/NEW/0"),
+        ("GET", f"/ui/pipelines/{p}/automation/triggers/new?stage=NEW"), ("GET", f"/ui/items/deal/{d}"),
         ("GET", f"/ui/items/deal/{d}/pending"), ("GET", "/ui/documents/1/pdf"), ("GET", f"/ui/pipelines/{p}/simulate"),
         ("GET", "/ui/simulations/0123456789abcdef/documents/1/pdf"),
-        ("POST", "/ui/logout"), ("POST", f"/ui/pipelines/{p}/rules"), ("POST", f"/ui/pipelines/{p}/triggers"),
-        ("POST", f"/ui/pipelines/{p}/rules/NEW/0/delete"), ("POST", f"/ui/pipelines/{p}/rules/NEW/order"),
+        ("POST", "/ui/logout"), ("POST", f"/ui/pipelines/{p}/automation/rules"), ("POST", f"/ui/pipelines/{p}/automation/triggers"),
+        ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/0/delete"), ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/order"),
         ("POST", f"/ui/pipelines/{p}/items"), ("POST", f"/ui/items/deal/{d}/move"), ("POST", f"/ui/pipelines/{p}/simulate"),
     ]
 
@@ -62,8 +62,8 @@ async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
     p = crm["pipeline"]["id"]
     async with signed_in(stack, MEMBER_KEY) as (client, csrf):
         assert (await client.get(f"/ui/pipelines/{p}")).status_code == 200
-        assert (await client.get(f"/ui/pipelines/{p}/rules/NEW/0")).status_code == 403
-        refused = await client.post(f"/ui/pipelines/{p}/rules/NEW/0/delete", data={"csrf_token": csrf})
+        assert (await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/0")).status_code == 403
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/0/delete", data={"csrf_token": csrf})
         assert refused.status_code == 403
         moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON", "csrf_token": csrf})
         assert moved.json()["moved"] is True
@@ -91,22 +91,22 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
     before = ok(await stack.http.get(f"/pipelines/{p}/automation"))
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
         for path, data in [
-            (f"/ui/pipelines/{p}/rules", {"stage": "NOPE", "type": "add_timeline_entry", "name": "x"}),
-            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "no_such_type", "name": "x"}),
-            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x", "condition": "{"}),
-            (f"/ui/pipelines/{p}/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
-            (f"/ui/pipelines/{p}/rules/NEW/7/delete", {}),
-            (f"/ui/pipelines/{p}/rules/NEW/order", {"order": "3,x"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NOPE", "type": "add_timeline_entry", "name": "x"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "no_such_type", "name": "x"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x", "condition": "{"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
+            (f"/ui/pipelines/{p}/automation/rules/NEW/7/delete", {}),
+            (f"/ui/pipelines/{p}/automation/rules/NEW/order", {"order": "3,x"}),
             (f"/ui/items/deal/{d}/move", {"stage": "NOPE"}),
             (f"/ui/items/deal/{d}/move", {"stage": "bad stage"}),
             ("/ui/items/deal/99999/move", {"stage": "WON"}),
             (f"/ui/pipelines/{p}/simulate", {"title": "S", "script": "+1d fly away", "horizon": "3y"}),
-            ("/ui/pipelines/99999/rules", {"stage": "NEW"}),
+            ("/ui/pipelines/99999/automation/rules", {"stage": "NEW"}),
         ]:
             response = await client.post(path, data={**data, "csrf_token": csrf})
             assert 400 <= response.status_code < 500, (path, data, response.status_code, response.text[:300])
-        for path in [f"/ui/pipelines/{p}/rules/NEW/9", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
-                     f"/ui/pipelines/{p}/rules/new?stage=bad", "/ui/documents/99999/pdf", "/ui/items/deal/0"]:
+        for path in [f"/ui/pipelines/{p}/automation/rules/NEW/9", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
+                     f"/ui/pipelines/{p}/automation/rules/new?stage=bad", "/ui/documents/99999/pdf", "/ui/items/deal/0"]:
             response = await client.get(path)
             assert 400 <= response.status_code < 500, (path, response.status_code)
     assert ok(await stack.http.get(f"/pipelines/{p}/automation")) == before

@@ -55,6 +55,10 @@
           } else {
             card.classList.add("moved");
           }
+          document.querySelectorAll(".items-board .column").forEach((column) => {
+            const count = column.querySelector(".count");
+            if (count) count.textContent = column.querySelectorAll("li.item").length;
+          });
         },
       });
     });
