@@ -111,3 +111,22 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             assert 400 <= response.status_code < 500, (path, response.status_code)
     assert ok(await stack.http.get(f"/pipelines/{p}/automation")) == before
     assert ok(await stack.http.get(f"/deals/{d}"))["stage"] == "NEW"
+
+
+async def test_rules_are_reordered_and_deleted_through_the_console_and_saved_whole(stack, crm):
+    p = crm["pipeline"]["id"]
+    ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": {"NEW": {"rules": [
+        {"name": "first", "type": "add_timeline_entry", "settings": {"text": "1"}},
+        {"name": "second", "type": "add_timeline_entry", "settings": {"text": "2"}},
+        {"name": "third", "type": "add_timeline_entry", "start": "after_previous", "settings": {"text": "{{Rule.first.entry_id}}"}},
+    ]}}}))
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        moved = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/order", data={"order": "1,0,2", "csrf_token": csrf})
+        assert moved.json() == {"order": ["second", "first", "third"]}
+        board = await client.get(f"/ui/pipelines/{p}")
+        assert board.text.index("second") < board.text.index("first") < board.text.index("third")
+        assert "after the previous rule" not in board.text.split("third")[0]
+        deleted = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/1/delete", data={"csrf_token": csrf})
+        assert deleted.status_code == 422 and "first" in deleted.text  # third reads Rule.first: nothing is saved
+    rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
+    assert [rule["name"] for rule in rules] == ["second", "first", "third"]
