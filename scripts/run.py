@@ -564,6 +564,7 @@ def main() -> int:
         lines = [
             "stageflow is running",
             f"  API             {api_url}    (docs: {api_url}/docs, health: {api_url}/health)",
+            f"  console         {api_url}/ui/    (sign in with the API key)",
             f"  Temporal UI     {settings.effective_temporal_ui_url}" if embedded_temporal or settings.temporal_ui_url
             else "  Temporal UI     (set TEMPORAL_UI_URL to link to your Temporal UI)",
             f"  Temporal        {address}, namespace {settings.temporal_namespace}, task queue "
