@@ -29,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
         Rescheduled,
         RuleCall,
         RuleFailure,
+        RULES_TOGETHER,
         RuleOutcome,
         RulePlan,
+        RulesTogether,
         ScheduleCall,
         WaitEnded,
         anchor_field,
@@ -45,6 +47,9 @@ LOCAL_ENGINE = "local-engine-activities"
 # From this version on, a delay counted from a date field follows the field: a change recomputes the due time,
 # and an empty field makes the rule wait for a value instead of running at once.
 FOLLOW_FIELDS = "date-delays-follow-fields"
+# From this version on, database-only rules due at the entry's start that need nothing from each other run in one
+# local activity call (`rules.together`), each still keyed and recorded on its own.
+RULES_TOGETHER_PATCH = "rules-that-start-together"
 
 
 async def engine_activity(name: str, arg: Any, *, summary: str, result_type: type | None = None) -> Any:
@@ -79,6 +84,7 @@ class StageEntryWorkflow:
         self.bases: dict[str, datetime] = {}
         self.after_waits: set[str] = set()
         self.reschedules = 0
+        self.together: dict[str, asyncio.Future] = {}
 
     @workflow.run
     async def run(self, entry: EntryInput) -> dict[str, str]:
@@ -93,6 +99,8 @@ class StageEntryWorkflow:
                     self.bases[rule.name] = entry.entered_at
                     if self.follow and rule.due is None and anchor_field(rule.delay):
                         self.status[rule.name] = "waiting_field"
+            if workflow.patched(RULES_TOGETHER_PATCH):
+                self._start_together()
             await asyncio.gather(*(self._chain(chain) for chain in self._chains()))
         except BaseException as error:
             # Leaving the stage cancels this workflow: a timer raises CancelledError, an engine activity
@@ -149,6 +157,38 @@ class StageEntryWorkflow:
         if state == "waiting_rule":
             return ", ".join(name for name in rule.depends_on if self.status.get(name) not in FINISHED)
         return None
+
+    def _start_together(self) -> None:
+        """The first rules of the chains that only touch the database, are due now and read no other rule's
+        results start in one `rules.together` call; each chain then waits for its rule's outcome from it."""
+        now = workflow.now()
+        rules = [
+            chain[0] for chain in self._chains()
+            if chain[0].local and not chain[0].depends_on and chain[0].due is not None and chain[0].due <= now
+            and not (self.follow and anchor_field(chain[0].delay))
+        ]
+        if len(rules) < 2:
+            return
+        loop = asyncio.get_running_loop()
+        self.together = {rule.name: loop.create_future() for rule in rules}
+        asyncio.ensure_future(self._run_together(rules))
+
+    async def _run_together(self, rules: list[RulePlan]) -> None:
+        calls = [self._call(rule) for rule in rules]
+        try:
+            outcomes = await workflow.execute_local_activity(
+                RULES_TOGETHER, RulesTogether(calls=calls, max_attempts=self.plan.retry_max_attempts),
+                result_type=list[RuleOutcome], retry_policy=self._retry(),
+                start_to_close_timeout=timedelta(seconds=sum(rule.timeout_seconds for rule in rules)),
+                summary=", ".join(f"{rule.name} ({rule.type})" for rule in rules),
+            )
+        except BaseException as error:
+            for future in self.together.values():
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for rule, outcome in zip(rules, outcomes):
+            self.together[rule.name].set_result(outcome)
 
     def _chains(self) -> list[list[RulePlan]]:
         chains: list[list[RulePlan]] = []
@@ -251,24 +291,25 @@ class StageEntryWorkflow:
                 lambda: all(self.status.get(name) in FINISHED for name in rule.depends_on)
             )
 
-    async def _execute(self, rule: RulePlan) -> None:
-        self.status[rule.name] = "running"
-        changes_seen = len(self.changes)
-        info = workflow.info()
-        call = RuleCall(
+    def _call(self, rule: RulePlan) -> RuleCall:
+        return RuleCall(
             item_id=self.entry.item_id,
             entity=self.entry.entity,
             pipeline_id=self.entry.pipeline_id,
             stage=self.entry.stage,
             entry_no=self.entry.entry_no,
-            workflow_id=info.workflow_id,
+            workflow_id=workflow.info().workflow_id,
             rule=rule,
             at=workflow.now(),
             constants=self.plan.constants,
             variables=dict(self.variables),
             results={name: self.results[name] for name in rule.depends_on if name in self.results},
         )
-        task = asyncio.ensure_future(self._run_rule(rule, call))
+
+    async def _execute(self, rule: RulePlan) -> None:
+        self.status[rule.name] = "running"
+        changes_seen = len(self.changes)
+        task = asyncio.ensure_future(self._outcome(rule))
         self.running[rule.name] = task
         try:
             outcome = await asyncio.shield(task)
@@ -324,17 +365,30 @@ class StageEntryWorkflow:
             summary=f"{rule.name}: {detail}",
         )
 
-    async def _run_rule(self, rule: RulePlan, call: RuleCall) -> RuleOutcome:
-        """The rule's activity. Shielded: leaving the stage never interrupts a rule that already started;
-        the activity itself refuses to act once the item has left. Rules that only touch the database run
-        as local activities; the others heartbeat, so a lost worker's rule is retried within seconds."""
-        retry = RetryPolicy(
+    async def _outcome(self, rule: RulePlan) -> RuleOutcome:
+        """The rule's outcome: from the `rules.together` call it is part of, or from its own activity."""
+        together = self.together.get(rule.name)
+        if together is None:
+            return await self._run_rule(rule, self._call(rule))
+        outcome = await together
+        if outcome.status == "failed":
+            raise ApplicationError(outcome.reason, type=outcome.result.get("error_type"), non_retryable=True)
+        return outcome
+
+    def _retry(self) -> RetryPolicy:
+        return RetryPolicy(
             initial_interval=timedelta(seconds=self.plan.retry_initial_seconds),
             backoff_coefficient=2.0,
             maximum_interval=timedelta(minutes=5),
             maximum_attempts=self.plan.retry_max_attempts,
             non_retryable_error_types=["RuleFailed"],
         )
+
+    async def _run_rule(self, rule: RulePlan, call: RuleCall) -> RuleOutcome:
+        """The rule's activity. Shielded: leaving the stage never interrupts a rule that already started;
+        the activity itself refuses to act once the item has left. Rules that only touch the database run
+        as local activities; the others heartbeat, so a lost worker's rule is retried within seconds."""
+        retry = self._retry()
         timeout = timedelta(seconds=rule.timeout_seconds)
         summary = f"{rule.name} ({rule.type})"
         if rule.local:

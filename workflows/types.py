@@ -11,6 +11,8 @@ from typing import Any
 
 ITEM_WORKFLOW = "ItemWorkflow"
 ENTRY_WORKFLOW = "StageEntryWorkflow"
+RULES_TOGETHER = "rules.together"
+"""The local activity that runs, in one call, the database-only rules of an entry that are due at its start."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -227,6 +229,15 @@ class RuleOutcome:
     wait: WaitSpec | None = None
     changed: list[str] = field(default_factory=list)
     """Item fields the rule changed (`close_date`, `Fields.<name>`): delays counted from them follow."""
+
+
+@dataclass
+class RulesTogether:
+    """Rules that start together, for one call of `rules.together`; each is run, keyed and recorded on its own."""
+
+    calls: list[RuleCall]
+    max_attempts: int = 0
+    """The attempts the call gets: on the last one, a rule that would be retried is reported as failed instead."""
 
 
 @dataclass

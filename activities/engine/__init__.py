@@ -1,5 +1,6 @@
 """The engine's activities: the steps the workflows call (enter a stage, plan an entry, schedule a rule, match a
-trigger, record outcomes) and one activity per rule type, `rule.<type>`, from the registry it is given.
+trigger, record outcomes), one activity per rule type, `rule.<type>`, from the registry it is given, and
+`rules.together`, which runs several database-only rules in one call.
 
 Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
 due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once).
@@ -15,6 +16,7 @@ from activities.engine.outcomes import OutcomeSteps
 from activities.engine.planning import APP_RULE_ACTIVITY, PlanningSteps
 from activities.engine.runner import RuleRunner
 from activities.engine.stages import StageSteps
+from activities.engine.together import RulesTogetherStep
 from activities.rule import Deps
 from models.domain.rule_types import RuleType
 from workflows.types import RuleCall, RuleOutcome
@@ -35,6 +37,9 @@ class EngineActivities:
         self.stages = StageSteps(deps)
         self.planning = PlanningSteps(deps, self.rule_types)
         self.outcomes = OutcomeSteps(deps)
+        kinds = [*self.rule_types.values(), self.app_rules]
+        self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
+        self.together = RulesTogetherStep(self.runners)
 
     def steps(self) -> list[Callable]:
         return [
@@ -46,17 +51,16 @@ class EngineActivities:
             self.outcomes.record_rule_failed,
             self.outcomes.record_wait_end,
             self.outcomes.finish_entry,
+            self.together.run_together,
         ]
 
     def all(self) -> list[Callable]:
-        kinds = [*self.rule_types.values(), self.app_rules]
-        return [*self.steps(), *(self._rule_activity(kind) for kind in kinds)]
+        return [*self.steps(), *(self._rule_activity(name, runner) for name, runner in self.runners.items())]
 
-    def _rule_activity(self, kind: RuleType) -> Callable:
-        runner = RuleRunner(self.deps, kind)
-
+    @staticmethod
+    def _rule_activity(name: str, runner: RuleRunner) -> Callable:
         async def run(call: RuleCall) -> RuleOutcome:
             return await runner.run(call)
 
-        run.__name__ = f"rule_{kind.name}"
-        return activity.defn(name=f"rule.{kind.name}")(run)
+        run.__name__ = name.replace(".", "_")
+        return activity.defn(name=name)(run)

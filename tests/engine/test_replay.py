@@ -23,7 +23,7 @@ from workflows.item import ItemWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
-RELEASE = "v0.3.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.4.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -36,13 +36,14 @@ def _load(path: Path) -> WorkflowHistory:
 
 
 async def _scenario(stack) -> list[str]:
-    """Creation, a rule, a delayed rule cancelled by a move, a rule that follows the close date (moved once), a
-    trigger move, a failed rule, a pending query."""
+    """Creation, two rules due at once (one `rules.together` call), a delayed rule cancelled by a move, a rule that
+    follows the close date (moved once), a trigger move, a failed rule, a pending query."""
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
     await automate(stack.http, flow["id"], {
         "NEW": {"rules": [
             {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}},
+            {"name": "welcome", "type": "add_timeline_entry", "settings": {"text": "Welcome"}},
             {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}},
             {"name": "then", "type": "change_responsible", "start": "after_previous",
              "settings": {"user_id": manager["id"]}},

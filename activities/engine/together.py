@@ -1,0 +1,49 @@
+"""Rules that start together and only touch the database, run in one local activity call (`rules.together`).
+
+An entry's rules that are due when it starts and need nothing from each other cost one call instead of one each.
+Each rule still runs through its own runner: keyed by its effect key, recorded as done (or skipped) on its own, so
+a retry of the call finds what an earlier attempt did and does not do it again. A rule that fails for good is
+reported as failed without stopping the others; a rule that would be retried makes the whole call retry (the
+rules done already are found done), and on the call's last attempt it is reported as failed instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.engine.runner import RuleRunner
+from workflows.types import RULES_TOGETHER, RuleOutcome, RulesTogether
+
+
+def _failed(error: BaseException) -> RuleOutcome:
+    """A rule's failure as its outcome, told as a failed activity of its own tells it: by the error's cause when
+    it has one (the engine records the cause), with the type and the message."""
+    shown = error.__cause__ or error
+    if isinstance(shown, ApplicationError):
+        return RuleOutcome(status="failed", reason=shown.message, result={"error_type": shown.type or "Error"})
+    return RuleOutcome(status="failed", reason=str(shown), result={"error_type": type(shown).__name__})
+
+
+class RulesTogetherStep:
+    def __init__(self, runners: Mapping[str, RuleRunner]) -> None:
+        self.runners = runners
+
+    @activity.defn(name=RULES_TOGETHER)
+    async def run_together(self, batch: RulesTogether) -> list[RuleOutcome]:
+        attempt = activity.info().attempt if activity.in_activity() else 1
+        last = bool(batch.max_attempts) and attempt >= batch.max_attempts
+        outcomes: list[RuleOutcome] = []
+        again: Exception | None = None
+        for call in batch.calls:
+            try:
+                outcomes.append(await self.runners[call.rule.activity].run(call))
+            except Exception as error:  # noqa: BLE001 - each rule's failure is its own
+                if not (last or (isinstance(error, ApplicationError) and error.non_retryable)):
+                    again = again or error
+                outcomes.append(_failed(error))
+        if again is not None:
+            raise again
+        return outcomes

@@ -1,0 +1,122 @@
+"""Database-only rules due at an entry's start run in one `rules.together` call, each keyed, recorded and failing
+on its own; the Temporal UI names every rule of the call."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.engine.together import RulesTogetherStep
+from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from workflows.types import RULES_TOGETHER, RuleCall, RuleOutcome, RulePlan, RulesTogether
+
+
+def note(name: str, text: str, **extra) -> dict:
+    return {"name": name, "type": "add_timeline_entry", "settings": {"text": text}, **extra}
+
+
+async def test_rules_that_start_together_run_in_one_call_and_each_is_recorded_once(stack):
+    manager = await user(stack.http, "Marek Manager")
+    flow = await pipeline(stack.http, ["NEW", "WON"])
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [
+        note("one", "first {{Deal.Title}}"),
+        note("two", "second"),
+        note("broken", "{{Deal.Fields.missing.deeper}}"),
+        note("later", "after a while", delay="1h"),
+        note("three", "third"),
+        {"name": "ping", "type": "notify_employee", "settings": {"text": "hi", "user_ids": [manager["id"]]}},
+    ]}})
+    item = await deal(stack.http, flow["id"], manager["id"], title="Sofa")
+
+    story = await eventually(lambda: _finished(stack.http, item["id"], {"one", "two", "three", "broken", "ping"}))
+    done = sorted(entry["rule_name"] for entry in story if entry["kind"] == "rule_done")
+    assert done == ["one", "ping", "three", "two"]
+    [failed] = [entry for entry in story if entry["kind"] == "rule_failed"]
+    assert failed["rule_name"] == "broken"
+    alone = await _alone_failure(stack, manager)
+    assert failed["text"].replace(str(item["id"]), "") == alone["text"].replace(str(alone["item_id"]), "")
+    assert failed["data"]["error"] == alone["data"]["error"]
+    comments = sorted(entry["text"] for entry in story if entry["kind"] == "comment")
+    assert comments == ["first Sofa", "second", "third"]
+    pending = ok(await stack.http.get(f"/deals/{item['id']}/pending"))
+    assert [rule["rule"] for rule in pending] == ["later"]
+
+    history = await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").fetch_history()
+    calls = local_activities(json.loads(history.to_json()))
+    assert [(kind, summary) for kind, summary in calls if kind.startswith("rule")] == [(
+        RULES_TOGETHER, "one (add_timeline_entry), two (add_timeline_entry), broken (add_timeline_entry), "
+                        "three (add_timeline_entry)",
+    )]
+
+
+def local_activities(history: dict) -> list[tuple[str, str]]:
+    """(activity type, summary as the Temporal UI shows it) of each local activity in the history."""
+    found = []
+    for event in history["events"]:
+        marker = event.get("markerRecordedEventAttributes") or {}
+        if marker.get("markerName") != "core_local_activity":
+            continue
+        data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+        summary = json.loads(base64.b64decode(event["userMetadata"]["summary"]["data"]))
+        found.append((data["activity_type"], summary))
+    return found
+
+
+async def _alone_failure(stack, manager) -> dict:
+    """The same failing rule in an entry of its own: it runs as its own activity."""
+    flow = await pipeline(stack.http, ["NEW", "WON"], name="Alone")
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [note("broken", "{{Deal.Fields.missing.deeper}}")]}})
+    item = await deal(stack.http, flow["id"], manager["id"], title="Sofa")
+    story = await eventually(lambda: _finished(stack.http, item["id"], {"broken"}))
+    return next(entry for entry in story if entry["kind"] == "rule_failed")
+
+
+async def _finished(http, deal_id: int, rules: set[str]) -> list[dict] | None:
+    story = await timeline(http, deal_id)
+    ended = {entry["rule_name"] for entry in story if entry["kind"] in ("rule_done", "rule_failed")}
+    return story if rules <= ended else None
+
+
+class Runner:
+    def __init__(self, fail: list[BaseException]) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    async def run(self, call: RuleCall) -> RuleOutcome:
+        self.calls += 1
+        if self.fail:
+            raise self.fail.pop(0)
+        return RuleOutcome(status="done", result={"rule": call.rule.name})
+
+
+def _call(name: str, activity: str) -> RuleCall:
+    from datetime import datetime, timezone
+
+    plan = RulePlan(index=0, name=name, type="t", activity=activity, local=True)
+    return RuleCall(item_id=1, entity="deal", pipeline_id=1, stage="NEW", entry_no=1, workflow_id="deal-1/entry-1",
+                    rule=plan, at=datetime.now(timezone.utc))
+
+
+@pytest.mark.parametrize("attempt", [1, 3])
+async def test_a_rule_to_retry_retries_the_call_and_on_its_last_attempt_is_reported_failed(attempt):
+    flaky = Runner([RuntimeError("database busy")])
+    steady = Runner([])
+    final = Runner([ApplicationError("bad settings", type="RuleFailed", non_retryable=True)])
+    step = RulesTogetherStep({"rule.flaky": flaky, "rule.steady": steady, "rule.final": final})
+    batch = RulesTogether(calls=[_call("a", "rule.flaky"), _call("b", "rule.steady"), _call("c", "rule.final")],
+                          max_attempts=3)
+    env = ActivityEnvironment()
+    env.info = env.info.__class__(**{**env.info.__dict__, "attempt": attempt})
+    if attempt < 3:
+        with pytest.raises(RuntimeError, match="database busy"):
+            await env.run(step.run_together, batch)
+        assert (flaky.calls, steady.calls, final.calls) == (1, 1, 1)  # every rule ran: the done ones are recorded
+    else:
+        outcomes = await env.run(step.run_together, batch)
+        assert [(o.status, o.reason) for o in outcomes] == [
+            ("failed", "database busy"), ("done", ""), ("failed", "bad settings")]
+        assert [o.result.get("error_type") for o in outcomes] == ["RuntimeError", None, "RuleFailed"]
