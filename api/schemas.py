@@ -10,7 +10,7 @@ import base64
 import binascii
 import io
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -19,6 +19,7 @@ from pydantic import AfterValidator, ConfigDict, JsonValue, StringConstraints, f
 from sqlmodel import Field, SQLModel
 
 from api.deps import MAX_ID
+from models.domain.timing import as_utc
 
 # ---------------------------------------------------------------- shared field types
 
@@ -27,13 +28,6 @@ def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
-
-
-def as_utc(value: datetime) -> datetime:
-    """A time in UTC; one without a zone is taken as UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 
+from models.domain.wording import time_after
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SALES = [
@@ -223,12 +225,6 @@ def shop_simulation(shop: Shop, horizon: str = "7mo") -> dict[str, Any]:
 SHOWN_KINDS = ("stage_changed", "rule_done", "rule_failed", "event_received")
 
 
-def _after(start: datetime, at: str) -> str:
-    delta = datetime.fromisoformat(at) - start
-    days, hours = delta.days, round(delta.seconds / 3600)
-    return f"+{days}d" + (f" {hours}h" if hours else "") if days else f"+{hours}h"
-
-
 def simulation_table(answer: dict[str, Any]) -> str:
     """A simulation's timeline, as a short table: stage changes, rules done or failed, events."""
     start = datetime.fromisoformat(answer["started_at"])
@@ -238,7 +234,7 @@ def simulation_table(answer: dict[str, Any]) -> str:
             continue
         ref = entry["item"]["ref"]
         item = entry["item"]["entity"] + ("" if ref == "item" else f" ({ref})")
-        lines.append(f"  {_after(start, entry['at']):<10} {entry['at'][:10]}  {item:<16} {entry['text']}")
+        lines.append(f"  {time_after(start, datetime.fromisoformat(entry['at'])):<10} {entry['at'][:10]}  {item:<16} {entry['text']}")
     return "\n".join(lines)
 
 

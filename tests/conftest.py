@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import pytest
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from tests.communication.mailbox import Inbox, point_settings_at, smtp_server
 from tests.postgres_support import postgres_test_databases  # noqa: F401
 from tests.seeds import SCHEMATHESIS_SEED
 from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
@@ -20,6 +21,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"generated requests: seed {SCHEMATHESIS_SEED} (STAGEFLOW_SCHEMATHESIS_SEED={SCHEMATHESIS_SEED} replays it)"
     )
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
+    """A real SMTP server on loopback; a stack opened after it in the test sends its mail there."""
+    with smtp_server() as server:
+        point_settings_at(monkeypatch, server)
+        yield server
 
 
 @pytest.fixture(scope="session")

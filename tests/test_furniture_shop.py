@@ -9,7 +9,7 @@ six months later, on the time-skipping server, a repeat lead.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -17,19 +17,11 @@ import pytest
 from dateutil.relativedelta import relativedelta
 
 from scripts.demo import CLIENT, SHOP_DELAYS, load_shop, web_form_order
-from tests.communication.mailbox import Inbox, pdf_attachments, point_settings_at, smtp_server, text_part
+from tests.communication.mailbox import Inbox, pdf_attachments, text_part
 from tests.crm import eventually, kinds, ok, timeline
 
 if TYPE_CHECKING:
     from tests.stacks import Stack
-
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    with smtp_server() as server:
-        point_settings_at(monkeypatch, server)
-        yield server
 
 
 @pytest.fixture

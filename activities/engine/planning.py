@@ -4,7 +4,7 @@ due), and the due time of a rule that starts after the previous one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -122,8 +122,7 @@ def _entered_at(item: Item, entry: EntryInput) -> datetime:
     """When the item entered the stage, as the item records it (the same moment as the entry's start, unless the
     entry resumes one that began earlier, as a simulation of an item already in its stage does)."""
     if item.entry_no == entry.entry_no and item.stage_changed_at is not None:
-        moment = item.stage_changed_at
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+        return timing.as_utc(item.stage_changed_at)
     return entry.entered_at
 
 

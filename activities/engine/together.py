@@ -33,8 +33,7 @@ class RulesTogetherStep:
 
     @activity.defn(name=RULES_TOGETHER)
     async def run_together(self, batch: RulesTogether) -> list[RuleOutcome]:
-        attempt = activity.info().attempt if activity.in_activity() else 1
-        last = bool(batch.max_attempts) and attempt >= batch.max_attempts
+        last = bool(batch.max_attempts) and activity.info().attempt >= batch.max_attempts
         outcomes: list[RuleOutcome] = []
         again: Exception | None = None
         for call in batch.calls:

@@ -6,13 +6,15 @@ drag across stages, each item's page with its story and what is pending, and wha
 """
 
 import json
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path as PathParam, Query, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from activities.rules import RULE_TYPES
@@ -32,16 +34,20 @@ from api.console.session import (
     make_cookie,
     require_admin,
 )
-from api.texts import MESSAGE, unstorable
 from api.deps import MAX_ID, ClientDep, SessionDep, SettingsDep, caller_for_key
-from api.simulation.plan import DOCX_MEDIA_TYPE, document_download, plan_steps, simulator
-from api.simulation.runner import Plan, SimulationsBusy
-from api.simulation.schemas import ScriptPart
+from api.lookups import get_pipeline, stages_of
+from api.routes.documents import DOCX, PDF, file_response, get_document, safe_filename
+from api.routes.simulations import document_download
+from api.schemas import ItemCreate
+from api.simulation.plan import sample_plan, simulator
+from api.simulation.runner import SimulationsBusy
+from api.simulation.schemas import SampleItem, ScriptPart
+from api.texts import MESSAGE, unstorable
 from models.domain.rule_types import GROUPS, rule_type_catalogue
 from models.domain.triggers import trigger_type_catalogue
-from models.domain.wording import condition_words, delay_words
+from models.domain.wording import condition_words, delay_words, time_after
 from models.item_data import load_automation
-from models.tables import Activity, Contact, Document, Item, Message, Pipeline, Stage, Task, TimelineEntry, User
+from models.tables import Activity, Contact, Document, Item, Message, Pipeline, Task, TimelineEntry, User
 from workflows import client as workflow_client
 from workflows.types import entry_workflow_id
 
@@ -98,8 +104,6 @@ def back(url: str) -> RedirectResponse:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, error: str = ""):
-    import secrets
-
     token = secrets.token_hex(16)
     response = page(request, "login.html", None, login_token=token, error=error[:200])
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/ui", max_age=3600)
@@ -143,17 +147,6 @@ def home(user: UserDep):
 # -- pipelines and their automation ---------------------------------------------------------------------------
 
 
-def _pipeline(session: Session, pipeline_id: int) -> Pipeline:
-    pipeline = session.get(Pipeline, pipeline_id)
-    if pipeline is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Pipeline {pipeline_id} not found")
-    return pipeline
-
-
-def _stages(session: Session, pipeline_id: int) -> list[Stage]:
-    return list(session.exec(select(Stage).where(Stage.pipeline_id == pipeline_id).order_by(Stage.position)).all())
-
-
 def _config(session: Session, pipeline_id: int) -> dict[str, Any]:
     return load_automation(session, pipeline_id)[0].to_json()
 
@@ -169,17 +162,17 @@ def _trigger_types() -> dict[str, dict[str, Any]]:
 @router.get("/pipelines", response_class=HTMLResponse)
 def pipelines(request: Request, user: UserDep, session: SessionDep):
     rows = session.exec(select(Pipeline).order_by(Pipeline.id)).all()
-    counts = {row.id: len(_stages(session, row.id)) for row in rows}
+    counts = {row.id: len(stages_of(session, row.id)) for row in rows}
     return page(request, "pipelines.html", user, pipelines=rows, counts=counts)
 
 
 @router.get("/pipelines/{pipeline_id}", response_class=HTMLResponse)
 def board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep, saved: str = ""):
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     config = _config(session, pipeline_id)
     types = _rule_types(session)
     columns = []
-    for stage in _stages(session, pipeline_id):
+    for stage in stages_of(session, pipeline_id):
         automation = config["stages"].get(stage.code) or {"rules": [], "triggers": []}
         rules = [{
             **rule, "index": index, "delay_words": delay_words(rule.get("delay"), rule.get("start", "on_entry")),
@@ -244,7 +237,7 @@ def _entries(config: dict[str, Any], stage: str, part: str) -> list[dict[str, An
 
 
 def _stage_or_404(session: Session, pipeline_id: int, stage: str) -> str:
-    if stage not in [row.code for row in _stages(session, pipeline_id)]:
+    if stage not in [row.code for row in stages_of(session, pipeline_id)]:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Pipeline {pipeline_id} has no stage {stage}")
     return stage
 
@@ -255,7 +248,7 @@ def new_entry(
     stage: Annotated[str, Query(pattern=r"^[A-Z0-9_]{1,50}$")], type: Annotated[str, Query(max_length=100)] = "",
 ):
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     _stage_or_404(session, pipeline_id, stage)
     entry = {"type": type} if type else {}
     context = (_rule_form(session, pipeline, stage, None, entry, {}) if part == "rules"
@@ -267,7 +260,7 @@ def new_entry(
 def edit_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index, user: UserDep,
                session: SessionDep):
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     entries = _entries(_config(session, pipeline_id), _stage_or_404(session, pipeline_id, stage), part)
     if index >= len(entries):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Stage {stage} has no {part[:-1]} {index}")
@@ -320,7 +313,7 @@ async def save_entry(request: Request, pipeline_id: Id, part: Part, user: Change
                      settings: SettingsDep):
     """A rule or trigger added or changed: the whole automation is checked and saved, or nothing is."""
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     form = await request.form()
     stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
     raw_index = str(form.get("index") or "")
@@ -359,7 +352,7 @@ def _form_again(request: Request, user: ConsoleUser, session: Session, pipeline:
 async def delete_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index,
                        user: ChangeDep, session: SessionDep, settings: SettingsDep):
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     config = _config(session, pipeline_id)
     entries = _entries(config, _stage_or_404(session, pipeline_id, stage), part)
     if index >= len(entries):
@@ -377,7 +370,7 @@ async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCod
                   session: SessionDep, settings: SettingsDep, order: Annotated[str, Form(max_length=4000)] = ""):
     """The stage's rules (or triggers) in a new order: `order` lists their current positions, comma-separated."""
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     config = _config(session, pipeline_id)
     entries = _entries(config, _stage_or_404(session, pipeline_id, stage), part)
     try:
@@ -406,11 +399,11 @@ def _refusal(request: Request, user: ConsoleUser, pipeline_id: int, refused: HTT
 
 @router.get("/pipelines/{pipeline_id}/items", response_class=HTMLResponse)
 def items_board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep, error: str = ""):
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     items = session.exec(select(Item).where(Item.pipeline_id == pipeline_id).order_by(col(Item.id).desc())
                          .limit(500)).all()
     columns = [{"stage": stage, "cards": [item for item in items if item.stage == stage.code]}
-               for stage in _stages(session, pipeline_id)]
+               for stage in stages_of(session, pipeline_id)]
     users = session.exec(select(User).order_by(User.name)).all()
     contacts = session.exec(select(Contact).order_by(Contact.name).limit(500)).all()
     return page(request, "items.html", user, pipeline=pipeline, columns=columns, users=users, contacts=contacts,
@@ -424,11 +417,8 @@ async def create_item(
     contact_id: Annotated[str, Form(max_length=20)] = "", amount: Annotated[str, Form(max_length=30)] = "",
     currency: Annotated[str, Form(max_length=3)] = "",
 ):
-    from api.schemas import ItemCreate
-    from pydantic import ValidationError
-
-    pipeline = _pipeline(session, pipeline_id)
-    stages = _stages(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
+    stages = stages_of(session, pipeline_id)
     values = {"title": title, "pipeline_id": pipeline_id, "responsible_id": responsible_id or None,
               "contact_id": contact_id or None, "amount": amount or None, "currency": currency.upper() or None}
     try:
@@ -461,7 +451,7 @@ async def move(entity: Entity, item_id: Id, user: ChangeDep, session: SessionDep
                settings: SettingsDep, stage: Annotated[str, Form(pattern=r"^[A-Z0-9_]{1,50}$")]):
     """A drag on the board: the item's move through its workflow; a refusal comes back with its reason."""
     item = _item(session, entity, item_id)
-    if stage not in [row.code for row in _stages(session, item.pipeline_id)]:
+    if stage not in [row.code for row in stages_of(session, item.pipeline_id)]:
         return JSONResponse({"moved": False, "detail": f"the pipeline has no stage {stage}"},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
@@ -530,12 +520,9 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
 
 @router.get("/documents/{document_id}/{kind}")
 def document_file(document_id: Id, kind: Literal["pdf", "docx"], user: UserDep, session: SessionDep):
-    document = session.get(Document, document_id)
-    content = getattr(document, kind) if document is not None else None
-    if content is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Document {document_id} has no {kind}")
-    media = "application/pdf" if kind == "pdf" else DOCX_MEDIA_TYPE
-    return Response(content, media_type=media, headers={"Content-Disposition": f'inline; filename="{document.number}.{kind}"'})
+    document = get_document(session, document_id)
+    return file_response(getattr(document, kind), PDF if kind == "pdf" else DOCX, f"{safe_filename(document)}.{kind}",
+                         inline=True)
 
 
 # -- simulation -----------------------------------------------------------------------------------------------
@@ -569,8 +556,8 @@ def _script(text: str) -> list[dict[str, Any]]:
 @router.get("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
 def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
-    return page(request, "simulate.html", user, pipeline=pipeline, stages=_stages(session, pipeline_id),
+    pipeline = get_pipeline(session, pipeline_id)
+    return page(request, "simulate.html", user, pipeline=pipeline, stages=stages_of(session, pipeline_id),
                 users=session.exec(select(User).order_by(User.name)).all(),
                 contacts=session.exec(select(Contact).order_by(Contact.name).limit(500)).all(),
                 values={"horizon": "30d", "title": "Sample deal" if pipeline.entity_type == "deal" else "Sample lead"},
@@ -580,18 +567,12 @@ def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: Ses
 @router.post("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
 async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: SessionDep):
     """The pipeline's saved automation for a sample item and a short script; the months as a timeline."""
-    from pydantic import ValidationError
-
-    from api.changes import check_references
-    from api.errors import Problems
-    from api.simulation.schemas import SampleItem
-
     require_admin(user)
-    pipeline = _pipeline(session, pipeline_id)
+    pipeline = get_pipeline(session, pipeline_id)
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in
               ("title", "amount", "currency", "responsible_id", "contact_id", "script", "horizon")}
-    context = {"pipeline": pipeline, "stages": _stages(session, pipeline_id), "values": values, "answer": None,
+    context = {"pipeline": pipeline, "stages": stages_of(session, pipeline_id), "values": values, "answer": None,
                "users": session.exec(select(User).order_by(User.name)).all(),
                "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
     errors: dict[str, str] = {}
@@ -612,27 +593,20 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
             errors["script" if loc[0] == "script" else loc[0]] = f"{'.'.join(loc)}: {problem['msg']}"
     if errors:
         return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
-    config = _config(session, pipeline_id)
-    problems = Problems()
-    check_references(session, problems, sample.model_dump(), where=("body", "item"))
-    codes = [stage.code for stage in context["stages"]]
-    steps, horizon = plan_steps(session, problems, part, codes, config)
-    if problems.items:
-        for problem in problems.items:
+    try:
+        plan = sample_plan(session, pipeline, sample, part, _config(session, pipeline_id), draft=False)
+    except HTTPException as refused:
+        for problem in refused.detail:
             loc = [str(p) for p in problem["loc"]]
             errors["script" if "script" in loc else loc[-1]] = f"{'.'.join(loc[1:])}: {problem['msg']}"
         return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
-    plan = Plan(pipeline_id=pipeline.id, entity=pipeline.entity_type, stage=codes[0], steps=steps, horizon=horizon,
-                webhooks={}, sample=sample.model_dump(exclude={"stage"}),
-                contact_ids=[sample.contact_id], company_ids=[sample.company_id])
     try:
         answer = await simulator(request).run(plan)
     except SimulationsBusy as busy:
         return page(request, "simulate.html", user, status_code=429, errors={"form": str(busy)}, **context)
     start = datetime.fromisoformat(answer["started_at"])
     for entry in answer["timeline"]:
-        delta = datetime.fromisoformat(entry["at"]) - start
-        entry["after"] = f"+{delta.days}d {round(delta.seconds / 3600)}h" if delta.days else f"+{round(delta.seconds / 3600)}h"
+        entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
     return page(request, "simulate.html", user, errors={}, **{**context, "answer": answer})
 
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.events import send_once
 from api.routes.documents import DOCX, PDF, file_response, safe_filename
-from api.schemas import as_utc
+from models.domain.timing import as_utc
 from models.tables import Document
 
 router = APIRouter(prefix="/public", tags=["public"])

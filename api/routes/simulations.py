@@ -4,15 +4,16 @@ that exists (`POST /deals/{id}/simulate`, leads alike), on the real workflow cod
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from sqlmodel import Session
 
 from api.automations import checked_automation
-from api.changes import check_references
 from api.deps import MAX_ID, SessionDep, admin_only
 from api.errors import Problems, field_error, not_found
 from api.lookups import stages_of
-from api.simulation.plan import document_download, plan_steps, simulator
-from api.simulation.runner import Plan, SimulationsBusy
+from api.routes.documents import DOCX, PDF, file_response, get_document, safe_filename
+from api.simulation.plan import plan_steps, sample_plan, simulator
+from api.simulation.runner import Plan, SimulationsBusy, Simulator
 from api.simulation.schemas import (
     ItemSimulate,
     SimulationCreate,
@@ -45,22 +46,7 @@ async def simulate(body: SimulationCreate, session: SessionDep, request: Request
         config = checked_automation(session, pipeline, settings, body.automation, where=("body", "automation"))
     else:
         config = load_automation(session, pipeline.id)[0].to_json()
-    problems = Problems()
-    codes = [stage.code for stage in stages_of(session, pipeline.id)]
-    if not codes:
-        problems.add(("body", "pipeline_id"), f"pipeline {pipeline.id} has no stages")
-    stage = body.item.stage or (codes[0] if codes else None)
-    if stage is not None and stage not in codes:
-        problems.add(("body", "item", "stage"), f"pipeline {pipeline.id} has no stage {stage} (its stages: {', '.join(codes)})")
-    check_references(session, problems, body.item.model_dump(), where=("body", "item"))
-    steps, horizon = plan_steps(session, problems, body, codes, config)
-    problems.raise_if_any()
-    sample = body.item.model_dump(exclude={"stage"})
-    plan = Plan(
-        pipeline_id=pipeline.id, entity=pipeline.entity_type, stage=stage, steps=steps, horizon=horizon,
-        webhooks=body.webhooks, draft=config if body.automation is not None else None, sample=sample,
-        contact_ids=[sample.get("contact_id")], company_ids=[sample.get("company_id")],
-    )
+    plan = sample_plan(session, pipeline, body.item, body, config, draft=body.automation is not None)
     return await _run(request, plan)
 
 
@@ -113,3 +99,17 @@ def read_simulation(simulation_id: SimulationId, request: Request):
 def simulated_document(simulation_id: SimulationId, document_id: DocumentId, kind: Literal["pdf", "docx"], request: Request):
     """A document a simulation rendered, as the client would have got it."""
     return document_download(simulator(request), simulation_id, document_id, kind)
+
+
+def document_download(simulator: Simulator, simulation_id: str, document_id: int, kind: str) -> Response:
+    """A document a simulation rendered (its PDF or DOCX), while the simulation is kept."""
+    engine = simulator.scratch(simulation_id)
+    if engine is None:
+        raise not_found("Simulation", simulation_id)
+    try:
+        with Session(engine) as session:
+            document = get_document(session, document_id)
+            return file_response(getattr(document, kind), PDF if kind == "pdf" else DOCX,
+                                 f"{safe_filename(document)}.{kind}", inline=True)
+    finally:
+        engine.dispose()

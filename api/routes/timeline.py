@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from sqlmodel import col, select
 
 from api.deps import MAX_ID, PageDep, SessionDep, member_only, paginate
-from api.schemas import TimelinePublic, as_utc
+from api.schemas import TimelinePublic
+from models.domain.timing import as_utc
 from models.tables import Item, TimelineEntry
 
 router = APIRouter(tags=["timeline"], dependencies=member_only)

@@ -1,19 +1,25 @@
 """A simulation request checked against the real database and turned into a plan: the script as offsets from the
-start, the horizon; the service's simulator, and the documents its runs rendered."""
+start, the horizon; and the service's simulator. The JSON routes and the console both plan through here."""
 
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request
 from sqlmodel import Session
 
 from api.changes import check_references
-from api.errors import Problems, not_found
-from api.simulation.runner import Simulator, Step
-from api.simulation.schemas import MAX_HORIZON, ScriptPart, horizon_end, horizon_too_long, moment_after
-from models.tables import Document
-
-DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+from api.errors import Problems
+from api.lookups import stages_of
+from api.simulation.runner import Plan, Simulator, Step
+from api.simulation.schemas import (
+    MAX_HORIZON,
+    SampleItem,
+    ScriptPart,
+    horizon_end,
+    horizon_too_long,
+    moment_after,
+)
+from models.tables import Pipeline
 
 
 def simulator(request: Request) -> Simulator:
@@ -63,19 +69,24 @@ def plan_steps(
     return steps, end - now
 
 
-def document_download(simulator: Simulator, simulation_id: str, document_id: int, kind: str) -> Response:
-    """A document a simulation rendered (its PDF or DOCX), while the simulation is kept."""
-    engine = simulator.scratch(simulation_id)
-    if engine is None:
-        raise not_found("Simulation", simulation_id)
-    try:
-        with Session(engine) as session:
-            document = session.get(Document, document_id)
-            content = getattr(document, kind) if document is not None else None
-            number = document.number if document is not None else ""
-    finally:
-        engine.dispose()
-    if content is None:
-        raise not_found("Document", document_id)
-    media = "application/pdf" if kind == "pdf" else DOCX_MEDIA_TYPE
-    return Response(content, media_type=media, headers={"Content-Disposition": f'inline; filename="{number}.{kind}"'})
+def sample_plan(
+    session: Session, pipeline: Pipeline, item: SampleItem, part: ScriptPart, config: dict[str, Any], *, draft: bool
+) -> Plan:
+    """The simulation of a sample item in `pipeline` under `config` (the saved automation, or a checked draft);
+    a 422 naming every field at fault otherwise."""
+    problems = Problems()
+    codes = [stage.code for stage in stages_of(session, pipeline.id)]
+    if not codes:
+        problems.add(("body", "pipeline_id"), f"pipeline {pipeline.id} has no stages")
+    stage = item.stage or (codes[0] if codes else None)
+    if stage is not None and stage not in codes:
+        problems.add(("body", "item", "stage"), f"pipeline {pipeline.id} has no stage {stage} (its stages: {', '.join(codes)})")
+    check_references(session, problems, item.model_dump(), where=("body", "item"))
+    steps, horizon = plan_steps(session, problems, part, codes, config)
+    problems.raise_if_any()
+    sample = item.model_dump(exclude={"stage"})
+    return Plan(
+        pipeline_id=pipeline.id, entity=pipeline.entity_type, stage=stage, steps=steps, horizon=horizon,
+        webhooks=part.webhooks, draft=config if draft else None, sample=sample,
+        contact_ids=[sample.get("contact_id")], company_ids=[sample.get("company_id")],
+    )

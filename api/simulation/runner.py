@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from api.changes import change_item, change_task
 from api.simulation.recorders import Recorder
 from api.simulation.schemas import ScriptStep, WebhookAnswer
 from api.simulation.scratch import scratch_engine, seed
+from models.domain.timing import as_utc
+from models.db import make_engine
 from models.settings import Settings
 from models.tables import Activity, Document, Item, Message, Notification, Task, TimelineEntry
 from workflows import client as workflow_client
@@ -80,15 +82,8 @@ def server_binary(settings: Settings) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
 def _iso(moment: datetime | None) -> str | None:
-    moment = _utc(moment)
-    return moment.isoformat() if moment is not None else None
+    return as_utc(moment).isoformat() if moment is not None else None
 
 
 class Simulator:
@@ -113,10 +108,11 @@ class Simulator:
         return json.loads(path.read_text())
 
     def scratch(self, simulation_id: str) -> Engine | None:
+        """The kept scratch database of a simulation, to read (its schema was made by the run)."""
         path = self.folder(simulation_id) / "scratch.db"
         if not path.is_file() or self._expired(path.parent):
             return None
-        return scratch_engine(path)
+        return make_engine(f"sqlite:///{path}")
 
     def _expired(self, folder: Path) -> bool:
         age = time.time() - folder.stat().st_mtime
@@ -149,6 +145,7 @@ class Run:
         self.recorder = Recorder(plan.webhooks)
         self.outcomes: list[dict[str, Any]] = []
         self.stopped: str | None = None
+        self.refs: dict[int, dict[str, Any]] = {}
 
     async def go(self) -> dict[str, Any]:
         began = time.perf_counter()
@@ -183,11 +180,12 @@ class Run:
                     else:
                         await self._until(env, start + self.plan.horizon, deadline)
                     ended = await env.get_current_time()
-                    pending = await self._pending(env.client, settings, engine, subject, baseline)
+                    items = await asyncio.to_thread(self._items, engine, subject, baseline)
+                    pending = await self._pending(env.client, settings, items)
             finally:
                 await env.shutdown()
             await self._render_documents(engine, baseline)
-            answer = await asyncio.to_thread(self._answer, engine, baseline, subject, start, ended, pending)
+            answer = await asyncio.to_thread(self._answer, engine, baseline, items, start, ended, pending)
         finally:
             engine.dispose()
         answer["wall_ms"] = round((time.perf_counter() - began) * 1000, 1)
@@ -271,23 +269,32 @@ class Run:
         await change_task(session, client, settings, task, {"status": step.task.status}, at=await env.get_current_time())
         return f"task “{task.title}” is now {step.task.status}"
 
-    async def _pending(
-        self, client: Client, settings: Settings, engine: Engine, subject: int, baseline: dict[str, int]
-    ) -> list[dict[str, Any]]:
-        with Session(engine) as session:
-            items = session.exec(
+    def _items(self, engine: Engine, subject: int, baseline: dict[str, int]) -> list[Item]:
+        """The simulated item, then the items its rules created, as they are at the end; each with its ref in
+        the answer (`item`, `created-1`, `created-2`, …)."""
+        with Session(engine, expire_on_commit=False) as session:
+            items = list(session.exec(
                 select(Item).where((Item.id == subject) | (col(Item.id) > baseline["Item"])).order_by(Item.id)
-            ).all()
-            refs = self._refs(items, subject)
-            found: list[dict[str, Any]] = []
-            for item in items:
-                try:
-                    rules = await workflow_client.pending_rules(client, settings, item)
-                except RPCError as error:
-                    log.warning("pending rules of %s %s not read: %s", item.entity_type, item.id, error)
-                    continue
-                found += [{**rule, "item": refs[item.id]} for rule in rules]
-            return found
+            ).all())
+        created = 0
+        for item in items:
+            if item.id == subject:
+                self.refs[item.id] = {"entity": item.entity_type, "ref": SUBJECT}
+            else:
+                created += 1
+                self.refs[item.id] = {"entity": item.entity_type, "ref": f"created-{created}"}
+        return sorted(items, key=lambda item: item.id != subject)
+
+    async def _pending(self, client: Client, settings: Settings, items: list[Item]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                rules = await workflow_client.pending_rules(client, settings, item)
+            except RPCError as error:
+                log.warning("pending rules of %s %s not read: %s", item.entity_type, item.id, error)
+                continue
+            found += [{**rule, "item": self.refs[item.id]} for rule in rules]
+        return found
 
     async def _render_documents(self, engine: Engine, baseline: dict[str, int]) -> None:
         with Session(engine) as session:
@@ -302,38 +309,26 @@ class Run:
 
     # -- the answer -------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _refs(items: list[Item], subject: int) -> dict[int, dict[str, Any]]:
-        refs: dict[int, dict[str, Any]] = {}
-        created = 0
-        for item in items:
-            if item.id == subject:
-                refs[item.id] = {"entity": item.entity_type, "ref": SUBJECT}
-            else:
-                created += 1
-                refs[item.id] = {"entity": item.entity_type, "ref": f"created-{created}"}
-        return refs
-
     def _answer(
-        self, engine: Engine, baseline: dict[str, int], subject: int, start: datetime, ended: datetime,
+        self, engine: Engine, baseline: dict[str, int], items: list[Item], start: datetime, ended: datetime,
         pending: list[dict[str, Any]],
     ) -> dict[str, Any]:
+        subject, refs = items[0], self.refs
         with Session(engine) as session:
-            items = session.exec(
-                select(Item).where((Item.id == subject) | (col(Item.id) > baseline["Item"])).order_by(Item.id)
-            ).all()
-            refs = self._refs(items, subject)
 
             def new(model: Any) -> list[Any]:
                 return list(session.exec(
                     select(model).where(col(model.id) > baseline[model.__name__]).order_by(model.id)
                 ).all())
 
-            entries = sorted(new(TimelineEntry), key=lambda entry: (_utc(entry.at), entry.id))
-            stage_now = {item.id: (item.stage if item.id == subject and self.plan.item_id else None) for item in items}
+            entries = sorted(new(TimelineEntry), key=lambda entry: (as_utc(entry.at), entry.id))
+            # An item that exists starts in the stage it is in; a new one in none until it enters its first.
+            stage_now: dict[int, str | None] = {subject.id: self.plan.stage if self.plan.item_id else None}
             rules: dict[str, tuple[str, datetime]] = {}
             timeline: list[dict[str, Any]] = []
+            first_at: dict[int, datetime] = {}  # an item made by a rule: when its first entry was written
             for entry in entries:
+                first_at.setdefault(entry.item_id, entry.at)
                 if entry.kind == "stage_changed":
                     stage_now[entry.item_id] = entry.data.get("to")
                 if entry.rule_name and entry.key:
@@ -379,9 +374,9 @@ class Run:
                     for row in new(Activity)
                 ],
                 "items_created": [
-                    {**refs[row.id], "at": _iso(row.created_at), "pipeline_id": row.pipeline_id, "title": row.title,
+                    {**refs[row.id], "at": _iso(first_at.get(row.id)), "pipeline_id": row.pipeline_id, "title": row.title,
                      "stage": row.stage, "from": refs.get(row.source_item_id)}
-                    for row in items if row.id != subject
+                    for row in items[1:]
                 ],
                 "webhooks": [
                     {**origin(f"{call['workflow_id']}/{call['rule']}", self._item_of(call["workflow_id"], items)),
@@ -389,19 +384,13 @@ class Run:
                     for call in self.recorder.calls
                 ],
             }
-            for created in effects["items_created"]:
-                created["at"] = next(
-                    (entry["at"] for entry in timeline if entry["item"] == {"entity": created["entity"], "ref": created["ref"]}),
-                    created["at"],
-                )
-            final = session.get(Item, subject)
             return {
                 "id": self.id,
                 "started_at": _iso(start),
                 "ended_at": _iso(ended),
                 "complete": self.stopped is None,
                 "stopped": self.stopped,
-                "stage": final.stage,
+                "stage": subject.stage,
                 "timeline": timeline,
                 "effects": effects,
                 "pending": pending,

@@ -18,10 +18,9 @@ from api.schemas import (
     StageCode,
     StrictModel,
     TaskStatus,
-    as_utc,
 )
 from models.domain.fields import RuleName
-from models.domain.timing import DURATION_HINT, DurationError, parse_duration
+from models.domain.timing import DURATION_HINT, DurationError, as_utc, parse_duration
 
 MAX_HORIZON = "2y"
 MAX_STEPS = 200

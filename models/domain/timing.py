@@ -197,13 +197,16 @@ def _as_date(value: date | str) -> date:
 # -- wall clock <-> UTC --------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+def as_utc(moment: datetime) -> datetime:
+    """A time in UTC; one without a zone (as SQLite gives it back) is taken as UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
 
 
 def to_local(moment: datetime, calendar: CalendarSpec) -> datetime:
     """An aware moment (naive = UTC) as naive wall-clock time in the company time zone."""
-    return _aware(moment).astimezone(calendar.zone).replace(tzinfo=None)
+    return as_utc(moment).astimezone(calendar.zone).replace(tzinfo=None)
 
 
 def from_local(wall: datetime, calendar: CalendarSpec) -> datetime:
@@ -402,7 +405,7 @@ def compute_due(
     `item` maps `close_date`, `created_at` and `Fields.<name>` (or a `fields` dict) to dates,
     datetimes (naive = UTC) or ISO strings.
     """
-    base = _aware(base).astimezone(timezone.utc)
+    base = as_utc(base).astimezone(timezone.utc)
     if delay is None:
         return base
     business = bool(delay.business_hours)

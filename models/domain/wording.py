@@ -3,11 +3,13 @@ date, in working hours", "Deal.Amount > 1000 and Deal.Currency is EUR"."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from models.domain.timing import CUSTOM_FIELD_PREFIX, DurationError, split_duration
+from models.domain.timing import CUSTOM_FIELD_PREFIX, DURATION_UNITS, DurationError, split_duration
 
-_UNITS = ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
+_UNITS = tuple(reversed(DURATION_UNITS.values()))
+"""The parts of a duration, the largest first."""
 
 
 def duration_words(text: str) -> str:
@@ -22,6 +24,13 @@ def duration_words(text: str) -> str:
         if amount:
             parts.append(f"{amount} {unit if amount != 1 else unit[:-1]}")
     return " ".join(parts) or "0 seconds"
+
+
+def time_after(start: datetime, moment: datetime) -> str:
+    """How long after `start` `moment` is, in days and hours: `+0h`, `+2d`, `+4d 3h`."""
+    delta = moment - start
+    days, hours = delta.days, round(delta.seconds / 3600)
+    return f"+{days}d" + (f" {hours}h" if hours else "") if days else f"+{hours}h"
 
 
 def field_words(field: str) -> str:

@@ -1,24 +1,17 @@
-"""Fixtures for the email and SMS rules: a real SMTP server, an optional HTTP SMS provider, and the shared
-`stack` reading its SMTP_* / SMS_* settings from them (set in the environment before the stack opens)."""
+"""Fixtures for the email and SMS rules: an optional HTTP SMS provider beside the SMTP server (`inbox`, in
+tests/conftest.py), and the shared `stack` reading its SMTP_* / SMS_* settings from them (set in the environment before the stack opens)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.communication.mailbox import Inbox, SmsGateway, point_settings_at, sms_gateway, smtp_server
+from tests.communication.mailbox import Inbox, SmsGateway, point_sms_at, sms_gateway
 
 if TYPE_CHECKING:
     from tests.stacks import Stack
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    with smtp_server() as server:
-        point_settings_at(monkeypatch, server)
-        yield server
 
 
 @pytest.fixture
@@ -28,9 +21,7 @@ async def sms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     choice = getattr(request, "param", None)
     if choice == "gateway":
         async with sms_gateway() as gateway:
-            monkeypatch.setenv("SMS_PROVIDER", "http")
-            monkeypatch.setenv("SMS_HTTP_URL", gateway.url)
-            monkeypatch.setenv("SMS_HTTP_AUTH_HEADER", "Bearer sms-secret")
+            point_sms_at(monkeypatch, gateway)
             yield gateway
         return
     for name, value in (choice or {}).items():

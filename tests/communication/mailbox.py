@@ -72,6 +72,13 @@ def point_settings_at(monkeypatch, inbox: Inbox) -> None:
     monkeypatch.setenv("SMTP_FROM", SENDER)
 
 
+def point_sms_at(monkeypatch, gateway: SmsGateway) -> None:
+    """The SMS_* variables a stack opened afterwards in this test reads: the HTTP provider of `gateway`."""
+    monkeypatch.setenv("SMS_PROVIDER", "http")
+    monkeypatch.setenv("SMS_HTTP_URL", gateway.url)
+    monkeypatch.setenv("SMS_HTTP_AUTH_HEADER", "Bearer sms-secret")
+
+
 def text_part(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 

@@ -17,6 +17,14 @@ async def sign_in(page: Page, url: str, key: str) -> None:
     await page.click("button[type=submit]")
 
 
+async def new_entry(page: Page, stage: str, what: str, kind: str, name: str) -> None:
+    """From the board: a new rule or trigger of type `kind` on `stage`, its form open with `name` filled in."""
+    await page.click(f"section[data-stage={stage}] >> text=+ {what}")
+    await page.select_option("select[name=type]", kind)
+    await page.click("text=Next")
+    await page.fill("input[name=name]", name)
+
+
 async def drag(page: Page, source: str, target: str) -> None:
     """A mouse drag, as a person does it (SortableJS listens to the pointer)."""
     start = await page.locator(source).bounding_box()
@@ -54,10 +62,7 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await expect(page.locator("h1")).to_contain_text("Sales")
 
     # A rule on NEW through the form: a bad delay is refused next to its field, then saved.
-    await page.click("section[data-stage=NEW] >> text=+ rule")
-    await page.select_option("select[name=type]", "add_timeline_entry")
-    await page.click("text=Next")
-    await page.fill("input[name=name]", "greet")
+    await new_entry(page, "NEW", "rule", "add_timeline_entry", "greet")
     await page.click("textarea[name='settings.text']")
     await page.click("button.placeholder[data-path='Deal.Title']")
     await page.fill("input[name=delay_after]", "soon")
@@ -72,18 +77,12 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await expect(page.locator("#saved")).to_contain_text("greet")
 
     # A second stage: a task on CALLED one day after entry, and a payment trigger.
-    await page.click("section[data-stage=CALLED] >> text=+ rule")
-    await page.select_option("select[name=type]", "create_task")
-    await page.click("text=Next")
-    await page.fill("input[name=name]", "call back")
+    await new_entry(page, "CALLED", "rule", "create_task", "call back")
     await page.fill("input[name='settings.title']", "Call {{Deal.Title}} back")
     await page.fill("input[name=delay_after]", "1d")
     await page.check("input[name=delay_business_hours]")
     await page.click("text=Save rule")
-    await page.click("section[data-stage=CALLED] >> text=+ trigger")
-    await page.select_option("select[name=type]", "payment_received")
-    await page.click("text=Next")
-    await page.fill("input[name=name]", "paid")
+    await new_entry(page, "CALLED", "trigger", "payment_received", "paid")
     await page.click("text=Save trigger")
     called = page.locator("section[data-stage=CALLED]")
     await expect(called.locator(".rule .when")).to_have_text("1 day after entry, in working hours")

@@ -1,33 +1,24 @@
-"""Fixtures for simulations: a real SMTP server and an HTTP SMS gateway the stack would send through, so a test can
+"""Fixtures for simulations: an HTTP SMS gateway beside the SMTP server (`inbox`) the stack would send through, so a test can
 show that a simulation sends nothing; and the furniture shop loaded with its real delays."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 from scripts.demo import SHOP_DELAYS, load_shop
-from tests.communication.mailbox import Inbox, SmsGateway, point_settings_at, sms_gateway, smtp_server
+from tests.communication.mailbox import Inbox, SmsGateway, point_sms_at, sms_gateway
 
 if TYPE_CHECKING:
     from tests.stacks import Stack
 
 
 @pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    with smtp_server() as server:
-        point_settings_at(monkeypatch, server)
-        yield server
-
-
-@pytest.fixture
 async def gateway(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SmsGateway]:
     async with sms_gateway() as server:
-        monkeypatch.setenv("SMS_PROVIDER", "http")
-        monkeypatch.setenv("SMS_HTTP_URL", server.url)
-        monkeypatch.setenv("SMS_HTTP_AUTH_HEADER", "Bearer sms-secret")
+        point_sms_at(monkeypatch, server)
         yield server
 
 

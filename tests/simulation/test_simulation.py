@@ -225,7 +225,7 @@ async def test_simulations_are_for_admins_and_unknown_ones_are_not_found(shop_st
     assert (await shop_stack.member.post("/simulations", json=shop_simulation(shop))).status_code == 403
     assert (await shop_stack.anon.post("/simulations", json=shop_simulation(shop))).status_code == 401
     assert (await shop_stack.http.get("/simulations/0123456789abcdef")).status_code == 404
-    assert (await shop_stack.http.get("/simulations/../x")).status_code in (404, 422)
+    assert (await shop_stack.http.get("/simulations/not-an-id")).status_code == 422
     assert (await shop_stack.http.get("/simulations/0123456789abcdef/documents/1/pdf")).status_code == 404
     assert (await shop_stack.http.post("/deals/99999/simulate", json={})).status_code == 404
 
