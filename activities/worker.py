@@ -4,7 +4,7 @@ service's own (`worker.py`) or a simulation's scratch database and recorders."""
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.engine import EngineActivities
@@ -16,19 +16,22 @@ from workflows.item import ItemWorkflow
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
 
 
+def workflow_runner(sandbox: bool) -> SandboxedWorkflowRunner | UnsandboxedWorkflowRunner:
+    """Without the sandbox, or in it: workflow modules import only the standard library, temporalio and plain
+    data, so every import is passed through instead of being re-imported for each workflow run, and the sandbox
+    still refuses non-deterministic calls such as datetime.now()."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+
+
 def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **options) -> Worker:
     activities = EngineActivities(deps, RULE_TYPES, APP_RULES)
     # Few workflow task slots: they share one event loop, and when many timers fire at once 200 slots made every
     # task slow (thousands over 5 s in a burst of 1,000) where 20 keep each short at the same rate.
     options.setdefault("max_concurrent_activities", deps.settings.worker_activity_slots)
     options.setdefault("max_concurrent_workflow_tasks", deps.settings.worker_workflow_task_slots)
-    # Workflow modules import only the standard library, temporalio and plain data, so every import is passed
-    # through instead of being re-imported for each workflow run; the sandbox still refuses non-deterministic
-    # calls such as datetime.now().
-    options.setdefault(
-        "workflow_runner",
-        SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
-    )
+    options.setdefault("workflow_runner", workflow_runner(deps.settings.workflow_sandbox))
     return Worker(
         client,
         task_queue=task_queue or deps.settings.temporal_task_queue,

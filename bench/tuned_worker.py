@@ -3,10 +3,10 @@
 Same start-up as `python worker.py` (settings from the environment, schema, search attributes), then
 `build_worker(client, deps, **options)`. Besides the Worker's own keyword options (max_cached_workflows,
 max_concurrent_activities, max_concurrent_workflow_task_polls, ...) it understands
-  "sandbox": "passthrough"  the workflow sandbox with every module passed through (restrictions kept; the
-                            default of build_worker)
+  "sandbox": "passthrough"  the workflow sandbox with every module passed through (restrictions kept; what
+                            build_worker runs with STAGEFLOW_WORKFLOW_SANDBOX=1)
   "sandbox": "reimport"     the stock sandbox, which re-imports the workflow modules for each workflow run
-  "sandbox": "off"          no sandbox (UnsandboxedWorkflowRunner)
+  "sandbox": "off"          no sandbox (UnsandboxedWorkflowRunner, the default of build_worker)
   "db_threads": N           size of the default thread pool the DB work runs in
 """
 

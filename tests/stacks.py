@@ -74,6 +74,9 @@ def stack_settings(tmp_path: Path, **overrides: Any) -> Settings:
         rule_max_attempts=3,
         public_url="http://testserver",
         allow_private_urls=True,
+        # The suite's workflows run in the sandbox, so a non-deterministic call fails the test that reaches it;
+        # the workers the fault and run-script tests start run as the service does, without it.
+        workflow_sandbox=True,
     )
     values.update(overrides)
     return get_settings(**values)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.rule import Deps
 from models.settings import get_settings
@@ -19,7 +21,23 @@ async def test_the_worker_runs_as_many_tasks_at_once_as_its_settings_say(dev_env
     assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_activities"]) == (7, 9)
 
 
+@pytest.mark.parametrize("value, runner", [
+    (None, UnsandboxedWorkflowRunner), ("0", UnsandboxedWorkflowRunner), ("1", SandboxedWorkflowRunner),
+    ("true", SandboxedWorkflowRunner),
+])
+async def test_workflows_run_in_the_sandbox_when_the_setting_says(dev_env, tmp_path, monkeypatch, value, runner):
+    if value is None:
+        monkeypatch.delenv("STAGEFLOW_WORKFLOW_SANDBOX", raising=False)
+    else:
+        monkeypatch.setenv("STAGEFLOW_WORKFLOW_SANDBOX", value)
+    settings = get_settings(data_dir=tmp_path)
+    deps = Deps(settings=settings, database=None, client=dev_env.client)
+    worker = build_worker(dev_env.client, deps, task_queue=f"sandbox-{value}")
+    assert type(worker.config()["workflow_runner"]) is runner
+
+
 @pytest.mark.parametrize("name, value", [
+    ("STAGEFLOW_WORKFLOW_SANDBOX", "sometimes"),
     ("STAGEFLOW_WORKFLOW_TASK_SLOTS", "0"),
     ("STAGEFLOW_ACTIVITY_SLOTS", "-3"),
     ("STAGEFLOW_WORKFLOW_TASK_SLOTS", "many"),
