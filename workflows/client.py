@@ -19,6 +19,7 @@ from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
 from workflows.types import (
+    ENGINE,
     EventHandled,
     ItemEvent,
     ItemState,
@@ -60,6 +61,7 @@ def _state(settings: Settings, item: Item, entries_before: int = 0) -> ItemState
         pipeline_id=item.pipeline_id,
         search_attributes=settings.temporal_search_attributes,
         history_limit=settings.item_history_limit,
+        engine=ENGINE,
     )
 
 

@@ -50,11 +50,16 @@ FOLLOW_FIELDS = "date-delays-follow-fields"
 # From this version on, database-only rules due at the entry's start that need nothing from each other run in one
 # local activity call (`rules.together`), each still keyed and recorded on its own.
 RULES_TOGETHER_PATCH = "rules-that-start-together"
+# A reset that runs an entry's first workflow task anew loads the automation saved now instead of the entry's plan.
+PLAN_AGAIN = "plan-again-after-reset"
 
 
-async def engine_activity(name: str, arg: Any, *, summary: str, result_type: type | None = None) -> Any:
-    """One of the engine's database steps: a local activity, or a regular one in histories from before."""
-    if workflow.patched(LOCAL_ENGINE):
+async def engine_activity(
+    name: str, arg: Any, *, summary: str, result_type: Any = None, current: bool = False
+) -> Any:
+    """One of the engine's database steps: a local activity, or a regular one in histories from before (`current`:
+    the run began under an engine generation with local steps, so it need not ask)."""
+    if current or workflow.patched(LOCAL_ENGINE):
         return await workflow.execute_local_activity(
             name, arg, result_type=result_type, start_to_close_timeout=ENGINE_TIMEOUT, retry_policy=ENGINE_RETRY,
             summary=summary,
@@ -85,12 +90,17 @@ class StageEntryWorkflow:
         self.after_waits: set[str] = set()
         self.reschedules = 0
         self.together: dict[str, asyncio.Future] = {}
+        self.current = entry.plan is not None
+        """Started with its plan: the entry began under engine generation 1 and asks for no earlier patch."""
 
     @workflow.run
     async def run(self, entry: EntryInput) -> dict[str, str]:
         try:
-            self.follow = workflow.patched(FOLLOW_FIELDS)
-            self.plan = await engine_activity("begin_entry", entry, result_type=EntryPlan, summary="load rules")
+            self.follow = self.current or workflow.patched(FOLLOW_FIELDS)
+            if entry.plan is not None and not self._plan_again():
+                self.plan = entry.plan
+            else:
+                self.plan = await engine_activity("begin_entry", entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
@@ -99,7 +109,7 @@ class StageEntryWorkflow:
                     self.bases[rule.name] = entry.entered_at
                     if self.follow and rule.due is None and anchor_field(rule.delay):
                         self.status[rule.name] = "waiting_field"
-            if workflow.patched(RULES_TOGETHER_PATCH):
+            if self.current or workflow.patched(RULES_TOGETHER_PATCH):
                 self._start_together()
             await asyncio.gather(*(self._chain(chain) for chain in self._chains()))
         except BaseException as error:
@@ -116,6 +126,13 @@ class StageEntryWorkflow:
                 "rules failed: " + ", ".join(self.failures), type="RuleFailed", non_retryable=True
             )
         return dict(self.status)
+
+    def _plan_again(self) -> bool:
+        """Reset to its first workflow task (a new run of this entry that runs it anew), an entry started with its
+        plan loads the automation saved now, as one without a plan does; replaying what a reset kept, it keeps the
+        plan it ran with (the marker of this choice says which)."""
+        info = workflow.info()
+        return info.run_id != info.first_execution_run_id and workflow.patched(PLAN_AGAIN)
 
     @workflow.signal
     def callback(self, answer: CallbackSignal) -> None:
@@ -227,7 +244,7 @@ class StageEntryWorkflow:
                 base=workflow.now(),
             ),
             result_type=Optional[datetime],
-            summary=f"schedule {rule.name}",
+            summary=f"schedule {rule.name}", current=self.current,
         )
 
     async def _wait_due(self, rule: RulePlan) -> None:
@@ -280,7 +297,7 @@ class StageEntryWorkflow:
                     seq=self.reschedules,
                 ),
                 result_type=Rescheduled,
-                summary=f"{rule.name}: {field} changed",
+                summary=f"{rule.name}: {field} changed", current=self.current,
             )
             self.due[rule.name] = rescheduled.due
 
@@ -362,7 +379,7 @@ class StageEntryWorkflow:
                 rule_type=rule.type,
                 result=dict(outcome.result),
             ),
-            summary=f"{rule.name}: {detail}",
+            summary=f"{rule.name}: {detail}", current=self.current,
         )
 
     async def _outcome(self, rule: RulePlan) -> RuleOutcome:
@@ -418,7 +435,7 @@ class StageEntryWorkflow:
                 error=_failure_message(error),
                 at=workflow.now(),
             ),
-            summary=f"{rule.name} failed",
+            summary=f"{rule.name} failed", current=self.current,
         )
 
     async def _accept(self, rule: RulePlan, outcome: RuleOutcome) -> None:
@@ -483,7 +500,7 @@ class StageEntryWorkflow:
                 before_plan=self.plan is None,
                 left_waiting=dict(left_waiting or {}),
             ),
-            summary="record rules not run",
+            summary="record rules not run", current=self.current,
         )
 
 

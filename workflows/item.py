@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
+from typing import Optional
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -18,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows.entry import StageEntryWorkflow, engine_activity
     from workflows.types import (
+        ENGINE,
         ITEM_WORKFLOW,
         SA_ENTITY,
         SA_ITEM_ID,
@@ -25,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STAGE,
         EnterCall,
         EntryInput,
+        EntryPlan,
         EventHandled,
         ItemChanged,
         ItemEvent,
@@ -63,11 +66,14 @@ class ItemWorkflow:
         self.lock = asyncio.Lock()
         self.moving: asyncio.Task | None = None
         """The move an answered event still finishes; held so that the event loop keeps the task."""
+        self.current = state.engine >= 1
+        """The run began under engine generation 1: it asks for no earlier patch."""
 
     @workflow.run
     async def run(self, state: ItemState) -> None:
         await workflow.wait_condition(self._should_continue_as_new)
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self.lock.locked())
+        self.state.engine = ENGINE  # the next run begins under the current engine
         workflow.continue_as_new(self.state)
 
     def _should_continue_as_new(self) -> bool:
@@ -131,7 +137,7 @@ class ItemWorkflow:
         if event.type == "field_changed" and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
-        one_step = workflow.patched(TRIGGER_ENTERS)
+        one_step = self.current or workflow.patched(TRIGGER_ENTERS)
         match: MatchResult = await engine_activity(
             "match_trigger",
             MatchCall(
@@ -145,6 +151,7 @@ class ItemWorkflow:
             ),
             result_type=MatchResult,
             summary=f"match {event.type}",
+            current=self.current,
         )
         if match.stage:
             rest = self._move(
@@ -156,6 +163,7 @@ class ItemWorkflow:
                     event_type=event.type,
                 ),
                 entered=match.entered,
+                plan=match.plan,
             )
             return EventHandled(matched=match.trigger, stage=match.stage, moved=match.entered), rest
         return EventHandled(stage=self.state.stage), None
@@ -181,8 +189,11 @@ class ItemWorkflow:
         del self.state.seen[:-SEEN_LIMIT]
         return False
 
-    async def _move(self, request: MoveRequest, *, entered: bool = False) -> MoveResult:
-        """Enters the requested stage (unless the trigger's match already did) and starts its entry."""
+    async def _move(
+        self, request: MoveRequest, *, entered: bool = False, plan: EntryPlan | None = None
+    ) -> MoveResult:
+        """Enters the requested stage (unless the trigger's match already did, with `plan`, the new entry's plan)
+        and starts its entry."""
         state = self.state
         if request.request_id and request.reason != "rule" and self._seen(request.request_id):
             return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="duplicate request")
@@ -192,7 +203,7 @@ class ItemWorkflow:
         entry_no = previous_entry + 1
         now = workflow.now()
         if not entered:
-            await self._enter(request, entry_no, now)
+            plan = await self._enter(request, entry_no, now)
         state.stage, state.entry_no = request.stage, entry_no
         if state.search_attributes:
             workflow.upsert_search_attributes(_keys(state, request.stage))
@@ -209,6 +220,7 @@ class ItemWorkflow:
                 entry_no=entry_no,
                 entered_at=now,
                 parent_workflow_id=workflow.info().workflow_id,
+                plan=plan,
             ),
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -218,9 +230,10 @@ class ItemWorkflow:
         child.add_done_callback(_outcome_seen)
         return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
 
-    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> None:
+    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> EntryPlan | None:
+        """Enters the stage; the new entry's plan, or None from histories of before 0.5.0, whose entries load it."""
         state = self.state
-        await engine_activity(
+        return await engine_activity(
             "enter_stage",
             EnterCall(
                 item_id=state.item_id,
@@ -236,6 +249,8 @@ class ItemWorkflow:
                 rule=request.rule,
             ),
             summary=f"enter {request.stage}",
+            result_type=Optional[EntryPlan],
+            current=self.current,
         )
 
     def _tell_entry(self, change: ItemChanged) -> None:

@@ -14,6 +14,11 @@ ENTRY_WORKFLOW = "StageEntryWorkflow"
 RULES_TOGETHER = "rules.together"
 """The local activity that runs, in one call, the database-only rules of an entry that are due at its start."""
 
+ENGINE = 1
+"""The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
+continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
+`workflow.patched` change made before it without recording a marker for each; runs from before keep asking."""
+
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
 SA_ENTITY = "StageflowEntity"
@@ -42,6 +47,8 @@ class ItemState:
     seen: list[str] = field(default_factory=list)
     search_attributes: bool = True
     history_limit: int = 0
+    engine: int = 0
+    """The engine generation this run began under (`ENGINE`); 0 in runs started before there was one."""
 
 
 @dataclass
@@ -113,6 +120,8 @@ class MatchResult:
     trigger: str | None = None
     as_user_id: int | None = None
     entered: bool = False
+    plan: EntryPlan | None = None
+    """When the match entered the stage: the plan of the new entry."""
 
 
 @dataclass
@@ -124,6 +133,9 @@ class EntryInput:
     entry_no: int
     entered_at: datetime
     parent_workflow_id: str
+    plan: EntryPlan | None = None
+    """The entry's plan, made in the step that entered the stage; None in entries started before 0.5.0, which
+    load it themselves."""
 
 
 @dataclass

@@ -34,8 +34,8 @@ class EngineActivities:
         self.deps = deps
         self.rule_types = dict(rule_types)
         self.app_rules = app_rules
-        self.stages = StageSteps(deps)
         self.planning = PlanningSteps(deps, self.rule_types)
+        self.stages = StageSteps(deps, self.planning)
         self.outcomes = OutcomeSteps(deps)
         kinds = [*self.rule_types.values(), self.app_rules]
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}

@@ -118,12 +118,13 @@ def _record_scheduled(
     )
 
 
-def _entered_at(item: Item, entry: EntryInput) -> datetime:
-    """When the item entered the stage, as the item records it (the same moment as the entry's start, unless the
-    entry resumes one that began earlier, as a simulation of an item already in its stage does)."""
-    if item.entry_no == entry.entry_no and item.stage_changed_at is not None:
+def entry_began(item: Item, entry_no: int, at: datetime) -> datetime:
+    """When the item entered the stage of entry `entry_no`, as the item records it (the same moment as `at`, the
+    entry's start, unless the entry resumes one that began earlier, as a simulation of an item already in its stage
+    does)."""
+    if item.entry_no == entry_no and item.stage_changed_at is not None:
         return timing.as_utc(item.stage_changed_at)
-    return entry.entered_at
+    return at
 
 
 def _shown(moment: datetime | None) -> str:
@@ -137,12 +138,23 @@ class PlanningSteps:
 
     @activity.defn(name="begin_entry")
     async def begin_entry(self, entry: EntryInput) -> EntryPlan:
-        return await self.deps.db(lambda session: self._begin_entry(session, entry))
+        """The plan of an entry started without one (by the engine before 0.5.0)."""
+        def work(session: Session) -> EntryPlan:
+            item = session.get(Item, entry.item_id)
+            since = entry_began(item, entry.entry_no, entry.entered_at) if item is not None else entry.entered_at
+            return self.plan(session, item, entry.pipeline_id, entry.stage, entry.entry_no,
+                             activity.info().workflow_id, since)
 
-    def _begin_entry(self, session: Session, entry: EntryInput) -> EntryPlan:
-        config, version = load_automation(session, entry.pipeline_id)
-        stage = config.stages.get(entry.stage)
-        item = session.get(Item, entry.item_id)
+        return await self.deps.db(work)
+
+    def plan(
+        self, session: Session, item: Item | None, pipeline_id: int, stage_code: str, entry_no: int, workflow_id: str,
+        entered_at: datetime,
+    ) -> EntryPlan:
+        """The plan of entry `entry_no` (workflow `workflow_id`) of the item in `stage_code`: the stage's rules as
+        they are now, with the due times of those that start on entry, each recorded as scheduled."""
+        config, version = load_automation(session, pipeline_id)
+        stage = config.stages.get(stage_code)
         custom = {row.name for row in session.exec(select(CustomRuleType))}
         calendar = load_calendar(session)
         settings = self.deps.settings
@@ -156,8 +168,6 @@ class PlanningSteps:
         )
         if stage is None or item is None:
             return plan
-        workflow_id = activity.info().workflow_id
-        entered_at = _entered_at(item, entry)
         earlier: set[str] = set()
         setters: dict[str, str] = {}
         previous: str | None = None
@@ -179,7 +189,7 @@ class PlanningSteps:
             )
             if plan_rule.start == "on_entry":
                 plan_rule.due = _due(item, rule, entered_at, calendar)
-                _record_scheduled(session, item, entry.entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
+                _record_scheduled(session, item, entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
             plan.rules.append(plan_rule)
             earlier.add(rule.name)
             if (variable := _variable_set_by(rule, self.rule_types)) is not None:

@@ -6,6 +6,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.engine.planning import PlanningSteps, entry_began
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
 from models.domain.automation import TriggerConfig
@@ -13,17 +14,17 @@ from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
 from models.tables import Activity, Item, Stage, TimelineEntry
-from workflows.types import EnterCall, MatchCall, MatchResult
+from workflows.types import EnterCall, EntryPlan, MatchCall, MatchResult, entry_workflow_id
 
 
-def enter(session: Session, call: EnterCall) -> None:
+def enter(session: Session, call: EnterCall) -> Item:
     """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
     that complete on a stage change are completed."""
     item = session.get(Item, call.item_id, with_for_update=True)
     if item is None:
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
     if item.entry_no >= call.entry_no:
-        return
+        return item
     item.stage, item.entry_no, item.stage_changed_at, item.updated_at = call.stage, call.entry_no, call.at, call.at
     session.add(item)
     by = {
@@ -60,15 +61,24 @@ def enter(session: Session, call: EnterCall) -> None:
             at=call.at, key=part_key(stage_change_key(call.entity, call.item_id, call.entry_no), f"activity-{todo.id}"),
             entry_no=call.entry_no, activity_id=todo.id, activity_kind=todo.kind,
         )
+    return item
 
 
 class StageSteps:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, planning: PlanningSteps) -> None:
         self.deps = deps
+        self.planning = planning
 
     @activity.defn(name="enter_stage")
-    async def enter_stage(self, call: EnterCall) -> None:
-        await self.deps.db(lambda session: enter(session, call))
+    async def enter_stage(self, call: EnterCall) -> EntryPlan:
+        """The item enters the stage, and the new entry's plan is made in the same transaction."""
+        return await self.deps.db(lambda session: self._plan(session, enter(session, call), call))
+
+    def _plan(self, session: Session, item: Item, call: EnterCall) -> EntryPlan:
+        return self.planning.plan(
+            session, item, item.pipeline_id, call.stage, call.entry_no,
+            entry_workflow_id(call.entity, call.item_id, call.entry_no), entry_began(item, call.entry_no, call.at),
+        )
 
     @activity.defn(name="match_trigger")
     async def match_trigger(self, call: MatchCall) -> MatchResult:
@@ -78,7 +88,9 @@ class StageSteps:
             if item is None or call.stage is None:
                 return MatchResult()
             if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
-                return _entered_before(session, call)
+                match = _entered_before(session, call)
+                match.plan = self._plan(session, item, _entering(call, match.stage, match.trigger, match.as_user_id))
+                return match
             config, _ = load_automation(session, call.pipeline_id)
             order = [
                 stage.code
@@ -94,15 +106,21 @@ class StageSteps:
             stage, trigger = found
             match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
             if call.enter_entry_no and stage != call.stage:
-                enter(session, EnterCall(
-                    item_id=call.item_id, entity=call.entity, stage=stage, previous_stage=call.stage,
-                    entry_no=call.enter_entry_no, at=call.at, reason="trigger", as_user_id=trigger.as_user_id,
-                    trigger=trigger.name, event_type=call.event.type,
-                ))
+                entering = _entering(call, stage, trigger.name, trigger.as_user_id)
+                match.plan = self._plan(session, enter(session, entering), entering)
                 match.entered = True
             return match
 
         return await self.deps.db(work)
+
+
+def _entering(call: MatchCall, stage: str, trigger: str | None, as_user_id: int | None) -> EnterCall:
+    """The stage change a match makes."""
+    return EnterCall(
+        item_id=call.item_id, entity=call.entity, stage=stage, previous_stage=call.stage,
+        entry_no=call.enter_entry_no, at=call.at, reason="trigger", as_user_id=as_user_id,
+        trigger=trigger, event_type=call.event.type,
+    )
 
 
 def _record_event(

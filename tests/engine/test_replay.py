@@ -23,7 +23,7 @@ from workflows.item import ItemWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
-RELEASE = "v0.4.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.5.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
