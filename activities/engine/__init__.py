@@ -39,7 +39,7 @@ class EngineActivities:
         self.outcomes = OutcomeSteps(deps)
         kinds = [*self.rule_types.values(), self.app_rules]
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
-        self.together = RulesTogetherStep(self.runners)
+        self.together = RulesTogetherStep(deps, self.runners)
 
     def steps(self) -> list[Callable]:
         return [

@@ -8,11 +8,13 @@ outcome the workflow history keeps holds no capability tokens (`in_history`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,12 +25,17 @@ from activities.rule import Deps, RuleContext, RuleFailed
 from models.domain import conditions, placeholders
 from models.domain.problems import located, problems_of
 from models.domain.rule_types import RuleType
-from models.item_data import build_data
+from models.domain.data_tree import data_tree
+from models.item_data import build_data, item_tree
 from models.store import add_timeline, insert_once
 from models.tables import Effect, Item
 from workflows.types import ItemEvent, MoveRequest, RuleCall, RuleOutcome, WaitSpec
 
 STORED_PREFIX = "<kept in the database: "
+
+Ready = RuleOutcome | tuple[Item, dict] | BaseException
+"""What preparing a rule found: its outcome already (recorded, cancelled, skipped), the item and the rule's data
+tree, or the error that makes the rule fail."""
 
 
 class RuleRunner:
@@ -38,13 +45,14 @@ class RuleRunner:
         self.deps = deps
         self.kind = kind
 
-    async def run(self, call: RuleCall) -> RuleOutcome:
+    async def run(self, call: RuleCall, ready: Ready | None = None) -> RuleOutcome:
+        """Runs the rule; with `ready`, what `prepare` found for it (rules run together are prepared together)."""
         info = activity.info() if activity.in_activity() else None
         beating = None
         if info is not None and not info.is_local and info.heartbeat_timeout:
             beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
         try:
-            return in_history(self.kind, call, await self._run(call))
+            return in_history(self.kind, call, await self._run(call, ready))
         finally:
             if beating is not None:
                 beating.cancel()
@@ -59,9 +67,14 @@ class RuleRunner:
                 non_retryable=True,
             ) from None
 
-    async def _run(self, call: RuleCall) -> RuleOutcome:
+    async def _run(self, call: RuleCall, ready: Ready | None) -> RuleOutcome:
         key = effect_key(call.workflow_id, call.rule.name)
-        ready = await self.deps.db(lambda session: self._before(session, call, key))
+        if ready is None:
+            ready = await self.deps.db(lambda session: self.prepare(
+                session, call, session.get(Effect, key), session.get(Item, call.item_id), None
+            ))
+        if isinstance(ready, BaseException):
+            raise ready
         if isinstance(ready, RuleOutcome):
             return ready
         settings = self._settings(call)
@@ -81,11 +94,14 @@ class RuleRunner:
             raise RuntimeError(f"rule type {call.rule.type} changed its outcome after finishing")
         return outcome
 
-    def _before(self, session: Session, call: RuleCall, key: str) -> RuleOutcome | tuple[Item, dict]:
-        recorded = session.get(Effect, key)
+    def prepare(
+        self, session: Session, call: RuleCall, recorded: Effect | None, item: Item | None, tree: dict | None
+    ) -> RuleOutcome | tuple[Item, dict]:
+        """Before the rule's effect: the outcome an earlier attempt recorded; cancelled when the item has left the
+        stage; skipped when its condition is false; otherwise the item and the rule's data tree (built on `tree`, the
+        item's part of it, when one is given)."""
         if recorded is not None:
             return _outcome_from(recorded)
-        item = session.get(Item, call.item_id)
         if item is None or item.entry_no != call.entry_no:
             add_timeline(
                 session, call.item_id, "rule_cancelled", f"Rule {rule_text(call.rule)} cancelled: the item left the stage",
@@ -93,8 +109,13 @@ class RuleRunner:
                 entry_no=call.entry_no,
             )
             return RuleOutcome(status="cancelled", reason="the item left the stage")
+        key = effect_key(call.workflow_id, call.rule.name)
         results = _stored_results(session, call)
-        data = build_data(session, item, constants=call.constants, variables=call.variables, results=results)
+        if tree is None:
+            data = build_data(session, item, constants=call.constants, variables=call.variables, results=results)
+        else:
+            data = data_tree(item.entity_type, copy.deepcopy(tree), constants=call.constants, variables=call.variables,
+                             results=results)
         if call.rule.condition:
             passed, reason = conditions.evaluate(call.rule.condition, data)
             if not passed:
@@ -134,6 +155,24 @@ class RuleRunner:
             at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
             entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
         )
+
+
+def prepare_together(session: Session, runners: Mapping[str, RuleRunner], calls: list[RuleCall]) -> list[Ready]:
+    """Prepares rules of one entry that start together in one read: their recorded outcomes in one query, the item
+    and its part of the data tree once. Every rule sees the item as it was when they started; an error preparing
+    one rule is that rule's alone."""
+    keys = [effect_key(call.workflow_id, call.rule.name) for call in calls]
+    recorded = {effect.key: effect for effect in session.exec(select(Effect).where(Effect.key.in_(keys)))}
+    item = session.get(Item, calls[0].item_id) if calls else None
+    needed = item is not None and any(key not in recorded for key in keys)
+    tree = item_tree(session, item) if needed and item.entry_no == calls[0].entry_no else None
+    prepared: list[Ready] = []
+    for call, key in zip(calls, keys):
+        try:
+            prepared.append(runners[call.rule.activity].prepare(session, call, recorded.get(key), item, tree))
+        except Exception as error:  # noqa: BLE001 - each rule's failure is its own
+            prepared.append(error)
+    return prepared
 
 
 async def _heartbeat(every: float) -> None:

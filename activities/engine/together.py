@@ -1,7 +1,8 @@
 """Rules that start together and only touch the database, run in one local activity call (`rules.together`).
 
-An entry's rules that are due when it starts and need nothing from each other cost one call instead of one each.
-Each rule still runs through its own runner: keyed by its effect key, recorded as done (or skipped) on its own, so
+An entry's rules that are due when it starts and need nothing from each other cost one call instead of one each,
+and one read prepares them all (what each recorded before, the item, its data tree). Each rule still runs through
+its own runner: keyed by its effect key, recorded as done (or skipped) on its own, so
 a retry of the call finds what an earlier attempt did and does not do it again. A rule that fails for good is
 reported as failed without stopping the others; a rule that would be retried makes the whole call retry (the
 rules done already are found done), and on the call's last attempt it is reported as failed instead.
@@ -14,7 +15,8 @@ from collections.abc import Mapping
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.engine.runner import RuleRunner
+from activities.engine.runner import RuleRunner, prepare_together
+from activities.rule import Deps
 from workflows.types import RULES_TOGETHER, RuleOutcome, RulesTogether
 
 
@@ -28,7 +30,8 @@ def _failed(error: BaseException) -> RuleOutcome:
 
 
 class RulesTogetherStep:
-    def __init__(self, runners: Mapping[str, RuleRunner]) -> None:
+    def __init__(self, deps: Deps, runners: Mapping[str, RuleRunner]) -> None:
+        self.deps = deps
         self.runners = runners
 
     @activity.defn(name=RULES_TOGETHER)
@@ -36,9 +39,10 @@ class RulesTogetherStep:
         last = bool(batch.max_attempts) and activity.info().attempt >= batch.max_attempts
         outcomes: list[RuleOutcome] = []
         again: Exception | None = None
-        for call in batch.calls:
+        prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, batch.calls))
+        for call, ready in zip(batch.calls, prepared):
             try:
-                outcomes.append(await self.runners[call.rule.activity].run(call))
+                outcomes.append(await self.runners[call.rule.activity].run(call, ready))
             except Exception as error:  # noqa: BLE001 - each rule's failure is its own
                 if not (last or (isinstance(error, ApplicationError) and error.non_retryable)):
                     again = again or error

@@ -11,6 +11,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.engine.together import RulesTogetherStep
+from activities.rule import Deps
+from models.db import create_schema, make_engine
+from models.settings import get_settings
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from workflows.types import RULES_TOGETHER, RuleCall, RuleOutcome, RulePlan, RulesTogether
 
@@ -85,8 +88,12 @@ class Runner:
     def __init__(self, fail: list[BaseException]) -> None:
         self.fail = fail
         self.calls = 0
+        self.prepared: list[str] = []
 
-    async def run(self, call: RuleCall) -> RuleOutcome:
+    def prepare(self, session, call: RuleCall, recorded, item, tree) -> None:
+        self.prepared.append(call.rule.name)
+
+    async def run(self, call: RuleCall, ready=None) -> RuleOutcome:
         self.calls += 1
         if self.fail:
             raise self.fail.pop(0)
@@ -102,11 +109,14 @@ def _call(name: str, activity: str) -> RuleCall:
 
 
 @pytest.mark.parametrize("attempt", [1, 3])
-async def test_a_rule_to_retry_retries_the_call_and_on_its_last_attempt_is_reported_failed(attempt):
+async def test_a_rule_to_retry_retries_the_call_and_on_its_last_attempt_is_reported_failed(attempt, tmp_path):
     flaky = Runner([RuntimeError("database busy")])
     steady = Runner([])
     final = Runner([ApplicationError("bad settings", type="RuleFailed", non_retryable=True)])
-    step = RulesTogetherStep({"rule.flaky": flaky, "rule.steady": steady, "rule.final": final})
+    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    create_schema(engine)
+    deps = Deps(settings=get_settings(data_dir=tmp_path), database=engine)
+    step = RulesTogetherStep(deps, {"rule.flaky": flaky, "rule.steady": steady, "rule.final": final})
     batch = RulesTogether(calls=[_call("a", "rule.flaky"), _call("b", "rule.steady"), _call("c", "rule.final")],
                           max_attempts=3)
     env = ActivityEnvironment()
@@ -115,6 +125,7 @@ async def test_a_rule_to_retry_retries_the_call_and_on_its_last_attempt_is_repor
         with pytest.raises(RuntimeError, match="database busy"):
             await env.run(step.run_together, batch)
         assert (flaky.calls, steady.calls, final.calls) == (1, 1, 1)  # every rule ran: the done ones are recorded
+        assert flaky.prepared + steady.prepared + final.prepared == ["a", "b", "c"]
     else:
         outcomes = await env.run(step.run_together, batch)
         assert [(o.status, o.reason) for o in outcomes] == [
