@@ -11,13 +11,13 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
-from workflows.item import ItemWorkflow
+from workflows.item import ItemWorkflow, search_keys
 from workflows.types import (
     ENGINE,
     EventHandled,
@@ -53,7 +53,7 @@ def item_workflow_id(item: Item) -> str:
     return _workflow_id(item.entity_type, item.id)
 
 
-def _state(settings: Settings, item: Item, entries_before: int = 0) -> ItemState:
+def _state(settings: Settings, item: Item, entries_before: int = 0, first_stage: str | None = None) -> ItemState:
     return ItemState(
         item_id=item.id,
         entry_no=entries_before,
@@ -62,19 +62,24 @@ def _state(settings: Settings, item: Item, entries_before: int = 0) -> ItemState
         search_attributes=settings.temporal_search_attributes,
         history_limit=settings.item_history_limit,
         engine=ENGINE,
+        search_stage=first_stage if settings.temporal_search_attributes else None,
     )
 
 
 async def _update(
     client: Client, settings: Settings, item: Item, request: MoveRequest, update_id: str, entries_before: int = 0
 ) -> MoveResult:
+    """The move as an update, starting the item's workflow when it is not running: started with the search
+    attributes of the stage it enters, so that entering it needs no second write of them."""
+    state = _state(settings, item, entries_before, request.stage)
     operation = WithStartWorkflowOperation(
         ItemWorkflow.run,
-        _state(settings, item, entries_before),
+        state,
         id=item_workflow_id(item),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         task_queue=settings.temporal_task_queue,
         static_summary=f"{item.entity_type} {item.id}: {item.title[:80]}",
+        search_attributes=TypedSearchAttributes(search_keys(state, request.stage)) if state.search_stage else None,
     )
     try:
         return await client.execute_update_with_start_workflow(

@@ -43,13 +43,11 @@ SEEN_LIMIT = 500
 TRIGGER_ENTERS = "trigger-match-enters-stage"
 
 
-def _keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
-    return [
-        SearchAttributeKey.for_keyword(SA_ITEM_ID).value_set(str(state.item_id)),
-        SearchAttributeKey.for_keyword(SA_ENTITY).value_set(state.entity),
-        SearchAttributeKey.for_keyword(SA_PIPELINE_ID).value_set(str(state.pipeline_id)),
-        SearchAttributeKey.for_keyword(SA_STAGE).value_set(stage),
-    ]
+def search_keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
+    """The search attributes of the item's workflows while the item is in `stage`."""
+    values = {SA_ITEM_ID: str(state.item_id), SA_ENTITY: state.entity, SA_PIPELINE_ID: str(state.pipeline_id),
+              SA_STAGE: stage}
+    return [SearchAttributePair(SearchAttributeKey.for_keyword(name), value) for name, value in values.items()]
 
 
 def _outcome_seen(child: asyncio.Future) -> None:
@@ -205,8 +203,10 @@ class ItemWorkflow:
         if not entered:
             plan = await self._enter(request, entry_no, now)
         state.stage, state.entry_no = request.stage, entry_no
-        if state.search_attributes:
-            workflow.upsert_search_attributes(_keys(state, request.stage))
+        if state.search_attributes and request.stage != state.search_stage:
+            keys = search_keys(state, request.stage)
+            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in keys])
+            state.search_stage = request.stage
         if previous_entry:
             self._cancel_entry(entry_workflow_id(state.entity, state.item_id, previous_entry))
         child_id = entry_workflow_id(state.entity, state.item_id, entry_no)
@@ -224,7 +224,7 @@ class ItemWorkflow:
             ),
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            search_attributes=TypedSearchAttributes(_keys(state, request.stage)) if state.search_attributes else None,
+            search_attributes=TypedSearchAttributes(search_keys(state, request.stage)) if state.search_attributes else None,
             static_summary=f"{state.entity} {state.item_id} in {request.stage} (entry {entry_no})",
         )
         child.add_done_callback(_outcome_seen)

@@ -49,6 +49,8 @@ class ItemState:
     history_limit: int = 0
     engine: int = 0
     """The engine generation this run began under (`ENGINE`); 0 in runs started before there was one."""
+    search_stage: str | None = None
+    """The stage the workflow's search attributes show (the first one when the workflow was started with them)."""
 
 
 @dataclass

@@ -61,3 +61,25 @@ async def test_entries_start_with_their_plan_and_run_their_rules_first(stack):
     assert sorted(scheduled) == ["hello", "later", "thanks"]
     pending = ok(await stack.http.get(f"/deals/{item['id']}/pending"))
     assert [rule["rule"] for rule in pending] == ["later"]
+
+
+async def test_search_attributes_show_the_stage_from_the_start_and_follow_moves(stack):
+    """What an admin searches the Temporal UI by: the item's workflow shows its stage from its first moment (it is
+    started with it) and each move's; each entry shows its own stage."""
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, ["NEW", "PAID"])
+    await automate(stack.http, flow["id"], {"PAID": {"triggers": [{"name": "paid", "type": "payment_received"}]}})
+    item = await deal(stack.http, flow["id"], manager["id"])
+
+    async def found(stage: str, expected: set[str]) -> set[str] | None:
+        query = f"StageflowItemId = '{item['id']}' AND StageflowEntity = 'deal' AND StageflowStage = '{stage}'"
+        ids = {run.id async for run in stack.client.list_workflows(query)}
+        return ids if ids == expected else None
+
+    assert await eventually(lambda: found("NEW", {f"deal-{item['id']}", f"deal-{item['id']}/entry-1"}))
+    item_history = await _history(stack, f"deal-{item['id']}")
+    upserts = [e for e in item_history["events"] if "upsertWorkflowSearchAttributesEventAttributes" in e]
+    assert upserts == []
+    ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
+    assert await eventually(lambda: found("PAID", {f"deal-{item['id']}", f"deal-{item['id']}/entry-2"}))
+    assert await eventually(lambda: found("NEW", {f"deal-{item['id']}/entry-1"}))
