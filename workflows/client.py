@@ -11,15 +11,16 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
-from workflows.item import ItemWorkflow, search_keys
+from workflows.item import ItemWorkflow, entry_summary, search_keys
 from workflows.types import (
     ENGINE,
+    EntryInput,
     EventHandled,
     ItemEvent,
     ItemState,
@@ -79,7 +80,10 @@ async def _update(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         task_queue=settings.temporal_task_queue,
         static_summary=f"{item.entity_type} {item.id}: {item.title[:80]}",
-        search_attributes=TypedSearchAttributes(search_keys(state, request.stage)) if state.search_stage else None,
+        search_attributes=(
+            TypedSearchAttributes(search_keys(item.entity_type, item.id, item.pipeline_id, request.stage))
+            if state.search_stage else None
+        ),
     )
     try:
         return await client.execute_update_with_start_workflow(
@@ -130,6 +134,28 @@ async def handle_event(
     return await client.get_workflow_handle(item_workflow_id(item)).execute_update(
         ItemWorkflow.handle_event, event, id=f"event-{event.event_id}", result_type=EventHandled
     )
+
+
+async def start_entry(client: Client, entry: EntryInput, *, task_queue: str, search_attributes: bool) -> str:
+    """Starts the workflow of a stage entry, once: started again (a retried step), it finds the entry started, or
+    finished, and starts nothing. Asked to start eagerly, so that the worker that calls this runs its first task
+    without a round trip through the task queue."""
+    workflow_id = entry_workflow_id(entry.entity, entry.item_id, entry.entry_no)
+    keys = search_keys(entry.entity, entry.item_id, entry.pipeline_id, entry.stage) if search_attributes else None
+    try:
+        await client.start_workflow(
+            StageEntryWorkflow.run,
+            entry,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(keys) if keys else None,
+            static_summary=entry_summary(entry.entity, entry.item_id, entry.stage, entry.entry_no),
+            request_eager_start=True,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return workflow_id
 
 
 async def pending_rules(client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """The entity workflow of one deal or lead: the only writer of its stage.
 
 Moves arrive as updates (update-with-start on creation), trigger events as signals; a lock
-serializes them so racing moves and events can never interleave. Each stage entry runs as an
-abandoned child workflow so it outlives this workflow's continue-as-new.
+serializes them so racing moves and events can never interleave. Each stage entry runs as a
+workflow of its own (`<item workflow id>/entry-<n>`), which outlives this workflow's continue-as-new:
+the step that enters the stage starts it (runs from before engine generation 1 start it as an
+abandoned child workflow).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         SA_STAGE,
         EnterCall,
         EntryInput,
-        EntryPlan,
         EventHandled,
         ItemChanged,
         ItemEvent,
@@ -43,11 +44,15 @@ SEEN_LIMIT = 500
 TRIGGER_ENTERS = "trigger-match-enters-stage"
 
 
-def search_keys(state: ItemState, stage: str) -> list[SearchAttributePair]:
-    """The search attributes of the item's workflows while the item is in `stage`."""
-    values = {SA_ITEM_ID: str(state.item_id), SA_ENTITY: state.entity, SA_PIPELINE_ID: str(state.pipeline_id),
-              SA_STAGE: stage}
+def search_keys(entity: str, item_id: int, pipeline_id: int, stage: str) -> list[SearchAttributePair]:
+    """The search attributes of an item's workflows while the item is in `stage`."""
+    values = {SA_ITEM_ID: str(item_id), SA_ENTITY: entity, SA_PIPELINE_ID: str(pipeline_id), SA_STAGE: stage}
     return [SearchAttributePair(SearchAttributeKey.for_keyword(name), value) for name, value in values.items()]
+
+
+def entry_summary(entity: str, item_id: int, stage: str, entry_no: int) -> str:
+    """What the Temporal UI shows beside an entry's workflow."""
+    return f"{entity} {item_id} in {stage} (entry {entry_no})"
 
 
 def _outcome_seen(child: asyncio.Future) -> None:
@@ -146,6 +151,8 @@ class ItemWorkflow:
                 event=event,
                 at=workflow.now(),
                 enter_entry_no=self.state.entry_no + 1 if one_step else 0,
+                start_entry=self.current,
+                search_attributes=self.state.search_attributes,
             ),
             result_type=MatchResult,
             summary=f"match {event.type}",
@@ -161,7 +168,7 @@ class ItemWorkflow:
                     event_type=event.type,
                 ),
                 entered=match.entered,
-                plan=match.plan,
+                started=match.entry_workflow_id,
             )
             return EventHandled(matched=match.trigger, stage=match.stage, moved=match.entered), rest
         return EventHandled(stage=self.state.stage), None
@@ -187,11 +194,10 @@ class ItemWorkflow:
         del self.state.seen[:-SEEN_LIMIT]
         return False
 
-    async def _move(
-        self, request: MoveRequest, *, entered: bool = False, plan: EntryPlan | None = None
-    ) -> MoveResult:
-        """Enters the requested stage (unless the trigger's match already did, with `plan`, the new entry's plan)
-        and starts its entry."""
+    async def _move(self, request: MoveRequest, *, entered: bool = False, started: str | None = None) -> MoveResult:
+        """Enters the requested stage, unless the trigger's match already did (and `started`, the new entry's
+        workflow); the step that enters starts the entry's workflow, or in runs from before engine generation 1 this
+        workflow starts it as a child."""
         state = self.state
         if request.request_id and request.reason != "rule" and self._seen(request.request_id):
             return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="duplicate request")
@@ -201,15 +207,17 @@ class ItemWorkflow:
         entry_no = previous_entry + 1
         now = workflow.now()
         if not entered:
-            plan = await self._enter(request, entry_no, now)
+            started = await self._enter(request, entry_no, now)
         state.stage, state.entry_no = request.stage, entry_no
+        keys = search_keys(state.entity, state.item_id, state.pipeline_id, request.stage)
         if state.search_attributes and request.stage != state.search_stage:
-            keys = search_keys(state, request.stage)
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in keys])
             state.search_stage = request.stage
         if previous_entry:
             self._cancel_entry(entry_workflow_id(state.entity, state.item_id, previous_entry))
         child_id = entry_workflow_id(state.entity, state.item_id, entry_no)
+        if self.current:
+            return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=started or child_id)
         child = await workflow.start_child_workflow(
             StageEntryWorkflow.run,
             EntryInput(
@@ -220,18 +228,17 @@ class ItemWorkflow:
                 entry_no=entry_no,
                 entered_at=now,
                 parent_workflow_id=workflow.info().workflow_id,
-                plan=plan,
             ),
             id=child_id,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            search_attributes=TypedSearchAttributes(search_keys(state, request.stage)) if state.search_attributes else None,
-            static_summary=f"{state.entity} {state.item_id} in {request.stage} (entry {entry_no})",
+            search_attributes=TypedSearchAttributes(keys) if state.search_attributes else None,
+            static_summary=entry_summary(state.entity, state.item_id, request.stage, entry_no),
         )
         child.add_done_callback(_outcome_seen)
         return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
 
-    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> EntryPlan | None:
-        """Enters the stage; the new entry's plan, or None from histories of before 0.5.0, whose entries load it."""
+    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> str | None:
+        """Enters the stage; in engine generation 1 the step also starts the entry and answers its workflow id."""
         state = self.state
         return await engine_activity(
             "enter_stage",
@@ -247,9 +254,11 @@ class ItemWorkflow:
                 trigger=request.trigger,
                 event_type=request.event_type,
                 rule=request.rule,
+                start_entry=self.current,
+                search_attributes=state.search_attributes,
             ),
             summary=f"enter {request.stage}",
-            result_type=Optional[EntryPlan],
+            result_type=Optional[str],
             current=self.current,
         )
 

@@ -17,7 +17,10 @@ RULES_TOGETHER = "rules.together"
 ENGINE = 1
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
-`workflow.patched` change made before it without recording a marker for each; runs from before keep asking."""
+`workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
+generation 1, the step that enters a stage (`enter_stage`, or `match_trigger` entering the trigger's stage) also
+plans the entry and starts its workflow, with the plan as its input; before, the item workflow started each entry
+as a child workflow, which loaded its plan itself."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -102,6 +105,10 @@ class EnterCall:
     trigger: str | None = None
     event_type: str | None = None
     rule: str | None = None
+    start_entry: bool = False
+    """Also plan the new entry and start its workflow (engine generation 1); the step answers its workflow id."""
+    search_attributes: bool = False
+    """The entry's workflow carries the item's search attributes."""
 
 
 @dataclass
@@ -114,6 +121,9 @@ class MatchCall:
     at: datetime
     # When set, a match also enters its stage as this entry, in the same transaction.
     enter_entry_no: int = 0
+    start_entry: bool = False
+    """With `enter_entry_no`: also plan the new entry and start its workflow (engine generation 1)."""
+    search_attributes: bool = False
 
 
 @dataclass
@@ -122,8 +132,8 @@ class MatchResult:
     trigger: str | None = None
     as_user_id: int | None = None
     entered: bool = False
-    plan: EntryPlan | None = None
-    """When the match entered the stage: the plan of the new entry."""
+    entry_workflow_id: str | None = None
+    """The workflow of the new entry, when the match entered the stage and started it."""
 
 
 @dataclass
@@ -136,8 +146,8 @@ class EntryInput:
     entered_at: datetime
     parent_workflow_id: str
     plan: EntryPlan | None = None
-    """The entry's plan, made in the step that entered the stage; None in entries started before 0.5.0, which
-    load it themselves."""
+    """The entry's plan, made in the step that entered the stage and started this workflow; None in entries
+    started as child workflows (before 0.5.0), which load it themselves."""
 
 
 @dataclass

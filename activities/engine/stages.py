@@ -14,7 +14,8 @@ from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
 from models.tables import Activity, Item, Stage, TimelineEntry
-from workflows.types import EnterCall, EntryPlan, MatchCall, MatchResult, entry_workflow_id
+from workflows.client import start_entry
+from workflows.types import EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
 
 
 def enter(session: Session, call: EnterCall) -> Item:
@@ -70,27 +71,48 @@ class StageSteps:
         self.planning = planning
 
     @activity.defn(name="enter_stage")
-    async def enter_stage(self, call: EnterCall) -> EntryPlan:
-        """The item enters the stage, and the new entry's plan is made in the same transaction."""
-        return await self.deps.db(lambda session: self._plan(session, enter(session, call), call))
+    async def enter_stage(self, call: EnterCall) -> str | None:
+        """The item enters the stage. With `start_entry`, the new entry's plan is made in the same transaction and
+        its workflow started once that has committed; the answer is the entry's workflow id."""
+        def work(session: Session) -> EntryInput | None:
+            item = enter(session, call)
+            return self._planned(session, item, call) if call.start_entry else None
 
-    def _plan(self, session: Session, item: Item, call: EnterCall) -> EntryPlan:
-        return self.planning.plan(
-            session, item, item.pipeline_id, call.stage, call.entry_no,
-            entry_workflow_id(call.entity, call.item_id, call.entry_no), entry_began(item, call.entry_no, call.at),
+        entry = await self.deps.db(work)
+        return await self._start(entry, call.search_attributes) if entry is not None else None
+
+    def _planned(self, session: Session, item: Item, call: EnterCall) -> EntryInput:
+        """The input of the entry `call` makes, with its plan."""
+        began = entry_began(item, call.entry_no, call.at)
+        return EntryInput(
+            item_id=item.id, entity=call.entity, pipeline_id=item.pipeline_id, stage=call.stage,
+            entry_no=call.entry_no, entered_at=began, parent_workflow_id=item_workflow_id(call.entity, item.id),
+            plan=self.planning.plan(
+                session, item, item.pipeline_id, call.stage, call.entry_no,
+                entry_workflow_id(call.entity, item.id, call.entry_no), began,
+            ),
+        )
+
+    async def _start(self, entry: EntryInput, search_attributes: bool) -> str:
+        if self.deps.client is None:
+            raise ApplicationError("this worker has no Temporal client to start stage entries with", type="NoClient")
+        return await start_entry(
+            self.deps.client, entry, task_queue=activity.info().task_queue, search_attributes=search_attributes
         )
 
     @activity.defn(name="match_trigger")
     async def match_trigger(self, call: MatchCall) -> MatchResult:
         """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
-        def work(session: Session) -> MatchResult:
+        def work(session: Session) -> tuple[MatchResult, EntryInput | None]:
             item = session.get(Item, call.item_id, with_for_update=bool(call.enter_entry_no))
             if item is None or call.stage is None:
-                return MatchResult()
+                return MatchResult(), None
             if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
                 match = _entered_before(session, call)
-                match.plan = self._plan(session, item, _entering(call, match.stage, match.trigger, match.as_user_id))
-                return match
+                if call.start_entry:
+                    entering = _entering(call, match.stage, match.trigger, match.as_user_id)
+                    return match, self._planned(session, item, entering)
+                return match, None
             config, _ = load_automation(session, call.pipeline_id)
             order = [
                 stage.code
@@ -102,16 +124,20 @@ class StageSteps:
             found, misses = scan(config, order, call.stage, call.event.type, call.event.data or {}, data)
             _record_event(session, call, found, misses)
             if found is None:
-                return MatchResult()
+                return MatchResult(), None
             stage, trigger = found
             match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
             if call.enter_entry_no and stage != call.stage:
                 entering = _entering(call, stage, trigger.name, trigger.as_user_id)
-                match.plan = self._plan(session, enter(session, entering), entering)
+                item = enter(session, entering)
                 match.entered = True
-            return match
+                return match, self._planned(session, item, entering) if call.start_entry else None
+            return match, None
 
-        return await self.deps.db(work)
+        match, entry = await self.deps.db(work)
+        if entry is not None:
+            match.entry_workflow_id = await self._start(entry, call.search_attributes)
+        return match
 
 
 def _entering(call: MatchCall, stage: str, trigger: str | None, as_user_id: int | None) -> EnterCall:
@@ -119,7 +145,8 @@ def _entering(call: MatchCall, stage: str, trigger: str | None, as_user_id: int 
     return EnterCall(
         item_id=call.item_id, entity=call.entity, stage=stage, previous_stage=call.stage,
         entry_no=call.enter_entry_no, at=call.at, reason="trigger", as_user_id=as_user_id,
-        trigger=trigger, event_type=call.event.type,
+        trigger=trigger, event_type=call.event.type, start_entry=call.start_entry,
+        search_attributes=call.search_attributes,
     )
 
 

@@ -1,13 +1,21 @@
-"""An entry's plan is made in the step that enters its stage and travels in the entry's input: the entry's history
-(what the Temporal UI shows) begins with its rules, with no step to load them and no version markers."""
+"""The step that enters a stage plans the entry and starts its workflow with the plan as its input: the entry's
+history (what the Temporal UI shows) begins with its rules, with no step to load them and no version markers, and
+the item's workflow starts no child workflow."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+from datetime import datetime, timezone
 
+from temporalio.testing import ActivityEnvironment
+
+from activities.engine import EngineActivities
+from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.engine.test_rules_together import local_activities
+from workflows.types import EnterCall
 
 
 def _markers(history: dict) -> list[str]:
@@ -15,13 +23,9 @@ def _markers(history: dict) -> list[str]:
             if "markerRecordedEventAttributes" in event]
 
 
-def _child_inputs(history: dict) -> list[dict]:
-    inputs = []
-    for event in history["events"]:
-        started = event.get("startChildWorkflowExecutionInitiatedEventAttributes")
-        if started:
-            inputs.append(json.loads(base64.b64decode(started["input"]["payloads"][0]["data"])))
-    return inputs
+def _input(history: dict) -> dict:
+    started = history["events"][0]["workflowExecutionStartedEventAttributes"]
+    return json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
 
 
 async def _history(stack, workflow_id: str) -> dict:
@@ -53,10 +57,12 @@ async def test_entries_start_with_their_plan_and_run_their_rules_first(stack):
     assert [summary for _, summary in local_activities(second)] == ["thanks (add_timeline_entry)"]
     assert "core_patch" not in _markers(second)
 
+    plans = [(entry["stage"], [rule["name"] for rule in entry["plan"]["rules"]]) for entry in (_input(first), _input(second))]
+    assert plans == [("NEW", ["hello"]), ("PAID", ["thanks", "later"])]
     item_history = await _history(stack, f"deal-{item['id']}")
     assert "core_patch" not in _markers(item_history)
-    plans = [(child["stage"], [rule["name"] for rule in child["plan"]["rules"]]) for child in _child_inputs(item_history)]
-    assert plans == [("NEW", ["hello"]), ("PAID", ["thanks", "later"])]
+    assert local_activities(item_history) == [("enter_stage", "enter NEW"), ("match_trigger", "match payment_received")]
+    assert not [event for event in item_history["events"] if "startChildWorkflowExecutionInitiatedEventAttributes" in event]
     scheduled = [entry["rule_name"] for entry in await timeline(stack.http, item["id"], kind="rule_scheduled")]
     assert sorted(scheduled) == ["hello", "later", "thanks"]
     pending = ok(await stack.http.get(f"/deals/{item['id']}/pending"))
@@ -83,3 +89,30 @@ async def test_search_attributes_show_the_stage_from_the_start_and_follow_moves(
     ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
     assert await eventually(lambda: found("PAID", {f"deal-{item['id']}", f"deal-{item['id']}/entry-2"}))
     assert await eventually(lambda: found("NEW", {f"deal-{item['id']}/entry-1"}))
+
+
+async def test_an_enter_step_run_again_starts_its_entry_once_even_after_the_entry_finished(stack):
+    """The step that enters a stage may run again (its workflow task lost, a worker killed after it): it finds the
+    stage entered and the entry's workflow started, or already finished, and starts no second run of it."""
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, ["NEW", "NEXT"])
+    await automate(stack.http, flow["id"], {"NEXT": {"rules": [
+        {"name": "there", "type": "add_timeline_entry", "settings": {"text": "Arrived"}},
+    ]}})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    engine = EngineActivities(stack.deps, RULE_TYPES, APP_RULES)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    call = EnterCall(item_id=item["id"], entity="deal", stage="NEXT", previous_stage="NEW", entry_no=2,
+                     at=datetime.now(timezone.utc), start_entry=True, search_attributes=True)
+    started = await env.run(engine.stages.enter_stage, call)
+    assert started == f"deal-{item['id']}/entry-2"
+    await stack.client.get_workflow_handle(started).result()
+    assert await env.run(engine.stages.enter_stage, call) == started
+
+    runs = [run.run_id async for run in stack.client.list_workflows(f"WorkflowId = '{started}'")]
+    assert len(runs) == 1
+    story = await timeline(stack.http, item["id"])
+    assert [entry["text"] for entry in story if entry["kind"] == "comment"] == ["Arrived"]
+    assert [entry["data"]["to"] for entry in story if entry["kind"] == "stage_changed"] == ["NEW", "NEXT"]
+    assert [entry["rule_name"] for entry in story if entry["kind"] == "rule_scheduled"] == ["there"]

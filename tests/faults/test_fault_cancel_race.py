@@ -1,8 +1,9 @@
 """A stage left while its rules are still being loaded: every rule of that entry is recorded as cancelled.
 
-The item moves on while the stage entry's first activity (loading the rules) runs; the entry workflow is
-cancelled at that moment. Its rules were scheduled (they are on the timeline), so each must end cancelled,
-never left without an outcome.
+Item workflow runs from before engine generation 1 (0.4.0 and earlier, until they continue as new) start each entry
+as a child workflow that loads its rules in its first activity. The item moves on while that activity runs; the
+entry workflow is cancelled at that moment. Its rules were scheduled (they are on the timeline), so each must end
+cancelled, never left without an outcome.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+import workflows.client
 from activities.engine import EngineActivities
 from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
@@ -26,8 +28,9 @@ LOADING_SECONDS = 1.5
 
 
 async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelled(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch
 ):
+    monkeypatch.setattr(workflows.client, "ENGINE", 0)  # the item's workflow runs as one started by 0.4.0
     async with AsyncExitStack() as exit_stack:
         stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
         engine = EngineActivities(stack.deps, RULE_TYPES, APP_RULES)
