@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -55,6 +55,20 @@ class Deps:
                 return work(session)
 
         return await asyncio.to_thread(run)
+
+    def in_session(self, session: Session) -> Deps:
+        """The same dependencies, with database work done at once in `session` (one transaction for several
+        rules, in the thread that holds it)."""
+        return InSession(**{name.name: getattr(self, name.name) for name in fields(Deps)}, session=session)
+
+
+@dataclass
+class InSession(Deps):
+    session: Session | None = None
+
+    async def db(self, work: Callable[[Session], Any]) -> Any:
+        """Runs `work(session)` at once in the open session; it commits with the others."""
+        return work(self.session)
 
 
 @dataclass

@@ -45,14 +45,15 @@ class RuleRunner:
         self.deps = deps
         self.kind = kind
 
-    async def run(self, call: RuleCall, ready: Ready | None = None) -> RuleOutcome:
-        """Runs the rule; with `ready`, what `prepare` found for it (rules run together are prepared together)."""
+    async def run(self, call: RuleCall, ready: Ready | None = None, deps: Deps | None = None) -> RuleOutcome:
+        """Runs the rule; with `ready`, what `prepare` found for it (rules run together are prepared together), and
+        with `deps`, through those (rules run together in one transaction)."""
         info = activity.info() if activity.in_activity() else None
         beating = None
         if info is not None and not info.is_local and info.heartbeat_timeout:
             beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
         try:
-            return in_history(self.kind, call, await self._run(call, ready))
+            return in_history(self.kind, call, await self._run(call, ready, deps or self.deps))
         finally:
             if beating is not None:
                 beating.cancel()
@@ -67,10 +68,10 @@ class RuleRunner:
                 non_retryable=True,
             ) from None
 
-    async def _run(self, call: RuleCall, ready: Ready | None) -> RuleOutcome:
+    async def _run(self, call: RuleCall, ready: Ready | None, deps: Deps) -> RuleOutcome:
         key = effect_key(call.workflow_id, call.rule.name)
         if ready is None:
-            ready = await self.deps.db(lambda session: self.prepare(
+            ready = await deps.db(lambda session: self.prepare(
                 session, call, session.get(Effect, key), session.get(Item, call.item_id), None
             ))
         if isinstance(ready, BaseException):
@@ -79,7 +80,7 @@ class RuleRunner:
             return ready
         settings = self._settings(call)
         item, data = ready
-        context = RuleContext(deps=self.deps, call=call, settings=settings, data=data, item=item)
+        context = RuleContext(deps=deps, call=call, settings=settings, data=data, item=item)
         context.record = lambda session, outcome: self._after(session, call, key, outcome)
         try:
             result = await self.kind.run(context)
@@ -89,7 +90,7 @@ class RuleRunner:
             raise ApplicationError(f"placeholder cannot resolve: {error}", type="RuleFailed", non_retryable=True) from error
         outcome = context.outcome(result)
         if context.recorded is None:
-            await self.deps.db(lambda session: self._after(session, call, key, outcome))
+            await deps.db(lambda session: self._after(session, call, key, outcome))
         elif context.recorded != outcome:
             raise RuntimeError(f"rule type {call.rule.type} changed its outcome after finishing")
         return outcome

@@ -1,8 +1,10 @@
 """Rules that start together and only touch the database, run in one local activity call (`rules.together`).
 
 An entry's rules that are due when it starts and need nothing from each other cost one call instead of one each,
-and one read prepares them all (what each recorded before, the item, its data tree). Each rule still runs through
-its own runner: keyed by its effect key, recorded as done (or skipped) on its own, so
+and one transaction: one read prepares them all (what each recorded before, the item, its data tree), then each
+runs and records its outcome in that transaction, which commits them together. When any of them does not succeed,
+the transaction is undone and the rules run one by one, each in transactions of its own. Each rule still runs
+through its own runner: keyed by its effect key, recorded as done (or skipped) on its own, so
 a retry of the call finds what an earlier attempt did and does not do it again. A rule that fails for good is
 reported as failed without stopping the others; a rule that would be retried makes the whole call retry (the
 rules done already are found done), and on the call's last attempt it is reported as failed instead.
@@ -10,7 +12,10 @@ rules done already are found done), and on the call's last attempt it is reporte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from sqlmodel import Session
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -36,6 +41,24 @@ class RulesTogetherStep:
 
     @activity.defn(name=RULES_TOGETHER)
     async def run_together(self, batch: RulesTogether) -> list[RuleOutcome]:
+        try:
+            return await self.deps.db(lambda session: self._in_one_transaction(session, batch))
+        except Exception:  # noqa: BLE001 - nothing of the transaction stays: each rule runs on its own below
+            activity.logger.debug("rules of %s run one by one", batch.calls[0].workflow_id, exc_info=True)
+        return await self._one_by_one(batch)
+
+    def _in_one_transaction(self, session: Session, batch: RulesTogether) -> list[RuleOutcome]:
+        """Every rule of the batch in the thread and the transaction that prepared them, each driven to its end at
+        once (a database-only rule waits for nothing but its database work, which runs at once here). Any rule that
+        does not succeed undoes the whole transaction, and the rules run one by one instead."""
+        deps = self.deps.in_session(session)
+        outcomes = []
+        for call, ready in zip(batch.calls, prepare_together(session, self.runners, batch.calls)):
+            outcomes.append(_at_once(self.runners[call.rule.activity].run(call, ready, deps)))
+        return outcomes
+
+    async def _one_by_one(self, batch: RulesTogether) -> list[RuleOutcome]:
+        """Each rule in transactions of its own, so that one that fails fails alone."""
         last = bool(batch.max_attempts) and activity.info().attempt >= batch.max_attempts
         outcomes: list[RuleOutcome] = []
         again: Exception | None = None
@@ -50,3 +73,13 @@ class RulesTogetherStep:
         if again is not None:
             raise again
         return outcomes
+
+
+def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:
+    """The outcome of a rule's run that never suspends; one that would wait for something is refused."""
+    try:
+        run.send(None)
+    except StopIteration as finished:
+        return finished.value
+    run.close()
+    raise RuntimeError("a database-only rule waited for something besides its database work")
