@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -24,6 +27,7 @@ ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 # Databases made before the schema was versioned (create_all, no alembic_version table) have this revision's tables.
 FIRST_RELEASE_REVISION = "0001"
 SCHEMA_LOCK_KEY = 0x5354_4147  # pg_advisory_xact_lock key held while the schema is checked and changed
+WAL_ATTEMPTS = 50
 
 
 def make_engine(url: str) -> Engine:
@@ -41,13 +45,28 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=80, pool_timeout=10)
+
+
+def _write_ahead_log(cursor: Any) -> None:
+    """Puts the database in WAL mode. Switching a new file takes it for a moment without waiting for the busy
+    timeout, so processes opening it together (API and worker) try again until one of them has switched it."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -95,7 +95,9 @@ class StageSteps:
 
     async def _start(self, entry: EntryInput, search_attributes: bool) -> str:
         if self.deps.client is None:
-            raise ApplicationError("this worker has no Temporal client to start stage entries with", type="NoClient")
+            raise ApplicationError(
+                "this worker has no Temporal client to start stage entries with", type="NoClient", non_retryable=True
+            )
         return await start_entry(
             self.deps.client, entry, task_queue=activity.info().task_queue, search_attributes=search_attributes
         )
