@@ -59,7 +59,7 @@ class Deps:
     def in_session(self, session: Session) -> Deps:
         """The same dependencies, with database work done at once in `session` (one transaction for several
         rules, in the thread that holds it)."""
-        return InSession(**{name.name: getattr(self, name.name) for name in fields(Deps)}, session=session)
+        return InSession(**{part.name: getattr(self, part.name) for part in fields(Deps)}, session=session)
 
 
 @dataclass

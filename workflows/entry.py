@@ -100,7 +100,7 @@ class StageEntryWorkflow:
             if entry.plan is not None and not self._plan_again():
                 self.plan = entry.plan
             else:
-                self.plan = await engine_activity("begin_entry", entry, result_type=EntryPlan, summary="load rules")
+                self.plan = await self._step("begin_entry", entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
@@ -126,6 +126,10 @@ class StageEntryWorkflow:
                 "rules failed: " + ", ".join(self.failures), type="RuleFailed", non_retryable=True
             )
         return dict(self.status)
+
+    async def _step(self, name: str, arg: Any, *, summary: str, result_type: Any = None) -> Any:
+        """One of the engine's steps for this entry (`engine_activity`)."""
+        return await engine_activity(name, arg, summary=summary, result_type=result_type, current=self.current)
 
     def _plan_again(self) -> bool:
         """Reset to its first workflow task (a new run of this entry that runs it anew), an entry started with its
@@ -233,7 +237,7 @@ class StageEntryWorkflow:
         if rule.delay is None:
             self.due[rule.name] = workflow.now()
             return
-        self.due[rule.name] = await engine_activity(
+        self.due[rule.name] = await self._step(
             "schedule_rule",
             ScheduleCall(
                 item_id=self.entry.item_id,
@@ -244,7 +248,7 @@ class StageEntryWorkflow:
                 base=workflow.now(),
             ),
             result_type=Optional[datetime],
-            summary=f"schedule {rule.name}", current=self.current,
+            summary=f"schedule {rule.name}",
         )
 
     async def _wait_due(self, rule: RulePlan) -> None:
@@ -283,7 +287,7 @@ class StageEntryWorkflow:
                     return
             seen = len(self.changes)
             self.reschedules += 1
-            rescheduled = await engine_activity(
+            rescheduled = await self._step(
                 "reschedule_rule",
                 RescheduleCall(
                     item_id=self.entry.item_id,
@@ -297,7 +301,7 @@ class StageEntryWorkflow:
                     seq=self.reschedules,
                 ),
                 result_type=Rescheduled,
-                summary=f"{rule.name}: {field} changed", current=self.current,
+                summary=f"{rule.name}: {field} changed",
             )
             self.due[rule.name] = rescheduled.due
 
@@ -365,7 +369,7 @@ class StageEntryWorkflow:
             changed = sorted(set(self.changes[changes_seen:]) & set(wait.fields))
             outcome.result.update(changed=not timed_out, field=changed[0] if changed else None)
             detail = "time passed" if timed_out else "field changed: " + ", ".join(changed)
-        await engine_activity(
+        await self._step(
             "record_wait_end",
             WaitEnded(
                 item_id=self.entry.item_id,
@@ -379,7 +383,7 @@ class StageEntryWorkflow:
                 rule_type=rule.type,
                 result=dict(outcome.result),
             ),
-            summary=f"{rule.name}: {detail}", current=self.current,
+            summary=f"{rule.name}: {detail}",
         )
 
     async def _outcome(self, rule: RulePlan) -> RuleOutcome:
@@ -423,7 +427,7 @@ class StageEntryWorkflow:
         info = workflow.info()
         self.status[rule.name] = "failed"
         self.failures.append(rule.name)
-        await engine_activity(
+        await self._step(
             "record_rule_failed",
             RuleFailure(
                 item_id=self.entry.item_id,
@@ -435,7 +439,7 @@ class StageEntryWorkflow:
                 error=_failure_message(error),
                 at=workflow.now(),
             ),
-            summary=f"{rule.name} failed", current=self.current,
+            summary=f"{rule.name} failed",
         )
 
     async def _accept(self, rule: RulePlan, outcome: RuleOutcome) -> None:
@@ -485,7 +489,7 @@ class StageEntryWorkflow:
     async def _finish(self, cancelled: list[str], left_waiting: dict[str, str] | None = None) -> None:
         """Records the rules that will not run. Cancelled before the rules were loaded, the activity
         records every rule of the stage as cancelled."""
-        await engine_activity(
+        await self._step(
             "finish_entry",
             EntryFinish(
                 item_id=self.entry.item_id,
@@ -500,7 +504,7 @@ class StageEntryWorkflow:
                 before_plan=self.plan is None,
                 left_waiting=dict(left_waiting or {}),
             ),
-            summary="record rules not run", current=self.current,
+            summary="record rules not run",
         )
 
 

@@ -13,7 +13,7 @@ from temporalio import activity
 from activities.keys import outcome_key, part_key
 from activities.rule import Deps
 from models.domain import placeholders, timing
-from models.domain.automation import RuleConfig
+from models.domain.automation import AutomationConfig, RuleConfig
 from models.domain.data_tree import date_fields
 from models.domain.delays import parse_delay
 from models.domain.rule_types import RuleType
@@ -149,11 +149,12 @@ class PlanningSteps:
 
     def plan(
         self, session: Session, item: Item | None, pipeline_id: int, stage_code: str, entry_no: int, workflow_id: str,
-        entered_at: datetime,
+        entered_at: datetime, automation: tuple[AutomationConfig, int] | None = None,
     ) -> EntryPlan:
         """The plan of entry `entry_no` (workflow `workflow_id`) of the item in `stage_code`: the stage's rules as
-        they are now, with the due times of those that start on entry, each recorded as scheduled."""
-        config, version = load_automation(session, pipeline_id)
+        they are now (`automation`, when the caller has read it in this transaction), with the due times of those
+        that start on entry, each recorded as scheduled."""
+        config, version = automation or load_automation(session, pipeline_id)
         stage = config.stages.get(stage_code)
         custom = {row.name for row in session.exec(select(CustomRuleType))}
         calendar = load_calendar(session)

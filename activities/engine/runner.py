@@ -72,7 +72,7 @@ class RuleRunner:
         key = effect_key(call.workflow_id, call.rule.name)
         if ready is None:
             ready = await deps.db(lambda session: self.prepare(
-                session, call, session.get(Effect, key), session.get(Item, call.item_id), None
+                session, call, key, session.get(Effect, key), session.get(Item, call.item_id), None
             ))
         if isinstance(ready, BaseException):
             raise ready
@@ -96,7 +96,8 @@ class RuleRunner:
         return outcome
 
     def prepare(
-        self, session: Session, call: RuleCall, recorded: Effect | None, item: Item | None, tree: dict | None
+        self, session: Session, call: RuleCall, key: str, recorded: Effect | None, item: Item | None,
+        tree: dict | None,
     ) -> RuleOutcome | tuple[Item, dict]:
         """Before the rule's effect: the outcome an earlier attempt recorded; cancelled when the item has left the
         stage; skipped when its condition is false; otherwise the item and the rule's data tree (built on `tree`, the
@@ -110,7 +111,6 @@ class RuleRunner:
                 entry_no=call.entry_no,
             )
             return RuleOutcome(status="cancelled", reason="the item left the stage")
-        key = effect_key(call.workflow_id, call.rule.name)
         results = _stored_results(session, call)
         if tree is None:
             data = build_data(session, item, constants=call.constants, variables=call.variables, results=results)
@@ -170,7 +170,7 @@ def prepare_together(session: Session, runners: Mapping[str, RuleRunner], calls:
     prepared: list[Ready] = []
     for call, key in zip(calls, keys):
         try:
-            prepared.append(runners[call.rule.activity].prepare(session, call, recorded.get(key), item, tree))
+            prepared.append(runners[call.rule.activity].prepare(session, call, key, recorded.get(key), item, tree))
         except Exception as error:  # noqa: BLE001 - each rule's failure is its own
             prepared.append(error)
     return prepared

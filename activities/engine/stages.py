@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 from activities.engine.planning import PlanningSteps, entry_began
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
-from models.domain.automation import TriggerConfig
+from models.domain.automation import AutomationConfig, TriggerConfig
 from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
@@ -81,7 +81,9 @@ class StageSteps:
         entry = await self.deps.db(work)
         return await self._start(entry, call.search_attributes) if entry is not None else None
 
-    def _planned(self, session: Session, item: Item, call: EnterCall) -> EntryInput:
+    def _planned(
+        self, session: Session, item: Item, call: EnterCall, automation: tuple[AutomationConfig, int] | None = None
+    ) -> EntryInput:
         """The input of the entry `call` makes, with its plan."""
         began = entry_began(item, call.entry_no, call.at)
         return EntryInput(
@@ -89,7 +91,7 @@ class StageSteps:
             entry_no=call.entry_no, entered_at=began, parent_workflow_id=item_workflow_id(call.entity, item.id),
             plan=self.planning.plan(
                 session, item, item.pipeline_id, call.stage, call.entry_no,
-                entry_workflow_id(call.entity, item.id, call.entry_no), began,
+                entry_workflow_id(call.entity, item.id, call.entry_no), began, automation,
             ),
         )
 
@@ -115,7 +117,7 @@ class StageSteps:
                     entering = _entering(call, match.stage, match.trigger, match.as_user_id)
                     return match, self._planned(session, item, entering)
                 return match, None
-            config, _ = load_automation(session, call.pipeline_id)
+            config, version = load_automation(session, call.pipeline_id)
             order = [
                 stage.code
                 for stage in session.exec(
@@ -133,7 +135,7 @@ class StageSteps:
                 entering = _entering(call, stage, trigger.name, trigger.as_user_id)
                 item = enter(session, entering)
                 match.entered = True
-                return match, self._planned(session, item, entering) if call.start_entry else None
+                return match, self._planned(session, item, entering, (config, version)) if call.start_entry else None
             return match, None
 
         match, entry = await self.deps.db(work)

@@ -92,7 +92,7 @@ class Runner:
         self.calls = 0
         self.prepared: list[str] = []
 
-    def prepare(self, session, call: RuleCall, recorded, item, tree) -> None:
+    def prepare(self, session, call: RuleCall, key, recorded, item, tree) -> None:
         self.prepared.append(call.rule.name)
 
     async def run(self, call: RuleCall, ready=None, deps=None) -> RuleOutcome:
