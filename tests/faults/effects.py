@@ -179,6 +179,25 @@ async def create_items(
     return list(await asyncio.gather(*(one(number) for number in range(count))))
 
 
+def effect_keys(engine: Engine, item_ids: list[int]) -> list[str]:
+    """The keys of the effects stored as done for these items (`<entry workflow id>/<rule>`)."""
+    with Session(engine) as session:
+        return list(session.exec(
+            select(Effect.key).where(col(Effect.item_id).in_(item_ids), Effect.status == "done")
+        ).all())
+
+
+async def entry_runs(address: str, workflow_ids: list[str]) -> Counter:
+    """Workflow id → how many runs the Temporal server has of it."""
+    client = await Client.connect(address)
+    runs: Counter = Counter()
+    for start in range(0, len(workflow_ids), 50):
+        ids = ", ".join(f"'{workflow_id}'" for workflow_id in workflow_ids[start:start + 50])
+        async for run in client.list_workflows(f"WorkflowId IN ({ids})"):
+            runs[run.id] += 1
+    return runs
+
+
 async def started_activities(address: str, workflow_ids: list[str]) -> dict[str, int]:
     """Activity type → how many are started on a worker and not finished, over the given workflows. Local
     activities run inside a workflow task: workflows whose task a worker had started count under
