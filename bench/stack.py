@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,23 +20,16 @@ import httpx
 from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-LOOPBACK = "127.0.0.1"
-from scripts.run import parent_death_signal  # noqa: E402
+from scripts import local  # noqa: E402
+from scripts.local import LOOPBACK, free_port, parent_death_signal  # noqa: E402
 from workflows.types import SEARCH_ATTRIBUTES  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
 def binary(name: str, install: str = "make bench") -> str:
-    path = BIN / name
-    if not path.exists():
-        raise SystemExit(f"{name} not found next to {sys.executable}; install it with `{install}`")
-    return str(path)
+    try:
+        return local.binary(name)
+    except FileNotFoundError:
+        raise SystemExit(f"{name} not found next to {sys.executable}; install it with `{install}`") from None
 
 
 @dataclass
@@ -167,15 +159,10 @@ async def connect(address: str, proc: Proc, timeout: float = 60.0) -> Client:
 def dev_server(run_dir: Path) -> tuple[Proc, str]:
     """`temporal server start-dev` on a SQLite file with the WAL pragmas, the UI off, log level error."""
     port = free_port()
-    argv = [
-        binary("temporal"), "server", "start-dev",
-        "--db-filename", str(run_dir / "temporal.db"),
-        "--ip", LOOPBACK, "--port", str(port), "--headless",
-        "--log-level", "error",
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-    ]
-    for name in SEARCH_ATTRIBUTES:
-        argv += ["--search-attribute", f"{name}=Keyword"]
+    argv = local.dev_server_argv(
+        binary("temporal"), port=port, ui_port=None, namespace="default", database=run_dir / "temporal.db",
+        search_attributes=SEARCH_ATTRIBUTES, http_port=free_port(), metrics_port=free_port(),
+    )
     return Proc("temporal", argv, run_dir / "temporal.log"), f"{LOOPBACK}:{port}"
 
 

@@ -16,7 +16,6 @@ database, the generated API key, the mail), so a run killed hard and started aga
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import json
@@ -41,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from models.settings import Settings, get_settings  # noqa: E402
+from scripts.local import LOOPBACK, dev_server_argv, free_port, parent_death_signal, port_open  # noqa: E402
 from workflows.types import SEARCH_ATTRIBUTES  # noqa: E402
 
 TEMPORAL_START_TIMEOUT = 60.0
@@ -48,7 +48,6 @@ API_START_TIMEOUT = 120.0
 STOP_GRACE_SECONDS = {"api": 15.0, "worker": 20.0, "smtp": 5.0, "temporal": 15.0}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 API_HOST = "0.0.0.0"
-LOOPBACK = "127.0.0.1"
 
 
 class StartupError(Exception):
@@ -72,26 +71,6 @@ def say(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Child processes
-
-
-def parent_death_signal() -> Callable[[], None] | None:
-    """A preexec function asking Linux to SIGTERM the child when this supervisor dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 @dataclass
@@ -376,14 +355,6 @@ def check_port_free(host: str, port: int, what: str, env_var: str) -> None:
     raise StartupError(f"{message}. Stop it with `kill {pid}`, or choose another port with {env_var}=<port>.")
 
 
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Temporal
 
@@ -403,7 +374,7 @@ def find_temporal_cli() -> str:
 
 def temporal_healthy(cli: str, address: str, env: dict[str, str]) -> bool:
     host, _, port = address.rpartition(":")
-    if port.isdigit() and host in LOCAL_HOSTS and not port_open(host, int(port)):
+    if port.isdigit() and host in LOCAL_HOSTS and not port_open(int(port), host):
         return False
     try:
         result = subprocess.run(
@@ -434,21 +405,14 @@ def register_search_attributes(cli: str, address: str, namespace: str, env: dict
                 "(the worker registers them too when it starts)")
 
 
-def dev_server_argv(cli: str, settings: Settings, data_dir: Path) -> list[str]:
-    argv = [
-        cli, "server", "start-dev",
-        "--db-filename", str(data_dir / "temporal.db"),
-        "--port", str(settings.temporal_port),
-        "--ui-port", str(settings.temporal_ui_port),
-        "--ip", LOOPBACK,
-        "--log-level", "error",
-        "--namespace", settings.temporal_namespace,
-        "--sqlite-pragma", "journal_mode=wal",
-        "--sqlite-pragma", "synchronous=normal",
-    ]
-    for name in SEARCH_ATTRIBUTES:
-        argv += ["--search-attribute", f"{name}=Keyword"]
-    return argv
+def temporal_argv(cli: str, settings: Settings, data_dir: Path) -> list[str]:
+    """The dev server on the data dir's SQLite file; its HTTP API and metrics ports are chosen here, below the
+    ephemeral range, where no outgoing connection can take one between the choice and the server's bind."""
+    return dev_server_argv(
+        cli, port=settings.temporal_port, ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace,
+        database=data_dir / "temporal.db", search_attributes=SEARCH_ATTRIBUTES, http_port=free_port(),
+        metrics_port=free_port(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -519,7 +483,7 @@ def main() -> int:
             address = f"{LOOPBACK}:{settings.temporal_port}"
             env["TEMPORAL_ADDRESS"] = address
             say(f"starting the Temporal dev server on {address} (state in {shown(data_dir / 'temporal.db')})")
-            supervisor.start("temporal", dev_server_argv(cli, settings, data_dir))
+            supervisor.start("temporal", temporal_argv(cli, settings, data_dir))
             if not supervisor.wait_until(lambda: temporal_healthy(cli, address, env), TEMPORAL_START_TIMEOUT):
                 raise StartupError(
                     f"the Temporal dev server did not become healthy on {address} within "
@@ -540,7 +504,7 @@ def main() -> int:
             env["SMTP_HOST"] = LOOPBACK
             supervisor.start("smtp", [sys.executable, str(ROOT / "scripts" / "smtp_sink.py"),
                                       "--host", LOOPBACK, "--port", str(settings.smtp_port), "--dir", str(mail_dir)])
-            if not supervisor.wait_until(lambda: port_open(LOOPBACK, settings.smtp_port), 15.0):
+            if not supervisor.wait_until(lambda: port_open(settings.smtp_port), 15.0):
                 raise StartupError(f"the SMTP sink did not listen on port {settings.smtp_port} within 15 s")
 
         supervisor.start("worker", [sys.executable, str(ROOT / "worker.py")])

@@ -10,6 +10,7 @@ import pytest
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from scripts.local import free_port, pinned_dev_server_args
 from tests.communication.mailbox import Inbox, point_settings_at, smtp_server
 from tests.postgres_support import postgres_test_databases  # noqa: F401
 from tests.seeds import SCHEMATHESIS_SEED
@@ -37,6 +38,8 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         dev_server_log_level="error",
+        port=free_port(),
+        dev_server_extra_args=pinned_dev_server_args(),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
     )
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -26,9 +25,9 @@ from activities.rule import Deps
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from models.tables import ApiKey
+from scripts import local
 from tests.postgres_support import release_database, test_database_url
 
-BIN = Path(sys.executable).parent
 ADMIN_KEY = "test-admin-key-0123456789"
 MEMBER_KEY = "test-member-key-0123456789"
 ID_BLOCK = 100_000
@@ -36,10 +35,10 @@ _id_blocks = itertools.count(1)
 
 
 def binary(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        pytest.fail(f"{name} not found next to {sys.executable}: install the test extra (make test does)")
-    return str(path)
+    try:
+        return local.binary(name)
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing))
 
 
 @dataclass

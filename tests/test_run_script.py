@@ -19,26 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.cluster import port_open
+from scripts.local import free_ports, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "scripts" / "run.py"
 TEMPORAL = Path(sys.executable).parent / "temporal"
 HEALTH_TIMEOUT = 90.0
 EXPECTED_CHILDREN = {"temporal", "smtp", "worker", "api"}
-
-
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def pid_running(pid: int) -> bool:

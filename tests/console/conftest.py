@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -18,6 +17,7 @@ import uvicorn
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from scripts.local import free_port, pinned_dev_server_args
 from tests.stacks import Stack, binary, open_stack, stack_settings
 from workflows.types import SEARCH_ATTRIBUTES
 
@@ -45,12 +45,6 @@ def chromium() -> str:
     return str(CHROMIUM)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 async def browser():
     from playwright.async_api import async_playwright
@@ -70,6 +64,7 @@ async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
     port = free_port()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"), dev_server_log_level="error", ui=True, ui_port=port,
+        port=free_port(), dev_server_extra_args=pinned_dev_server_args(),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
     )
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from email import message_from_bytes
@@ -17,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.testing import WorkflowEnvironment
 
+from scripts.local import free_port
 from tests.stacks import Stack, open_stack, stack_settings
 
 
@@ -70,10 +70,7 @@ class Inbox:
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     inbox.port = controller.port
     try:

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,32 +31,18 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
 from models.db import make_engine
-from models.settings import get_settings
-from scripts.run import dev_server_argv, temporal_healthy
+from scripts.local import binary, dev_server_argv, free_port
+from scripts.run import temporal_healthy
 from tests.postgres_support import test_database_url
 from tests.results import record_results
+from workflows.types import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).resolve().parent / "results"
 START_TIMEOUT = 90.0
 WORKER_READY = "worker on task queue"
 INHERITED_PREFIXES = ("STAGEFLOW_", "TEMPORAL_", "SMTP_", "SMS_")
 INHERITED_NAMES = {"DATABASE_URL"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -115,6 +100,7 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.api_key = "sf-admin-" + secrets.token_urlsafe(24)
         self.temporal_port, self.ui_port, self.api_port = free_port(), free_port(), free_port()
+        self.temporal_http_port, self.temporal_metrics_port = free_port(), free_port()
         self.task_queue = "faults-" + secrets.token_hex(4)
         self.env = {
             name: value for name, value in os.environ.items()
@@ -199,11 +185,12 @@ class Cluster:
 
     def start_temporal(self) -> Process:
         """The dev server on `data/temporal.db` (the same file every time), as `make run` starts it."""
-        cli = str(BIN / "temporal")
-        settings = get_settings(
-            temporal_port=self.temporal_port, temporal_ui_port=self.ui_port, temporal_namespace="default"
-        )
-        process = self._spawn("temporal", dev_server_argv(cli, settings, self.data))
+        cli = binary("temporal")
+        process = self._spawn("temporal", dev_server_argv(
+            cli, port=self.temporal_port, ui_port=self.ui_port, namespace="default", database=self.data / "temporal.db",
+            search_attributes=SEARCH_ATTRIBUTES, http_port=self.temporal_http_port,
+            metrics_port=self.temporal_metrics_port,
+        ))
         return self._ready(
             process, lambda: temporal_healthy(cli, self.temporal_address, self.env), "the server answers health checks"
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from email import message_from_bytes
@@ -14,6 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.testing import WorkflowEnvironment
 
+from scripts.local import free_port
 from tests.stacks import Stack, open_stack, stack_settings
 
 SENDER = "CRM <crm@shop.example>"
@@ -43,16 +43,10 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     inbox.port = controller.port
     try:

@@ -14,7 +14,8 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from tests.crm import automate, deal, eventually, pipeline, timeline, user
-from tests.faults.cluster import WebhookTarget, free_port
+from scripts.local import free_port
+from tests.faults.cluster import WebhookTarget
 from tests.security.findings import record
 from tests.stacks import open_stack, stack_settings
 

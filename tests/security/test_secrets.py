@@ -26,7 +26,8 @@ from temporalio.client import Client
 from models.tables import Document, DocumentSigner
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.documents.support import my_company
-from tests.faults.cluster import Cluster, Mailbox, WebhookTarget, free_port
+from scripts.local import free_port
+from tests.faults.cluster import Cluster, Mailbox, WebhookTarget
 from tests.security.findings import record
 
 LINK = re.compile(r"(/sign/[A-Za-z0-9_\-]{20,})")

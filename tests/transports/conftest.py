@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
+from scripts.local import free_port
 
 Reply = tuple[int, bytes, dict[str, str]]
 
@@ -69,6 +69,4 @@ async def http_server() -> AsyncIterator[HttpServer]:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from activities.transports.mail import (
     send_message,
     track_plain_text,
 )
+from scripts.local import free_port
 
 PDF_BYTES = b"%PDF-1.4\n" + bytes(range(256)) * 4 + b"\n%%EOF\n"
 BASE = "https://crm.example.com"
@@ -49,12 +49,6 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data == (b"crm", b"pa55word")
     return AuthResult(success=ok, handled=False)
@@ -63,7 +57,7 @@ def _authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, MailSettings]]:
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield inbox, MailSettings(host="127.0.0.1", port=controller.port, sender="shop@example.com", timeout=5)
@@ -75,7 +69,7 @@ def smtp() -> Iterator[tuple[Inbox, MailSettings]]:
 def smtp_with_auth() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
     controller = Controller(
-        inbox, hostname="127.0.0.1", port=_free_port(), authenticator=_authenticate, auth_require_tls=False
+        inbox, hostname="127.0.0.1", port=free_port(), authenticator=_authenticate, auth_require_tls=False
     )
     controller.start()
     try:
@@ -141,7 +135,7 @@ async def test_resend_carries_the_same_message_id(smtp) -> None:
 
 
 async def test_server_down_is_temporary() -> None:
-    settings = MailSettings(host="127.0.0.1", port=_free_port(), timeout=2)
+    settings = MailSettings(host="127.0.0.1", port=free_port(), timeout=2)
     with pytest.raises(MailTemporaryError, match="SMTP"):
         await send_message(settings, _invoice_mail()[0])
 
