@@ -16,6 +16,7 @@ from activities.worker import build_worker
 from api.logs import install_redaction
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
+from workflows.connection import connect
 from workflows.types import SEARCH_ATTRIBUTES
 
 log = logging.getLogger("stageflow.worker")
@@ -31,18 +32,6 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
-
-
-async def connect(settings: Settings, attempts: int = 60) -> Client:
-    for attempt in range(attempts):
-        try:
-            return await Client.connect(settings.effective_temporal_address, namespace=settings.temporal_namespace)
-        except RuntimeError as error:
-            if attempt == attempts - 1:
-                raise
-            log.info("Temporal at %s not ready (%s); retrying", settings.effective_temporal_address, error)
-            await asyncio.sleep(1)
-    raise RuntimeError("unreachable")
 
 
 async def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -29,9 +28,9 @@ from api.routes.document_templates import TEMPLATE_UPLOAD_MAX_BYTES
 from api.routes.settings import COMPANY_MAX_BODY_BYTES
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
+from workflows.connection import connect
 
 log = logging.getLogger(__name__)
-CONNECT_ATTEMPTS = 60
 
 
 def json_safe(value: Any) -> Any:
@@ -45,18 +44,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-async def connect_temporal(settings: Settings, attempts: int = CONNECT_ATTEMPTS) -> Client:
-    """The process's Temporal client; the server may still be starting, so a refused connection is retried."""
-    address, namespace = settings.effective_temporal_address, settings.temporal_namespace
-    for _ in range(attempts - 1):
-        try:
-            return await Client.connect(address, namespace=namespace)
-        except RuntimeError as error:  # the SDK reports a failed connection as RuntimeError
-            log.warning("Temporal at %s is not reachable yet (%s); retrying", address, error)
-            await asyncio.sleep(1.0)
-    return await Client.connect(address, namespace=namespace)
-
-
 def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
     """The API app. Its lifespan makes the DB engine and one Temporal client (or uses the one given)."""
     settings = settings or get_settings()
@@ -66,7 +53,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.effective_database_url)
         create_schema(engine)
-        client = temporal_client or await connect_temporal(settings)
+        client = temporal_client or await connect(settings)
         app.state.engine = engine
         app.state.temporal_client = client
         try:

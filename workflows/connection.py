@@ -1,0 +1,26 @@
+"""The process's Temporal client, for the API and the worker alike: the server may still be starting when they
+start, so a refused connection is retried."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client
+
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+CONNECT_ATTEMPTS = 60
+
+
+async def connect(settings: Settings, attempts: int = CONNECT_ATTEMPTS) -> Client:
+    """A client of the configured server and namespace, trying once a second up to `attempts` times."""
+    address, namespace = settings.effective_temporal_address, settings.temporal_namespace
+    for _ in range(attempts - 1):
+        try:
+            return await Client.connect(address, namespace=namespace)
+        except RuntimeError as error:  # the SDK reports a failed connection as RuntimeError
+            log.warning("Temporal at %s is not reachable yet (%s); retrying", address, error)
+            await asyncio.sleep(1.0)
+    return await Client.connect(address, namespace=namespace)
