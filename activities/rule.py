@@ -27,7 +27,7 @@ from models.domain import placeholders
 from models.settings import Settings
 from models.store import get_by
 from models.tables import Callback, Item
-from workflows.types import ItemEvent, MoveRequest, RuleCall, RuleOutcome, WaitSpec
+from workflows.types import ItemEvent, ItemMove, RuleCall, RuleOutcome, WaitSpec
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -80,7 +80,7 @@ class RuleContext(Generic[S]):
     data: dict[str, Any]
     item: Item
     events: list[ItemEvent] = field(default_factory=list)
-    moves: list[MoveRequest] = field(default_factory=list)
+    moves: list[ItemMove] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     wait: WaitSpec | None = None
     changed: list[str] = field(default_factory=list)
@@ -175,7 +175,7 @@ class RuleContext(Generic[S]):
         self.events.append(ItemEvent(type=type, data=data, event_id=event_id))
 
     def request_move(self, stage: str) -> None:
-        self.moves.append(MoveRequest(stage=stage, reason="rule", rule=self.rule_name, request_id=self.key("move")))
+        self.moves.append(ItemMove(stage=stage, reason="rule", rule=self.rule_name, request_id=self.key("move")))
 
     async def callback_url(self, timeout_seconds: float) -> str:
         """A one-time URL for the outside system's answer; after this rule, the stage entry waits for it

@@ -19,12 +19,12 @@ from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow, entry_summary, search_keys
 from workflows.types import (
-    ENGINE,
+    GENERATION,
     EntryInput,
     EventHandled,
     ItemEvent,
     ItemState,
-    MoveRequest,
+    ItemMove,
     MoveResult,
     PendingRule,
     entry_workflow_id,
@@ -62,13 +62,13 @@ def _state(settings: Settings, item: Item, entries_before: int = 0, first_stage:
         pipeline_id=item.pipeline_id,
         search_attributes=settings.temporal_search_attributes,
         history_limit=settings.item_history_limit,
-        engine=ENGINE,
+        engine=GENERATION,
         search_stage=first_stage if settings.temporal_search_attributes else None,
     )
 
 
 async def _update(
-    client: Client, settings: Settings, item: Item, request: MoveRequest, update_id: str, entries_before: int = 0
+    client: Client, settings: Settings, item: Item, request: ItemMove, update_id: str, entries_before: int = 0
 ) -> MoveResult:
     """The move as an update, starting the item's workflow when it is not running: started with the search
     attributes of the stage it enters, so that entering it needs no second write of them."""
@@ -102,7 +102,7 @@ async def start_item(
     """Start the item's workflow and enter its first stage; returns once that stage's rules have started.
     With `resume`, the item's workflow starts over in the stage the item records, as the same entry (its number
     and the time it began kept), so the entry's rules find what they did before and count delays from then."""
-    request = MoveRequest(stage=stage, as_user_id=as_user_id, reason="created", request_id="created")
+    request = ItemMove(stage=stage, as_user_id=as_user_id, reason="created", request_id="created")
     entries_before = item.entry_no - 1 if resume and item.entry_no else 0
     return await _update(client, settings, item, request, "created", entries_before)
 
@@ -111,7 +111,7 @@ async def move_item(
     client: Client, settings: Settings, item: Item, stage: str, *, as_user_id: int | None, request_id: str | None
 ) -> MoveResult:
     update_id = f"move-{request_id}" if request_id else f"move-{uuid.uuid4()}"
-    request = MoveRequest(stage=stage, as_user_id=as_user_id, reason="manual", request_id=update_id)
+    request = ItemMove(stage=stage, as_user_id=as_user_id, reason="manual", request_id=update_id)
     result = await _update(client, settings, item, request, update_id)
     if not result.moved and result.detail == "already in stage":
         raise MoveRejected(409, f"the item is already in stage {stage}")

@@ -17,7 +17,16 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 with workflow.unsafe.imports_passed_through():
     from workflows.types import (
+        BEGIN_ENTRY,
         ENTRY_WORKFLOW,
+        FINISH_ENTRY,
+        ITEM_CHANGED,
+        ITEM_EVENT,
+        RECORD_RULE_FAILED,
+        RECORD_WAIT_END,
+        RESCHEDULE_RULE,
+        RULE_MOVE,
+        SCHEDULE_RULE,
         CallbackSignal,
         EntryFinish,
         EntryInput,
@@ -38,12 +47,12 @@ with workflow.unsafe.imports_passed_through():
         anchor_field,
     )
 
-ENGINE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-ENGINE_TIMEOUT = timedelta(seconds=30)
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+STEP_TIMEOUT = timedelta(seconds=30)
 FINISHED = ("done", "skipped", "cancelled", "failed")
 # From this version on, the engine's own bookkeeping runs as local activities (markers in the history, no
 # round trip through the server); histories recorded before it keep their activities on replay.
-LOCAL_ENGINE = "local-engine-activities"
+LOCAL_STEPS = "local-engine-activities"
 # From this version on, a delay counted from a date field follows the field: a change recomputes the due time,
 # and an empty field makes the rule wait for a value instead of running at once.
 FOLLOW_FIELDS = "date-delays-follow-fields"
@@ -54,18 +63,18 @@ RULES_TOGETHER_PATCH = "rules-that-start-together"
 PLAN_AGAIN = "plan-again-after-reset"
 
 
-async def engine_activity(
+async def run_step(
     name: str, arg: Any, *, summary: str, result_type: Any = None, current: bool = False
 ) -> Any:
     """One of the engine's database steps: a local activity, or a regular one in histories from before (`current`:
     the run began under an engine generation with local steps, so it need not ask)."""
-    if current or workflow.patched(LOCAL_ENGINE):
+    if current or workflow.patched(LOCAL_STEPS):
         return await workflow.execute_local_activity(
-            name, arg, result_type=result_type, start_to_close_timeout=ENGINE_TIMEOUT, retry_policy=ENGINE_RETRY,
+            name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
             summary=summary,
         )
     return await workflow.execute_activity(
-        name, arg, result_type=result_type, start_to_close_timeout=ENGINE_TIMEOUT, retry_policy=ENGINE_RETRY,
+        name, arg, result_type=result_type, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
         summary=summary,
     )
 
@@ -100,7 +109,7 @@ class StageEntryWorkflow:
             if entry.plan is not None and not self._plan_again():
                 self.plan = entry.plan
             else:
-                self.plan = await self._step("begin_entry", entry, result_type=EntryPlan, summary="load rules")
+                self.plan = await self._step(BEGIN_ENTRY, entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
@@ -128,8 +137,8 @@ class StageEntryWorkflow:
         return dict(self.status)
 
     async def _step(self, name: str, arg: Any, *, summary: str, result_type: Any = None) -> Any:
-        """One of the engine's steps for this entry (`engine_activity`)."""
-        return await engine_activity(name, arg, summary=summary, result_type=result_type, current=self.current)
+        """One of the engine's steps for this entry (`run_step`)."""
+        return await run_step(name, arg, summary=summary, result_type=result_type, current=self.current)
 
     def _plan_again(self) -> bool:
         """Reset to its first workflow task (a new run of this entry that runs it anew), an entry started with its
@@ -143,7 +152,7 @@ class StageEntryWorkflow:
         """An outside system answered a rule's callback URL."""
         self.callbacks.setdefault(answer.rule, answer.values)
 
-    @workflow.signal
+    @workflow.signal(name=ITEM_CHANGED)
     def item_changed(self, change: ItemChanged) -> None:
         self.changes.extend(change.fields)
 
@@ -238,7 +247,7 @@ class StageEntryWorkflow:
             self.due[rule.name] = workflow.now()
             return
         self.due[rule.name] = await self._step(
-            "schedule_rule",
+            SCHEDULE_RULE,
             ScheduleCall(
                 item_id=self.entry.item_id,
                 entity=self.entry.entity,
@@ -288,7 +297,7 @@ class StageEntryWorkflow:
             seen = len(self.changes)
             self.reschedules += 1
             rescheduled = await self._step(
-                "reschedule_rule",
+                RESCHEDULE_RULE,
                 RescheduleCall(
                     item_id=self.entry.item_id,
                     entity=self.entry.entity,
@@ -370,7 +379,7 @@ class StageEntryWorkflow:
             outcome.result.update(changed=not timed_out, field=changed[0] if changed else None)
             detail = "time passed" if timed_out else "field changed: " + ", ".join(changed)
         await self._step(
-            "record_wait_end",
+            RECORD_WAIT_END,
             WaitEnded(
                 item_id=self.entry.item_id,
                 workflow_id=workflow.info().workflow_id,
@@ -428,7 +437,7 @@ class StageEntryWorkflow:
         self.status[rule.name] = "failed"
         self.failures.append(rule.name)
         await self._step(
-            "record_rule_failed",
+            RECORD_RULE_FAILED,
             RuleFailure(
                 item_id=self.entry.item_id,
                 entity=self.entry.entity,
@@ -456,9 +465,9 @@ class StageEntryWorkflow:
             return
         parent = workflow.get_external_workflow_handle(self.entry.parent_workflow_id)
         for event in outcome.events:
-            await parent.signal("event", ItemEvent(type=event.type, data=event.data, event_id=event.event_id))
+            await parent.signal(ITEM_EVENT, ItemEvent(type=event.type, data=event.data, event_id=event.event_id))
         for move in outcome.moves:
-            await parent.signal("rule_move", move)
+            await parent.signal(RULE_MOVE, move)
 
     def _skip_rest(self, rules: list[RulePlan], reason: str) -> None:
         for rule in rules:
@@ -490,7 +499,7 @@ class StageEntryWorkflow:
         """Records the rules that will not run. Cancelled before the rules were loaded, the activity
         records every rule of the stage as cancelled."""
         await self._step(
-            "finish_entry",
+            FINISH_ENTRY,
             EntryFinish(
                 item_id=self.entry.item_id,
                 entity=self.entry.entity,

@@ -19,10 +19,15 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.entry import StageEntryWorkflow, engine_activity
+    from workflows.entry import StageEntryWorkflow, run_step
     from workflows.types import (
-        ENGINE,
+        GENERATION,
+        ENTER_STAGE,
+        ITEM_CHANGED,
+        ITEM_EVENT,
         ITEM_WORKFLOW,
+        MATCH_TRIGGER,
+        RULE_MOVE,
         SA_ENTITY,
         SA_ITEM_ID,
         SA_PIPELINE_ID,
@@ -35,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ItemState,
         MatchCall,
         MatchResult,
-        MoveRequest,
+        ItemMove,
         MoveResult,
         entry_workflow_id,
     )
@@ -76,7 +81,7 @@ class ItemWorkflow:
     async def run(self, state: ItemState) -> None:
         await workflow.wait_condition(self._should_continue_as_new)
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self.lock.locked())
-        self.state.engine = ENGINE  # the next run begins under the current engine
+        self.state.engine = GENERATION  # the next run begins under the current engine
         workflow.continue_as_new(self.state)
 
     def _should_continue_as_new(self) -> bool:
@@ -87,12 +92,12 @@ class ItemWorkflow:
         return bool(limit) and info.get_current_history_length() >= limit
 
     @workflow.update
-    async def move(self, request: MoveRequest) -> MoveResult:
+    async def move(self, request: ItemMove) -> MoveResult:
         async with self.lock:
             return await self._move(request)
 
     @move.validator
-    def validate_move(self, request: MoveRequest) -> None:
+    def validate_move(self, request: ItemMove) -> None:
         if not request.stage:
             raise ApplicationError("stage is required", type="InvalidMove")
         if request.reason != "created" and self.state.stage is None and not self.lock.locked():
@@ -100,7 +105,7 @@ class ItemWorkflow:
         if request.stage == self.state.stage and not self.lock.locked():
             raise ApplicationError(f"the item is already in stage {request.stage}", type="AlreadyInStage")
 
-    @workflow.signal
+    @workflow.signal(name=ITEM_EVENT)
     async def event(self, event: ItemEvent) -> None:
         async with self.lock:
             _handled, rest = await self._handle(event)
@@ -141,8 +146,8 @@ class ItemWorkflow:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
         one_step = self.current or workflow.patched(TRIGGER_ENTERS)
-        match: MatchResult = await engine_activity(
-            "match_trigger",
+        match: MatchResult = await run_step(
+            MATCH_TRIGGER,
             MatchCall(
                 item_id=self.state.item_id,
                 entity=self.state.entity,
@@ -160,7 +165,7 @@ class ItemWorkflow:
         )
         if match.stage:
             rest = self._move(
-                MoveRequest(
+                ItemMove(
                     stage=match.stage,
                     as_user_id=match.as_user_id,
                     reason="trigger",
@@ -173,8 +178,8 @@ class ItemWorkflow:
             return EventHandled(matched=match.trigger, stage=match.stage, moved=match.entered), rest
         return EventHandled(stage=self.state.stage), None
 
-    @workflow.signal
-    async def rule_move(self, request: MoveRequest) -> None:
+    @workflow.signal(name=RULE_MOVE)
+    async def rule_move(self, request: ItemMove) -> None:
         """A move asked for by a rule (change stage); deduplicated by its request id."""
         async with self.lock:
             if self._seen(request.request_id):
@@ -194,7 +199,7 @@ class ItemWorkflow:
         del self.state.seen[:-SEEN_LIMIT]
         return False
 
-    async def _move(self, request: MoveRequest, *, entered: bool = False, started: str | None = None) -> MoveResult:
+    async def _move(self, request: ItemMove, *, entered: bool = False, started: str | None = None) -> MoveResult:
         """Enters the requested stage, unless the trigger's match already did (and `started`, the new entry's
         workflow); the step that enters starts the entry's workflow, or in runs from before engine generation 1 this
         workflow starts it as a child."""
@@ -237,11 +242,11 @@ class ItemWorkflow:
         child.add_done_callback(_outcome_seen)
         return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
 
-    async def _enter(self, request: MoveRequest, entry_no: int, now: datetime) -> str | None:
+    async def _enter(self, request: ItemMove, entry_no: int, now: datetime) -> str | None:
         """Enters the stage; in engine generation 1 the step also starts the entry and answers its workflow id."""
         state = self.state
-        return await engine_activity(
-            "enter_stage",
+        return await run_step(
+            ENTER_STAGE,
             EnterCall(
                 item_id=state.item_id,
                 entity=state.entity,
@@ -268,7 +273,7 @@ class ItemWorkflow:
 
         async def tell() -> None:
             try:
-                await workflow.get_external_workflow_handle(entry_id).signal("item_changed", change)
+                await workflow.get_external_workflow_handle(entry_id).signal(ITEM_CHANGED, change)
             except Exception as error:  # the entry may have finished already
                 workflow.logger.debug("entry %s not told: %s", entry_id, error)
 

@@ -11,10 +11,28 @@ from typing import Any
 
 ITEM_WORKFLOW = "ItemWorkflow"
 ENTRY_WORKFLOW = "StageEntryWorkflow"
+# The engine's steps, each named once: the workflows call them by these names and the activities register under them.
+ENTER_STAGE = "enter_stage"
+MATCH_TRIGGER = "match_trigger"
+BEGIN_ENTRY = "begin_entry"
+"""The plan of an entry started without one (by the engine before 0.5.0, or reset to its first workflow task)."""
+SCHEDULE_RULE = "schedule_rule"
+RESCHEDULE_RULE = "reschedule_rule"
+RECORD_RULE_FAILED = "record_rule_failed"
+RECORD_WAIT_END = "record_wait_end"
+FINISH_ENTRY = "finish_entry"
 RULES_TOGETHER = "rules.together"
 """The local activity that runs, in one call, the database-only rules of an entry that are due at its start."""
 
-ENGINE = 1
+# The signals the workflows send each other.
+ITEM_EVENT = "event"
+"""An event for the item's triggers (`ItemWorkflow.event`)."""
+RULE_MOVE = "rule_move"
+"""A move a rule asked for (`ItemWorkflow.rule_move`)."""
+ITEM_CHANGED = "item_changed"
+"""Item fields changed, for the rules of the current entry that follow them (`StageEntryWorkflow.item_changed`)."""
+
+GENERATION = 1
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
 `workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
@@ -51,13 +69,14 @@ class ItemState:
     search_attributes: bool = True
     history_limit: int = 0
     engine: int = 0
-    """The engine generation this run began under (`ENGINE`); 0 in runs started before there was one."""
+    """The generation this run began under (`GENERATION`); 0 in runs started before there was one. (Running
+    workflows carry the field under this name.)"""
     search_stage: str | None = None
     """The stage the workflow's search attributes show (the first one when the workflow was started with them)."""
 
 
 @dataclass
-class MoveRequest:
+class ItemMove:
     stage: str
     as_user_id: int | None = None
     reason: str = "manual"  # created | manual | trigger | rule
@@ -249,7 +268,7 @@ class RuleOutcome:
     reason: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
     events: list[ItemEvent] = field(default_factory=list)
-    moves: list[MoveRequest] = field(default_factory=list)
+    moves: list[ItemMove] = field(default_factory=list)
     wait: WaitSpec | None = None
     changed: list[str] = field(default_factory=list)
     """Item fields the rule changed (`close_date`, `Fields.<name>`): delays counted from them follow."""

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 import activities.document_store as documents_module
 from activities.document_store import resume_pending_pdfs
-from activities.engine import RuleRunner
+from activities.steps import RuleRunner
 from activities.rule import RuleContext
 from activities.rules import RULE_TYPES
 from models.item_data import build_data

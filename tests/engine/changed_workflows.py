@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.types import ENTRY_WORKFLOW, EntryInput
+    from workflows.types import BEGIN_ENTRY, ENTRY_WORKFLOW, EntryInput
 
 
 @workflow.defn(name=ENTRY_WORKFLOW)
@@ -15,5 +15,5 @@ class ReorderedEntryWorkflow:
     @workflow.run
     async def run(self, entry: EntryInput) -> dict:
         await workflow.sleep(timedelta(seconds=1))
-        await workflow.execute_activity("begin_entry", entry, start_to_close_timeout=timedelta(seconds=30))
+        await workflow.execute_activity(BEGIN_ENTRY, entry, start_to_close_timeout=timedelta(seconds=30))
         return {}

@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.engine.together import RulesTogetherStep
+from activities.steps.together import RulesTogetherStep
 from activities.rule import Deps
 from models.db import create_schema, make_engine
 from models.settings import get_settings

@@ -17,12 +17,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import workflows.client
-from activities.engine import EngineActivities
+from activities.steps import WorkerActivities
 from activities.rules import APP_RULES, RULE_TYPES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import open_stack, stack_settings
 from activities.worker import WORKFLOWS
-from workflows.types import EntryInput, EntryPlan
+from workflows.types import BEGIN_ENTRY, EntryInput, EntryPlan
 
 LOADING_SECONDS = 1.5
 
@@ -30,13 +30,13 @@ LOADING_SECONDS = 1.5
 async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelled(
     dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch
 ):
-    monkeypatch.setattr(workflows.client, "ENGINE", 0)  # the item's workflow runs as one started by 0.4.0
+    monkeypatch.setattr(workflows.client, "GENERATION", 0)  # the item's workflow runs as one started by 0.4.0
     async with AsyncExitStack() as exit_stack:
         stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
-        engine = EngineActivities(stack.deps, RULE_TYPES, APP_RULES)
+        engine = WorkerActivities(stack.deps, RULE_TYPES, APP_RULES)
         loading = asyncio.Event()
 
-        @activity.defn(name="begin_entry")
+        @activity.defn(name=BEGIN_ENTRY)
         async def slow_begin_entry(entry: EntryInput) -> EntryPlan:
             plan = await engine.planning.begin_entry(entry)
             if entry.stage == "WORK":

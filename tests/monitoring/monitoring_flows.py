@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from activities.engine import RuleRunner
+from activities.steps import RuleRunner
 from activities.rules import RULE_TYPES
 from models.item_data import load_automation
 from models.tables import Effect, Item

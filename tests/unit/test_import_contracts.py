@@ -45,7 +45,7 @@ def test_the_contracts_hold(tmp_path: Path) -> None:
         ("workflows/types.py", "import activities.keys", "Layers point down"),
         ("models/domain/timing.py", "import models.tables", "Inside models"),
         ("activities/transports/mail.py", "import activities.rule", "Inside activities"),
-        ("activities/rules/helpers.py", "import activities.engine", "Inside activities"),
+        ("activities/rules/helpers.py", "import activities.steps", "Inside activities"),
         ("models/domain/conditions.py", "import sqlmodel", "The pure domain does no I/O"),
         ("workflows/entry.py", "import models.domain.placeholders", "Workflow code imports only"),
     ],

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 import activities.rules
-from activities.engine import EngineActivities
+from activities.steps import WorkerActivities
 from activities.rule import Deps
 from activities.rules import APP_RULES, RULE_TYPES
 from activities.rules.custom import AppRuleType
@@ -55,8 +55,8 @@ def test_every_registered_type_is_whole_in_the_module_of_its_group(name: str) ->
 
 def test_the_worker_registers_one_activity_per_registered_type() -> None:
     deps = Deps(settings=None, database=None)
-    names = {fn.__temporal_activity_definition.name for fn in EngineActivities(deps, RULE_TYPES, APP_RULES).all()}
-    steps = {fn.__temporal_activity_definition.name for fn in EngineActivities(deps, {}, APP_RULES).steps()}
+    names = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, RULE_TYPES, APP_RULES).all()}
+    steps = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, {}, APP_RULES).steps()}
     assert names - steps == {f"rule.{name}" for name in RULE_TYPES} | {"rule.custom"}
 
 

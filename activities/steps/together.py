@@ -20,7 +20,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.engine.runner import RuleRunner, prepare_together
+from activities.steps.runner import RuleRunner, prepare_together
 from activities.rule import Deps
 from workflows.types import RULES_TOGETHER, RuleOutcome, RulesTogether
 

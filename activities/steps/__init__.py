@@ -12,19 +12,19 @@ from collections.abc import Callable, Mapping
 
 from temporalio import activity
 
-from activities.engine.outcomes import OutcomeSteps
-from activities.engine.planning import APP_RULE_ACTIVITY, PlanningSteps
-from activities.engine.runner import RuleRunner
-from activities.engine.stages import StageSteps
-from activities.engine.together import RulesTogetherStep
+from activities.steps.outcomes import OutcomeSteps
+from activities.steps.planning import APP_RULE_ACTIVITY, PlanningSteps
+from activities.steps.runner import RuleRunner
+from activities.steps.stages import StageSteps
+from activities.steps.together import RulesTogetherStep
 from activities.rule import Deps
 from models.domain.rule_types import RuleType
 from workflows.types import RuleCall, RuleOutcome
 
-__all__ = ["EngineActivities", "RuleRunner"]
+__all__ = ["WorkerActivities", "RuleRunner"]
 
 
-class EngineActivities:
+class WorkerActivities:
     """Every activity the worker registers: the engine's steps, `rule.<type>` for each built-in type of
     `rule_types`, and `rule.custom` (`app_rules`), which runs the rules of app-registered types."""
 

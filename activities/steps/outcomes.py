@@ -10,13 +10,22 @@ from typing import Any
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.engine.planning import rule_text
+from activities.steps.planning import rule_text
 from activities.keys import effect_key, outcome_key
 from activities.rule import Deps
 from models.item_data import load_automation
 from models.store import add_timeline
 from models.tables import Effect
-from workflows.types import EntryFinish, RuleCall, RuleFailure, WaitEnded, WaitSpec
+from workflows.types import (
+    FINISH_ENTRY,
+    RECORD_RULE_FAILED,
+    RECORD_WAIT_END,
+    EntryFinish,
+    RuleCall,
+    RuleFailure,
+    WaitEnded,
+    WaitSpec,
+)
 
 
 def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
@@ -47,7 +56,7 @@ class OutcomeSteps:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    @activity.defn(name="record_rule_failed")
+    @activity.defn(name=RECORD_RULE_FAILED)
     async def record_rule_failed(self, failure: RuleFailure) -> None:
         link = self.deps.settings.workflow_ui_link(failure.workflow_id)
 
@@ -69,7 +78,7 @@ class OutcomeSteps:
 
         await self.deps.db(work)
 
-    @activity.defn(name="record_wait_end")
+    @activity.defn(name=RECORD_WAIT_END)
     async def record_wait_end(self, ended: WaitEnded) -> None:
         if ended.timed_out:
             kind = "rule_timed_out"
@@ -90,7 +99,7 @@ class OutcomeSteps:
 
         await self.deps.db(work)
 
-    @activity.defn(name="finish_entry")
+    @activity.defn(name=FINISH_ENTRY)
     async def finish_entry(self, finish: EntryFinish) -> None:
         def work(session: Session) -> None:
             cancelled = list(finish.cancelled)

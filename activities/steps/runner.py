@@ -18,8 +18,8 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.engine.outcomes import record_waiting
-from activities.engine.planning import rule_text
+from activities.steps.outcomes import record_waiting
+from activities.steps.planning import rule_text
 from activities.keys import effect_key, outcome_key
 from activities.rule import Deps, RuleContext, RuleFailed
 from models.domain import conditions, placeholders
@@ -29,7 +29,7 @@ from models.domain.data_tree import data_tree
 from models.item_data import build_data, item_tree
 from models.store import add_timeline, insert_once
 from models.tables import Effect, Item
-from workflows.types import ItemEvent, MoveRequest, RuleCall, RuleOutcome, WaitSpec
+from workflows.types import ItemEvent, ItemMove, RuleCall, RuleOutcome, WaitSpec
 
 STORED_PREFIX = "<kept in the database: "
 
@@ -222,7 +222,7 @@ def _outcome_from(effect: Effect) -> RuleOutcome:
         result=stored.get("result", {}),
         variables=stored.get("variables", {}),
         events=[ItemEvent(**event) for event in stored.get("events", [])],
-        moves=[MoveRequest(**move) for move in stored.get("moves", [])],
+        moves=[ItemMove(**move) for move in stored.get("moves", [])],
         wait=WaitSpec(**stored["wait"]) if stored.get("wait") else None,
         changed=list(stored.get("changed") or []),
     )

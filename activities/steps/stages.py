@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.engine.planning import PlanningSteps, entry_began
+from activities.steps.planning import PlanningSteps, entry_began
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
 from models.domain.automation import AutomationConfig, TriggerConfig
@@ -15,7 +15,7 @@ from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
 from models.tables import Activity, Item, Stage, TimelineEntry
 from workflows.client import start_entry
-from workflows.types import EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
+from workflows.types import ENTER_STAGE, MATCH_TRIGGER, EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
 
 
 def enter(session: Session, call: EnterCall) -> Item:
@@ -70,7 +70,7 @@ class StageSteps:
         self.deps = deps
         self.planning = planning
 
-    @activity.defn(name="enter_stage")
+    @activity.defn(name=ENTER_STAGE)
     async def enter_stage(self, call: EnterCall) -> str | None:
         """The item enters the stage. With `start_entry`, the new entry's plan is made in the same transaction and
         its workflow started once that has committed; the answer is the entry's workflow id."""
@@ -104,7 +104,7 @@ class StageSteps:
             self.deps.client, entry, task_queue=activity.info().task_queue, search_attributes=search_attributes
         )
 
-    @activity.defn(name="match_trigger")
+    @activity.defn(name=MATCH_TRIGGER)
     async def match_trigger(self, call: MatchCall) -> MatchResult:
         """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
         def work(session: Session) -> tuple[MatchResult, EntryInput | None]:

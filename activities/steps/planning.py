@@ -20,7 +20,7 @@ from models.domain.rule_types import RuleType
 from models.item_data import load_automation, load_calendar
 from models.store import add_timeline
 from models.tables import CustomRuleType, Item
-from workflows.types import EntryInput, EntryPlan, RescheduleCall, Rescheduled, RulePlan, ScheduleCall, anchor_field
+from workflows.types import BEGIN_ENTRY, RESCHEDULE_RULE, SCHEDULE_RULE, EntryInput, EntryPlan, RescheduleCall, Rescheduled, RulePlan, ScheduleCall, anchor_field
 
 RULE_DEPENDENCY = "Rule."
 VARIABLE_DEPENDENCY = "Variables."
@@ -136,7 +136,7 @@ class PlanningSteps:
         self.deps = deps
         self.rule_types = rule_types
 
-    @activity.defn(name="begin_entry")
+    @activity.defn(name=BEGIN_ENTRY)
     async def begin_entry(self, entry: EntryInput) -> EntryPlan:
         """The plan of an entry started without one (by the engine before 0.5.0)."""
         def work(session: Session) -> EntryPlan:
@@ -198,7 +198,7 @@ class PlanningSteps:
             previous = rule.name
         return plan
 
-    @activity.defn(name="schedule_rule")
+    @activity.defn(name=SCHEDULE_RULE)
     async def schedule_rule(self, call: ScheduleCall) -> datetime | None:
         def work(session: Session) -> datetime | None:
             item = session.get(Item, call.item_id)
@@ -208,7 +208,7 @@ class PlanningSteps:
 
         return await self.deps.db(work)
 
-    @activity.defn(name="reschedule_rule")
+    @activity.defn(name=RESCHEDULE_RULE)
     async def reschedule_rule(self, call: RescheduleCall) -> Rescheduled:
         """The due time of a pending rule whose date field changed, recorded as `rule_rescheduled` when it moved."""
         def work(session: Session) -> Rescheduled:
