@@ -13,7 +13,7 @@ from temporalio.client import Client
 from activities.document_store import resume_pending_pdfs
 from activities.rule import Deps
 from activities.worker import build_worker
-from api.logs import install_redaction
+from models.logs import install_redaction
 from models.db import create_schema, make_engine
 from models.settings import Settings, get_settings
 from workflows.connection import connect

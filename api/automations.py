@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from activities.rendering import BUILTIN_KINDS
 from activities.rules import RULE_TYPES
-from activities.rules.custom import app_rule_types
+from activities.rules.custom import custom_rule_types
 from api.deps import hash_key
 from api.lookups import stages_of
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
@@ -37,7 +37,7 @@ def validation_context(session: Session, pipeline: Pipeline, settings: Settings)
         user_ids=set(session.exec(select(User.id)).all()),
         pipelines=pipelines,
         templates=templates,
-        rule_types={**RULE_TYPES, **app_rule_types(session)},
+        rule_types={**RULE_TYPES, **custom_rule_types(session)},
         pipeline_id=pipeline.id,
         phone_region=settings.sms_default_region,
     )

@@ -22,7 +22,7 @@ from api.console.routes import router as console_router
 from api.console.session import SignInNeeded
 from api.limits import BodyLimitMiddleware
 from api.texts import TextOnlyMiddleware
-from api.logs import install_redaction
+from models.logs import install_redaction
 from api.routes import api_router
 from api.routes.document_templates import TEMPLATE_UPLOAD_MAX_BYTES
 from api.routes.settings import COMPANY_MAX_BODY_BYTES

@@ -193,8 +193,11 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class Activity(SQLModel, table=True):
-    """A to-do on the item: call, meeting, other."""
+class CrmActivity(SQLModel, table=True):
+    """A CRM activity: a to-do on the item (call, meeting, other), `/activities` in the API; not a Temporal
+    activity."""
+
+    __tablename__ = "activity"
 
     id: int | None = Field(default=None, primary_key=True)
     item_id: int = Field(foreign_key="item.id", index=True)

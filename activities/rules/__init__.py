@@ -1,5 +1,5 @@
 """The rule types, written out once: every built-in type by its group's module, and the activity that runs the
-rules of app-registered types.
+rules of custom rule types.
 
 `GET /rule-types`, the worker's activity registration (`rule.<type>`) and the validation of a pipeline's
 automation all read `RULE_TYPES`. A type of group G lives whole in `activities/rules/G.py`: its settings model,
@@ -47,5 +47,5 @@ RULE_TYPES: dict[str, RuleType] = _registry(
 )
 """Every built-in rule type by name, in the catalogue's order."""
 
-APP_RULES: RuleType = custom.AppRules()
-"""The activity `rule.custom`, which runs the rules of every app-registered type."""
+CUSTOM_RULES: RuleType = custom.CustomRules()
+"""The activity `rule.custom`, which runs the rules of every custom rule type."""

@@ -1,6 +1,6 @@
-"""App rules: the rule types apps register (`POST /rule-types`), built from the JSON schema of their settings.
+"""Custom rule types: the rule types apps register (`POST /rule-types`), built from the JSON schema of their settings.
 
-A registered type's rules run through one activity, `rule.custom` (`AppRules`): it reads the type's
+A registered type's rules run through one activity, `rule.custom` (`CustomRules`): it reads the type's
 registration, checks the stored settings against its schema, and POSTs the rule, its rendered settings and the
 item's data to the type's handler URL (`activities.outbound`); the results are the type's declared `returns`
 from the JSON answer.
@@ -28,8 +28,8 @@ from models.tables import CustomRuleType
 CUSTOM_TIMEOUT_SECONDS = 30.0
 
 
-class AppRuleType(RuleType[BaseModel]):
-    """One app-registered rule type: its settings model comes from its schema, its effect from its handler URL."""
+class CustomType(RuleType[BaseModel]):
+    """One custom rule type: its settings model comes from its schema, its effect from its handler URL."""
 
     group = "custom"
 
@@ -41,7 +41,7 @@ class AppRuleType(RuleType[BaseModel]):
         self.returns, self.user_fields, self.handler_url = returns, user_fields, handler_url
 
     @classmethod
-    def from_row(cls, row: Any, reserved: Collection[str] = ()) -> AppRuleType:
+    def from_row(cls, row: Any, reserved: Collection[str] = ()) -> CustomType:
         """The type a registration describes (a `CustomRuleType` row, or the body that registers one). Built once
         per registration: every rule of the type and every catalogue read reuses it."""
         if row.name in reserved:
@@ -59,25 +59,25 @@ class AppRuleType(RuleType[BaseModel]):
 
 
 @lru_cache(maxsize=256)
-def _built(name: str, schema: str, handler_url: str, returns: tuple[str, ...], title: str) -> AppRuleType:
-    return app_rule_type(name, settings_schema=json.loads(schema), handler_url=handler_url, returns=returns,
+def _built(name: str, schema: str, handler_url: str, returns: tuple[str, ...], title: str) -> CustomType:
+    return custom_type(name, settings_schema=json.loads(schema), handler_url=handler_url, returns=returns,
                          title=title)
 
 
-def app_rule_types(session: Session) -> dict[str, AppRuleType]:
-    """The apps' own rule types, by name, in the order they were registered."""
+def custom_rule_types(session: Session) -> dict[str, CustomType]:
+    """The custom rule types, by name, in the order they were registered."""
     rows = session.exec(select(CustomRuleType).order_by(CustomRuleType.id)).all()
-    return {row.name: AppRuleType.from_row(row) for row in rows}
+    return {row.name: CustomType.from_row(row) for row in rows}
 
 
 class StoredSettings(BaseModel):
-    """The settings of a rule of an app type as stored; `AppRules` checks them against the type's own schema."""
+    """The settings of a rule of a custom rule type as stored; `CustomRules` checks them against the type's own schema."""
 
     model_config = ConfigDict(extra="allow")
 
 
-class AppRules(RuleType[StoredSettings]):
-    """The activity `rule.custom`: runs a rule of any app-registered type, as its registration says now."""
+class CustomRules(RuleType[StoredSettings]):
+    """The activity `rule.custom`: runs a rule of any custom rule type, as its registration says now."""
 
     name = "custom"
     group = "custom"
@@ -86,9 +86,9 @@ class AppRules(RuleType[StoredSettings]):
     settings = StoredSettings
 
     async def run(self, ctx: RuleContext[StoredSettings]) -> dict[str, Any]:
-        def load(session: Session) -> AppRuleType | None:
+        def load(session: Session) -> CustomType | None:
             row = get_by(session, CustomRuleType, name=ctx.rule_type)
-            return None if row is None else AppRuleType.from_row(row)
+            return None if row is None else CustomType.from_row(row)
 
         kind = await ctx.db(load)
         if kind is None:
@@ -134,7 +134,7 @@ def _property_type(prop: str, spec: Mapping[str, Any]) -> Any:
     )
 
 
-def app_rule_type(
+def custom_type(
     name: str,
     *,
     settings_schema: Mapping[str, Any],
@@ -144,7 +144,7 @@ def app_rule_type(
     description: str = "",
     user_fields: Sequence[str] = (),
     reserved: Collection[str] = (),
-) -> AppRuleType:
+) -> CustomType:
     """A rule type an app registers (`POST /rule-types`): its settings model is built from a JSON schema
     of an object with simple properties (string, integer, number, boolean, array, object). Raises
     ValueError naming the part of the schema at fault; `reserved` are the built-in type names."""
@@ -182,7 +182,7 @@ def app_rule_type(
     for result in returns:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", result):
             raise ValueError(f"returns: {result!r} is not an identifier")
-    return AppRuleType(
+    return CustomType(
         name=name,
         title=title or name,
         description=description,

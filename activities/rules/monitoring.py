@@ -42,7 +42,7 @@ from models.domain.problems import Problem
 from models.domain.rule_types import RuleEnv, RuleType, pipeline_problem, stage_problem
 from models.item_data import load_calendar
 from models.store import add_timeline, get_by, get_or_create
-from models.tables import Activity, Item, Message, Notification, Task, TimelineEntry, User, utcnow
+from models.tables import CrmActivity, Item, Message, Notification, Task, TimelineEntry, User, utcnow
 
 SUBJECT_LENGTH = 150
 
@@ -507,7 +507,7 @@ class ScheduleActivity(RuleType[ScheduleActivitySettings]):
         on_stage_change = settings.complete_on_stage_change
 
         def work(session: Session) -> dict[str, Any]:
-            existing = get_by(session, Activity, effect_key=ctx.effect_key)
+            existing = get_by(session, CrmActivity, effect_key=ctx.effect_key)
             if existing is not None:
                 return {"activity_id": existing.id, "due": _iso(existing.due_at)}
             _users(session, {responsible: "responsible_id"})
@@ -515,7 +515,7 @@ class ScheduleActivity(RuleType[ScheduleActivitySettings]):
             item = session.get(Item, ctx.item_id, with_for_update=True)
             left = item.entry_no != ctx.entry_no
             todo, _ = get_or_create(
-                session, Activity, ctx.effect_key,
+                session, CrmActivity, ctx.effect_key,
                 item_id=ctx.item_id, kind=settings.kind, description=description, due_at=due,
                 responsible_id=responsible, complete_on_stage_change=on_stage_change, entry_no=ctx.entry_no,
                 completed=bool(left and on_stage_change), completed_at=ctx.at if left and on_stage_change else None,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from temporalio import activity
 
 from activities.steps.outcomes import OutcomeSteps
-from activities.steps.planning import APP_RULE_ACTIVITY, PlanningSteps
+from activities.steps.planning import CUSTOM_RULE_ACTIVITY, PlanningSteps
 from activities.steps.runner import RuleRunner
 from activities.steps.stages import StageSteps
 from activities.steps.together import RulesTogetherStep
@@ -26,18 +26,18 @@ __all__ = ["WorkerActivities", "RuleRunner"]
 
 class WorkerActivities:
     """Every activity the worker registers: the engine's steps, `rule.<type>` for each built-in type of
-    `rule_types`, and `rule.custom` (`app_rules`), which runs the rules of app-registered types."""
+    `rule_types`, and `rule.custom` (`custom_rules`), which runs the rules of custom rule types."""
 
-    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType], app_rules: RuleType) -> None:
-        if app_rules.name != APP_RULE_ACTIVITY.removeprefix("rule."):
-            raise ValueError(f"the app rules activity is {APP_RULE_ACTIVITY}, not rule.{app_rules.name}")
+    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType], custom_rules: RuleType) -> None:
+        if custom_rules.name != CUSTOM_RULE_ACTIVITY.removeprefix("rule."):
+            raise ValueError(f"the custom rules activity is {CUSTOM_RULE_ACTIVITY}, not rule.{custom_rules.name}")
         self.deps = deps
         self.rule_types = dict(rule_types)
-        self.app_rules = app_rules
+        self.custom_rules = custom_rules
         self.planning = PlanningSteps(deps, self.rule_types)
         self.stages = StageSteps(deps, self.planning)
         self.outcomes = OutcomeSteps(deps)
-        kinds = [*self.rule_types.values(), self.app_rules]
+        kinds = [*self.rule_types.values(), self.custom_rules]
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
         self.together = RulesTogetherStep(deps, self.runners)
 

@@ -24,8 +24,8 @@ from workflows.types import BEGIN_ENTRY, RESCHEDULE_RULE, SCHEDULE_RULE, EntryIn
 
 RULE_DEPENDENCY = "Rule."
 VARIABLE_DEPENDENCY = "Variables."
-APP_RULE_ACTIVITY = "rule.custom"
-"""The activity that runs rules of app-registered types."""
+CUSTOM_RULE_ACTIVITY = "rule.custom"
+"""The activity that runs rules of custom rule types."""
 
 
 def rule_text(rule: RulePlan) -> str:
@@ -178,7 +178,7 @@ class PlanningSteps:
                 index=index,
                 name=rule.name,
                 type=rule.type,
-                activity=f"rule.{rule.type}" if kind is not None else APP_RULE_ACTIVITY,
+                activity=f"rule.{rule.type}" if kind is not None else CUSTOM_RULE_ACTIVITY,
                 start=rule.start if previous is not None else "on_entry",
                 delay=dump(rule.delay),
                 condition=dump(rule.condition),

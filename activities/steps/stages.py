@@ -13,7 +13,7 @@ from models.domain.automation import AutomationConfig, TriggerConfig
 from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
-from models.tables import Activity, Item, Stage, TimelineEntry
+from models.tables import CrmActivity, Item, Stage, TimelineEntry
 from workflows.client import start_entry
 from workflows.types import ENTER_STAGE, MATCH_TRIGGER, EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
 
@@ -49,9 +49,9 @@ def enter(session: Session, call: EnterCall) -> Item:
            "event": call.event_type, "rule": call.rule},
     )
     for todo in session.exec(
-        select(Activity).where(
-            Activity.item_id == item.id, Activity.completed == False,  # noqa: E712
-            Activity.complete_on_stage_change == True,  # noqa: E712
+        select(CrmActivity).where(
+            CrmActivity.item_id == item.id, CrmActivity.completed == False,  # noqa: E712
+            CrmActivity.complete_on_stage_change == True,  # noqa: E712
         )
     ):
         todo.completed, todo.completed_at = True, call.at

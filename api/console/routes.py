@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from activities.rules import RULE_TYPES
-from activities.rules.custom import app_rule_types
+from activities.rules.custom import custom_rule_types
 from api.automations import checked_automation, save_automation
 from api.console import forms
 from api.console.session import (
@@ -47,7 +47,7 @@ from models.domain.rule_types import GROUPS, rule_type_catalogue
 from models.domain.triggers import trigger_type_catalogue
 from models.domain.wording import condition_words, delay_words, time_after
 from models.item_data import load_automation
-from models.tables import Activity, Contact, Document, Item, Message, Pipeline, Task, TimelineEntry, User
+from models.tables import CrmActivity, Contact, Document, Item, Message, Pipeline, Task, TimelineEntry, User
 from workflows import client as workflow_client
 from workflows.types import entry_workflow_id
 
@@ -152,7 +152,7 @@ def _config(session: Session, pipeline_id: int) -> dict[str, Any]:
 
 
 def _rule_types(session: Session) -> dict[str, dict[str, Any]]:
-    return {entry["name"]: entry for entry in rule_type_catalogue(RULE_TYPES, app_rule_types(session))}
+    return {entry["name"]: entry for entry in rule_type_catalogue(RULE_TYPES, custom_rule_types(session))}
 
 
 def _trigger_types() -> dict[str, dict[str, Any]]:
@@ -480,7 +480,7 @@ def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, sess
         responsible=session.get(User, item.responsible_id),
         contact=session.get(Contact, item.contact_id) if item.contact_id else None,
         tasks=session.exec(select(Task).filter_by(**by_item).order_by(Task.id)).all(),
-        activities=session.exec(select(Activity).filter_by(**by_item).order_by(Activity.id)).all(),
+        activities=session.exec(select(CrmActivity).filter_by(**by_item).order_by(CrmActivity.id)).all(),
         messages=session.exec(select(Message).filter_by(**by_item).order_by(Message.id)).all(),
         documents=session.exec(select(Document.id, Document.number, Document.title, Document.template,
                                       Document.status).where(Document.item_id == item.id)).all(),

@@ -11,7 +11,7 @@ from api.deps import MAX_ID, PageDep, SessionDep, member_only, paginate
 from api.errors import not_found
 from api.lookups import ItemRefDep, of_item
 from api.schemas import ActivityPublic, ActivityUpdate
-from models.tables import Activity, utcnow
+from models.tables import CrmActivity, utcnow
 
 router = APIRouter(prefix="/activities", tags=["activities"], dependencies=member_only)
 ActivityId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -25,29 +25,29 @@ def list_activities(
     item: ItemRefDep,
     completed: Annotated[bool | None, Query()] = None,
 ):
-    statement = of_item(select(Activity), Activity.item_id, item).order_by(Activity.id)
+    statement = of_item(select(CrmActivity), CrmActivity.item_id, item).order_by(CrmActivity.id)
     if completed is not None:
-        statement = statement.where(Activity.completed == completed)
+        statement = statement.where(CrmActivity.completed == completed)
     return paginate(session, statement, page, response)
 
 
 @router.get("/{activity_id}", response_model=ActivityPublic)
 def read_activity(activity_id: ActivityId, session: SessionDep):
-    activity = session.get(Activity, activity_id)
-    if activity is None:
+    crm_activity = session.get(CrmActivity, activity_id)
+    if crm_activity is None:
         raise not_found("Activity", activity_id)
-    return activity
+    return crm_activity
 
 
 @router.patch("/{activity_id}", response_model=ActivityPublic)
 def update_activity(activity_id: ActivityId, body: ActivityUpdate, session: SessionDep):
-    activity = session.get(Activity, activity_id)
-    if activity is None:
+    crm_activity = session.get(CrmActivity, activity_id)
+    if crm_activity is None:
         raise not_found("Activity", activity_id)
-    if activity.completed != body.completed:
-        activity.completed = body.completed
-        activity.completed_at = utcnow() if body.completed else None
-        session.add(activity)
+    if crm_activity.completed != body.completed:
+        crm_activity.completed = body.completed
+        crm_activity.completed_at = utcnow() if body.completed else None
+        session.add(crm_activity)
         session.commit()
-        session.refresh(activity)
-    return activity
+        session.refresh(crm_activity)
+    return crm_activity

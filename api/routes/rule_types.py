@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from sqlmodel import select
 
 from activities.rules import RULE_TYPES
-from activities.rules.custom import AppRuleType, app_rule_types
+from activities.rules.custom import CustomType, custom_rule_types
 from activities.transports.net import registration_refusal, validate_url_syntax
 from api.deps import PageDep, SessionDep, SettingsDep, admin_only, member_only, page_of
 from api.errors import Problems, field_error
@@ -21,7 +21,7 @@ router = APIRouter(tags=["rule types"], dependencies=member_only)
 
 
 def _loc(message: str) -> tuple[list[str], str]:
-    """`app_rule_type` names the part at fault before a colon: `settings_schema.properties.x: ...`."""
+    """`custom_type` names the part at fault before a colon: `settings_schema.properties.x: ...`."""
     where, sep, text = message.partition(": ")
     if not sep or " " in where:
         return ["body", "settings_schema"], message
@@ -31,7 +31,7 @@ def _loc(message: str) -> tuple[list[str], str]:
 @router.get("/rule-types", response_model=list[dict[str, Any]])
 def list_rule_types(session: SessionDep, page: PageDep, response: Response):
     """Every rule type with its settings schema and return values: built-in ones, then the apps' own."""
-    return page_of(rule_type_catalogue(RULE_TYPES, app_rule_types(session)), page, response)
+    return page_of(rule_type_catalogue(RULE_TYPES, custom_rule_types(session)), page, response)
 
 
 @router.post(
@@ -48,7 +48,7 @@ async def create_rule_type(body: CustomRuleTypeCreate, session: SessionDep, sett
     elif (refusal := await registration_refusal(body.handler_url, allow_private=settings.allow_private_urls)):
         problems.add(("body", "handler_url"), refusal)
     try:
-        AppRuleType.from_row(body, reserved=RULE_TYPES)
+        CustomType.from_row(body, reserved=RULE_TYPES)
     except ValueError as error:
         loc, msg = _loc(str(error))
         problems.add(loc, msg)

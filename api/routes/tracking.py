@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.events import send_once
-from api.logs import redact
+from models.logs import redact
 from models.tables import Message
 
 router = APIRouter(prefix="/t", tags=["tracking"])

@@ -37,7 +37,7 @@ from api.simulation.scratch import scratch_engine, seed
 from models.domain.timing import as_utc
 from models.db import make_engine
 from models.settings import Settings
-from models.tables import Activity, Document, Item, Message, Notification, Task, TimelineEntry
+from models.tables import CrmActivity, Document, Item, Message, Notification, Task, TimelineEntry
 from workflows import client as workflow_client
 
 log = logging.getLogger("stageflow.simulation")
@@ -371,7 +371,7 @@ class Run:
                 "activities": [
                     {**origin(row.effect_key, row.item_id), "kind": row.kind, "description": row.description,
                      "due_at": _iso(row.due_at), "responsible_id": row.responsible_id}
-                    for row in new(Activity)
+                    for row in new(CrmActivity)
                 ],
                 "items_created": [
                     {**refs[row.id], "at": _iso(first_at.get(row.id)), "pipeline_id": row.pipeline_id, "title": row.title,

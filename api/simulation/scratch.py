@@ -1,5 +1,5 @@
 """A simulation's scratch database: a SQLite file of its own, seeded from the real database with what the rules
-read (users, pipelines and their automation, app rule types, my company, calendar, document templates and
+read (users, pipelines and their automation, custom rule types, my company, calendar, document templates and
 numbering, the contacts and companies the item names) and, for an item that exists, the item with its history.
 Nothing is ever written back."""
 
@@ -15,7 +15,7 @@ from sqlmodel import SQLModel
 
 from models.db import make_engine
 from models.tables import (
-    Activity,
+    CrmActivity,
     Automation,
     Company,
     Contact,
@@ -39,9 +39,9 @@ from models.tables import (
 
 CONFIGURATION = (User, Pipeline, Stage, Automation, CustomRuleType, SettingsRecord, DocumentTemplate, Sequence)
 """Copied whole: what any rule of any pipeline may read."""
-ITEM_HISTORY = (TimelineEntry, Effect, Task, Activity, Notification, Message, Document)
+ITEM_HISTORY = (TimelineEntry, Effect, Task, CrmActivity, Notification, Message, Document)
 """Copied for an item that exists: what its current entry did so far, which its rules read and do not repeat."""
-EFFECT_TABLES = (TimelineEntry, Task, Activity, Notification, Message, Document, Item)
+EFFECT_TABLES = (TimelineEntry, Task, CrmActivity, Notification, Message, Document, Item)
 """Where a simulation's effects land; rows above the seeded ones are the simulation's."""
 
 

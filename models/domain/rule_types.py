@@ -119,7 +119,7 @@ class RuleType(ABC, Generic[S]):
     user_fields: tuple[str, ...] = ()
     entities: tuple[str, ...] = ENTITY_TYPES
     handler_url: str | None = None
-    """For app-registered types: where their rules are sent to run."""
+    """For custom rule types: where their rules are sent to run."""
 
     def check(self, settings: S, env: RuleEnv) -> Iterable[Problem]:
         """Save-time problems beyond the settings model's own (pipelines, stages, templates, earlier rules)."""

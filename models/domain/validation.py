@@ -55,7 +55,7 @@ class ValidationContext:
     templates: Set[str] = field(default_factory=set)
     """Document template codes."""
     rule_types: Mapping[str, RuleType] = field(default_factory=dict)
-    """Every rule type a rule may have: the built-in registry and the app-registered types."""
+    """Every rule type a rule may have: the built-in registry and the custom rule types."""
     pipeline_id: int | None = None
     """The pipeline being configured, when known."""
     phone_region: str = "US"

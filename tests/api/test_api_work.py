@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from http import HTTPStatus
 
-from models.tables import Activity, Message, Notification, Task
+from models.tables import CrmActivity, Message, Notification, Task
 from tests.api.support import assert_problem, crm, insert, stage_of, total, wait_for_stage
 from tests.crm import deal, ok, pipeline, timeline, user
 
@@ -81,8 +81,8 @@ async def test_activities_are_listed_and_completed(stack):
     item = await deal(stack.member, flow["id"], manager["id"])
     call, meeting = insert(
         stack,
-        Activity(item_id=item["id"], kind="call", description="Call the client", responsible_id=manager["id"]),
-        Activity(item_id=item["id"], kind="meeting", description="Show the sofa"),
+        CrmActivity(item_id=item["id"], kind="call", description="Call the client", responsible_id=manager["id"]),
+        CrmActivity(item_id=item["id"], kind="meeting", description="Show the sofa"),
     )
     listed = ok(await stack.member.get("/activities", params={"deal_id": item["id"]}))
     assert [(row["kind"], row["completed"]) for row in listed] == [("call", False), ("meeting", False)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from api.logs import REDACTED, install_redaction, redact
+from models.logs import REDACTED, install_redaction, redact
 from tests.faults.cluster import Cluster
 from tests.security.findings import record
 from tests.security.test_access import BODIES, BY_TOKEN, with_token

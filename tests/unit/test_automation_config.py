@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from activities.rules import RULE_TYPES
-from activities.rules.custom import app_rule_type
+from activities.rules.custom import custom_type
 from models.domain.automation import AutomationConfig
 from models.domain.delays import Delay, DelayError, parse_delay
 from models.domain.rule_types import rule_type_catalogue
@@ -608,7 +608,7 @@ def test_trigger_catalogue() -> None:
 
 
 def test_app_rule_types() -> None:
-    kind = app_rule_type(
+    kind = custom_type(
         "crm_score",
         settings_schema={
             "type": "object",
@@ -647,4 +647,4 @@ def test_app_rule_types() -> None:
 )
 def test_bad_app_rule_types(name: str, schema: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        app_rule_type(name, settings_schema=schema, handler_url="https://x.example.com", reserved=RULE_TYPES)
+        custom_type(name, settings_schema=schema, handler_url="https://x.example.com", reserved=RULE_TYPES)

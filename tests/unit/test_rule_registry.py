@@ -14,12 +14,12 @@ from pydantic import BaseModel
 import activities.rules
 from activities.steps import WorkerActivities
 from activities.rule import Deps
-from activities.rules import APP_RULES, RULE_TYPES
-from activities.rules.custom import AppRuleType
+from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules.custom import CustomType
 from models.domain.rule_types import GROUPS, RuleType, rule_type_catalogue
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 
-HELPERS = ("AppRuleType", "AppRules")
+HELPERS = ("CustomType", "CustomRules")
 """Classes of `activities.rules.custom` that are not built-in types: app types are built from registrations."""
 
 
@@ -55,8 +55,8 @@ def test_every_registered_type_is_whole_in_the_module_of_its_group(name: str) ->
 
 def test_the_worker_registers_one_activity_per_registered_type() -> None:
     deps = Deps(settings=None, database=None)
-    names = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, RULE_TYPES, APP_RULES).all()}
-    steps = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, {}, APP_RULES).steps()}
+    names = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, RULE_TYPES, CUSTOM_RULES).all()}
+    steps = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, {}, CUSTOM_RULES).steps()}
     assert names - steps == {f"rule.{name}" for name in RULE_TYPES} | {"rule.custom"}
 
 
@@ -73,7 +73,7 @@ def test_the_catalogue_and_the_validation_read_the_registry() -> None:
 
 def test_an_app_type_cannot_take_a_built_in_name() -> None:
     with pytest.raises(ValueError, match="built-in"):
-        AppRuleType.from_row(
+        CustomType.from_row(
             type("Row", (), {"name": "send_sms", "settings_schema": {}, "handler_url": "https://x.example.com",
                              "returns": [], "title": ""})(),
             reserved=RULE_TYPES,
