@@ -24,6 +24,7 @@ from activities import keys
 from activities.transports.senders import Transports
 from models.db import session_scope
 from models.domain import placeholders
+from models.domain.events import Event
 from models.settings import Settings
 from models.store import get_by
 from models.tables import Callback, Item
@@ -169,10 +170,10 @@ class RuleContext(Generic[S]):
 
         return await self.db(run)
 
-    def emit_event(self, type: str, data: dict[str, Any], *, suffix: str = "") -> None:
+    def emit_event(self, event: Event, *, suffix: str = "") -> None:
         """An event this rule produces on purpose (e.g. a task it completed), for the item's triggers."""
-        event_id = self.key("event", type, suffix or len(self.events))
-        self.events.append(ItemEvent(type=type, data=data, event_id=event_id))
+        event_id = self.key("event", event.type, suffix or len(self.events))
+        self.events.append(ItemEvent(type=event.type, data=event.data(), event_id=event_id))
 
     def request_move(self, stage: str) -> None:
         self.moves.append(ItemMove(stage=stage, reason="rule", rule=self.rule_name, request_id=self.key("move")))

@@ -19,6 +19,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.domain.events import FieldChanged
     from workflows.entry import StageEntryWorkflow, run_step
     from workflows.types import (
         GENERATION,
@@ -142,7 +143,7 @@ class ItemWorkflow:
         did, starting its entry) is handed back to be awaited."""
         if self._seen(event.event_id):
             return EventHandled(stage=self.state.stage), None  # handled before, under the same event id
-        if event.type == "field_changed" and self.state.entry_no:
+        if event.type == FieldChanged.TYPE and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
         one_step = self.current or workflow.patched(TRIGGER_ENTERS)

@@ -27,6 +27,7 @@ from activities.transports.mail import (
 )
 from models.domain import timing
 from models.domain.data_tree import date_fields, entity_root
+from models.domain.events import TaskStatusChanged
 from models.domain.fields import (
     RESERVED_TIMELINE_KINDS,
     Moment,
@@ -420,7 +421,7 @@ class CompleteTasks(RuleType[CompleteTasksSettings]):
                 statement = statement.where(col(Task.stage).in_(stages))
             open_tasks = list(session.exec(statement))
             done_before = _completed_by_this_rule(session, ctx)
-            completed: list[dict[str, Any]] = []
+            completed: list[TaskStatusChanged] = []
             tasks = {task.id: task for task in [*done_before, *open_tasks]}
             for task in sorted(tasks.values(), key=lambda row: row.id):
                 if task.status != "completed":
@@ -433,20 +434,10 @@ class CompleteTasks(RuleType[CompleteTasksSettings]):
                         at=ctx.at, key=_completion_key(ctx, task.id), rule_name=ctx.rule_name, entry_no=ctx.entry_no,
                         task_id=task.id, status="completed", **{"from": previous},
                     )
-                completed.append(
-                    {
-                        "task_id": task.id,
-                        "status": "completed",
-                        "title": task.title,
-                        "responsible_id": task.responsible_id,
-                        "rule_name": task.rule_name,
-                        "pipeline_id": task.pipeline_id,
-                        "stage": task.stage,
-                    }
-                )
+                completed.append(TaskStatusChanged.of(task))
             for event in completed:
-                ctx.emit_event("task_status", event, suffix=str(event["task_id"]))
-            return {"completed_count": len(completed), "task_ids": [event["task_id"] for event in completed]}
+                ctx.emit_event(event, suffix=str(event.task_id))
+            return {"completed_count": len(completed), "task_ids": [event.task_id for event in completed]}
 
         return await ctx.finish(work)
 

@@ -1,8 +1,9 @@
 """Trigger types: each one's filter model (its fields, save-time checks and matching) and which trigger an event
 fires, scanned in pipeline order.
 
-A filter model validates the filter when the automation is saved and decides, when an event arrives, whether
-the event is one its trigger waits for (`matches`). `TRIGGER_TYPES` is the registry.
+A trigger type waits for one kind of event (`models/domain/events.py`, named by its `TYPE`). A filter model
+validates the filter when the automation is saved and decides, when an event arrives, whether the event is one its
+trigger waits for (`matches`, reading the event's data back as its event type). `TRIGGER_TYPES` is the registry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from models.domain import conditions
+from models.domain.events import (
+    DocumentEvent,
+    DocumentOpened,
+    DocumentSigned,
+    EmailOpened,
+    FieldChanged,
+    LinkClicked,
+    PaymentReceived,
+    ResponsibleChanged,
+    TaskStatusChanged,
+    WebhookCalled,
+)
 from models.domain.fields import StageCode, TemplateCode, WatchableField, number_or_none, settings_config
 from models.domain.problems import Problem
 from models.domain.rule_types import RuleEnv, stage_problem, template_problem
@@ -50,12 +63,13 @@ class PaymentFilter(Filter):
         return self
 
     def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
-        amount = number_or_none(data.get("amount"))
+        payment = PaymentReceived.read(data)
+        amount = number_or_none(payment.amount)
         if self.min_amount is not None and (amount is None or amount < self.min_amount):
             return False
         if self.max_amount is not None and (amount is None or amount > self.max_amount):
             return False
-        return not self.currency or str(data.get("currency") or "").upper() == self.currency.upper()
+        return not self.currency or str(payment.currency or "").upper() == self.currency.upper()
 
 
 class TaskStatusFilter(Filter):
@@ -75,14 +89,15 @@ class TaskStatusFilter(Filter):
         return [value] if isinstance(value, str) else value
 
     def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
-        if self.status and data.get("status") != self.status:
+        task = TaskStatusChanged.read(data)
+        if self.status and task.status != self.status:
             return False
-        title = str(data.get("title") or "").lower()
+        title = str(task.title or "").lower()
         if not all(word.lower() in title for word in self.title_contains):
             return False
-        if self.responsible_id and data.get("responsible_id") != self.responsible_id:
+        if self.responsible_id and task.responsible_id != self.responsible_id:
             return False
-        return not self.created_by_stage or data.get("stage") == self.created_by_stage
+        return not self.created_by_stage or task.stage == self.created_by_stage
 
     def check(self, env: RuleEnv) -> Iterable[Problem]:
         return stage_problem(self.created_by_stage, env.stage_codes, ("created_by_stage",), "this pipeline")
@@ -93,7 +108,7 @@ class DocumentFilter(Filter):
     template: TemplateCode | None = None
 
     def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
-        return not self.template or data.get("template") == self.template
+        return not self.template or DocumentEvent.read(data).template == self.template
 
     def check(self, env: RuleEnv) -> Iterable[Problem]:
         return template_problem(self.template, env)
@@ -104,14 +119,15 @@ class FieldChangedFilter(Filter):
     fields: list[WatchableField] = Field(min_length=1, max_length=50)
 
     def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
-        return bool(set(self.fields) & set(data.get("fields") or []))
+        return bool(set(self.fields) & set(FieldChanged.read(data).fields or []))
 
 
 class WebhookFilter(Filter):
     """No fields: a call of the trigger's own secret URL names its stage and trigger."""
 
     def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
-        return data.get("stage") == stage and data.get("trigger") == trigger
+        call = WebhookCalled.read(data)
+        return call.stage == stage and call.trigger == trigger
 
 
 class CustomEventFilter(Filter):
@@ -159,18 +175,18 @@ class CustomEventType(TriggerType):
 
 
 _TRIGGERS: list[TriggerType] = [
-    TriggerType("payment_received", "Payment received", "A payment for the item is reported (POST …/payments).",
+    TriggerType(PaymentReceived.TYPE, "Payment received", "A payment for the item is reported (POST …/payments).",
                 PaymentFilter),
-    TriggerType("task_status", "Task status changed", "A task linked to the item reaches a status.",
+    TriggerType(TaskStatusChanged.TYPE, "Task status changed", "A task linked to the item reaches a status.",
                 TaskStatusFilter, user_fields=("responsible_id",)),
-    TriggerType("document_opened", "Document opened", "The client opens a document's public link.", DocumentFilter),
-    TriggerType("document_signed", "Document signed", "A document sent for signing is signed.", DocumentFilter),
-    TriggerType("email_opened", "Email opened", "The client opens an e-mail sent by a rule."),
-    TriggerType("link_clicked", "Email link clicked", "The client clicks a link in an e-mail sent by a rule."),
-    TriggerType("field_changed", "Field changed", "One of the chosen item fields changes.", FieldChangedFilter),
-    TriggerType("responsible_changed", "Responsible changed", "Another user becomes responsible for the item."),
-    TriggerType("webhook", "Inbound webhook", "An outside system calls the trigger's secret URL (POST /hooks/{secret}).",
-                WebhookFilter),
+    TriggerType(DocumentOpened.TYPE, "Document opened", "The client opens a document's public link.", DocumentFilter),
+    TriggerType(DocumentSigned.TYPE, "Document signed", "A document sent for signing is signed.", DocumentFilter),
+    TriggerType(EmailOpened.TYPE, "Email opened", "The client opens an e-mail sent by a rule."),
+    TriggerType(LinkClicked.TYPE, "Email link clicked", "The client clicks a link in an e-mail sent by a rule."),
+    TriggerType(FieldChanged.TYPE, "Field changed", "One of the chosen item fields changes.", FieldChangedFilter),
+    TriggerType(ResponsibleChanged.TYPE, "Responsible changed", "Another user becomes responsible for the item."),
+    TriggerType(WebhookCalled.TYPE, "Inbound webhook",
+                "An outside system calls the trigger's secret URL (POST /hooks/{secret}).", WebhookFilter),
     CustomEventType("custom", "Custom event", "A client system posts an event with this name (POST …/events).",
                     CustomEventFilter),
 ]
