@@ -9,7 +9,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.steps import WorkerActivities
 from activities.rule import Deps
-from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
 
@@ -26,7 +26,7 @@ def workflow_runner(sandbox: bool) -> SandboxedWorkflowRunner | UnsandboxedWorkf
 
 
 def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **options) -> Worker:
-    activities = WorkerActivities(deps, RULE_TYPES, CUSTOM_RULES)
+    activities = WorkerActivities(deps, RULE_TYPES, CUSTOM_RULES, rule_types)
     # Few workflow task slots: they share one event loop, and when many timers fire at once 200 slots made every
     # task slow (thousands over 5 s in a burst of 1,000) where 20 keep each short at the same rate.
     options.setdefault("max_concurrent_activities", deps.settings.worker_activity_slots)

@@ -20,6 +20,7 @@ from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow, entry_summary, search_keys
 from workflows.types import (
     GENERATION,
+    CallbackSignal,
     EntryInput,
     EventHandled,
     ItemEvent,
@@ -134,6 +135,11 @@ async def handle_event(
     return await client.get_workflow_handle(item_workflow_id(item)).execute_update(
         ItemWorkflow.handle_event, event, id=f"event-{event.event_id}", result_type=EventHandled
     )
+
+
+async def answer_callback(client: Client, entry_workflow_id: str, answer: CallbackSignal) -> None:
+    """The answer to a rule of the entry that waits for an outside system."""
+    await client.get_workflow_handle(entry_workflow_id).signal(StageEntryWorkflow.callback, answer)
 
 
 async def start_entry(client: Client, entry: EntryInput, *, task_queue: str, search_attributes: bool) -> str:

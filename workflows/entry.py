@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         BEGIN_ENTRY,
+        CALLBACK,
         ENTRY_WORKFLOW,
         FINISH_ENTRY,
         ITEM_CHANGED,
@@ -147,7 +148,7 @@ class StageEntryWorkflow:
         info = workflow.info()
         return info.run_id != info.first_execution_run_id and workflow.patched(PLAN_AGAIN)
 
-    @workflow.signal
+    @workflow.signal(name=CALLBACK)
     def callback(self, answer: CallbackSignal) -> None:
         """An outside system answered a rule's callback URL."""
         self.callbacks.setdefault(answer.rule, answer.values)

@@ -31,6 +31,8 @@ RULE_MOVE = "rule_move"
 """A move a rule asked for (`ItemWorkflow.rule_move`)."""
 ITEM_CHANGED = "item_changed"
 """Item fields changed, for the rules of the current entry that follow them (`StageEntryWorkflow.item_changed`)."""
+CALLBACK = "callback"
+"""An outside system answered a rule's callback URL (`StageEntryWorkflow.callback`)."""
 
 GENERATION = 1
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or

@@ -10,6 +10,8 @@ defined but not listed here, listed but without a handler, or in the module of a
 from __future__ import annotations
 
 from activities.rules import communication, custom, documents, helpers, monitoring, repeat_sales
+from sqlmodel import Session
+
 from models.domain.rule_types import RuleType
 
 
@@ -46,6 +48,12 @@ RULE_TYPES: dict[str, RuleType] = _registry(
     helpers.Webhook(),
 )
 """Every built-in rule type by name, in the catalogue's order."""
+
+def rule_types(session: Session) -> dict[str, RuleType]:
+    """Every type a rule may have now: the built-in ones in the catalogue's order, then the custom ones in the order
+    they were registered (`POST /rule-types`). The catalogue, the automation's checks and an entry's plan read this."""
+    return {**RULE_TYPES, **custom.custom_rule_types(session)}
+
 
 CUSTOM_RULES: RuleType = custom.CustomRules()
 """The activity `rule.custom`, which runs the rules of every custom rule type."""

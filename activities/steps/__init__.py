@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from sqlmodel import Session
 from temporalio import activity
 
 from activities.steps.outcomes import OutcomeSteps
@@ -28,13 +29,16 @@ class WorkerActivities:
     """Every activity the worker registers: the engine's steps, `rule.<type>` for each built-in type of
     `rule_types`, and `rule.custom` (`custom_rules`), which runs the rules of custom rule types."""
 
-    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType], custom_rules: RuleType) -> None:
+    def __init__(
+        self, deps: Deps, rule_types: Mapping[str, RuleType], custom_rules: RuleType,
+        all_rule_types: Callable[[Session], Mapping[str, RuleType]],
+    ) -> None:
         if custom_rules.name != CUSTOM_RULE_ACTIVITY.removeprefix("rule."):
             raise ValueError(f"the custom rules activity is {CUSTOM_RULE_ACTIVITY}, not rule.{custom_rules.name}")
         self.deps = deps
         self.rule_types = dict(rule_types)
         self.custom_rules = custom_rules
-        self.planning = PlanningSteps(deps, self.rule_types)
+        self.planning = PlanningSteps(deps, self.rule_types, all_rule_types)
         self.stages = StageSteps(deps, self.planning)
         self.outcomes = OutcomeSteps(deps)
         kinds = [*self.rule_types.values(), self.custom_rules]

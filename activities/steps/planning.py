@@ -3,11 +3,11 @@ due), and the due time of a rule that starts after the previous one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio import activity
 
 from activities.keys import outcome_key, part_key
@@ -19,7 +19,7 @@ from models.domain.delays import parse_delay
 from models.domain.rule_types import RuleType
 from models.item_data import load_automation, load_calendar
 from models.store import add_timeline
-from models.tables import CustomRuleType, Item
+from models.tables import Item
 from workflows.types import BEGIN_ENTRY, RESCHEDULE_RULE, SCHEDULE_RULE, EntryInput, EntryPlan, RescheduleCall, Rescheduled, RulePlan, ScheduleCall, anchor_field
 
 RULE_DEPENDENCY = "Rule."
@@ -132,9 +132,14 @@ def _shown(moment: datetime | None) -> str:
 
 
 class PlanningSteps:
-    def __init__(self, deps: Deps, rule_types: Mapping[str, RuleType]) -> None:
+    def __init__(
+        self, deps: Deps, rule_types: Mapping[str, RuleType], all_rule_types: Callable[[Session], Mapping[str, RuleType]]
+    ) -> None:
         self.deps = deps
         self.rule_types = rule_types
+        """The built-in types: each runs as its own activity, `rule.<type>`."""
+        self.all_rule_types = all_rule_types
+        """Every type a rule may have now, custom ones included (`activities.rules.rule_types`)."""
 
     @activity.defn(name=BEGIN_ENTRY)
     async def begin_entry(self, entry: EntryInput) -> EntryPlan:
@@ -156,7 +161,7 @@ class PlanningSteps:
         that start on entry, each recorded as scheduled."""
         config, version = automation or load_automation(session, pipeline_id)
         stage = config.stages.get(stage_code)
-        custom = {row.name for row in session.exec(select(CustomRuleType))}
+        kinds = self.all_rule_types(session)
         calendar = load_calendar(session)
         settings = self.deps.settings
         plan = EntryPlan(
@@ -173,20 +178,21 @@ class PlanningSteps:
         setters: dict[str, str] = {}
         previous: str | None = None
         for index, rule in enumerate(stage.rules):
-            kind = self.rule_types.get(rule.type)
+            kind = kinds.get(rule.type)
+            custom = rule.type not in self.rule_types
             plan_rule = RulePlan(
                 index=index,
                 name=rule.name,
                 type=rule.type,
-                activity=f"rule.{rule.type}" if kind is not None else CUSTOM_RULE_ACTIVITY,
+                activity=CUSTOM_RULE_ACTIVITY if custom else f"rule.{rule.type}",
                 start=rule.start if previous is not None else "on_entry",
                 delay=dump(rule.delay),
                 condition=dump(rule.condition),
                 settings=dict(rule.settings),
-                auxiliary=bool(kind.auxiliary) if kind else rule.type in custom,
+                auxiliary=kind is not None if custom else bool(kind.auxiliary),
                 depends_on=dependencies(rule, earlier, setters),
                 wait_for=previous if rule.start == "after_previous" else None,
-                local=bool(kind and kind.local),
+                local=not custom and bool(kind.local),
             )
             if plan_rule.start == "on_entry":
                 plan_rule.due = _due(item, rule, entered_at, calendar)

@@ -7,6 +7,7 @@ drag across stages, each item's page with its story and what is pending, and wha
 
 import json
 import secrets
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,9 +18,6 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from activities.rules import RULE_TYPES
-from activities.rules.custom import custom_rule_types
-from api.automations import checked_automation, save_automation
 from api.console import forms
 from api.console.session import (
     COOKIE,
@@ -35,20 +33,21 @@ from api.console.session import (
     require_admin,
 )
 from api.deps import MAX_ID, ClientDep, SessionDep, SettingsDep, caller_for_key
+from api.files import document_file
 from api.lookups import get_pipeline, stages_of
-from api.routes.documents import DOCX, PDF, file_response, get_document, safe_filename
-from api.routes.simulations import document_download
 from api.schemas import ItemCreate
+from api.simulation.documents import read_simulated_document
 from api.simulation.plan import sample_plan, simulator
 from api.simulation.runner import SimulationsBusy
 from api.simulation.schemas import SampleItem, ScriptPart
 from api.texts import MESSAGE, unstorable
-from models.domain.rule_types import GROUPS, rule_type_catalogue
-from models.domain.triggers import trigger_type_catalogue
+from api.usecases import items
+from api.usecases.automation import change_automation, current_automation
+from api.usecases.documents import get_document
+from api.usecases.rule_types import rule_catalogue, trigger_catalogue
+from models.domain.rule_types import GROUPS
 from models.domain.wording import condition_words, delay_words, time_after
-from models.item_data import load_automation
-from models.tables import CrmActivity, Contact, Document, Item, Message, Pipeline, Task, TimelineEntry, User
-from workflows import client as workflow_client
+from models.tables import Contact, CrmActivity, Document, Item, Message, Pipeline, Task, TimelineEntry, User
 from workflows.types import entry_workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -147,16 +146,12 @@ def home(user: UserDep):
 # -- pipelines and their automation ---------------------------------------------------------------------------
 
 
-def _config(session: Session, pipeline_id: int) -> dict[str, Any]:
-    return load_automation(session, pipeline_id)[0].to_json()
-
-
 def _rule_types(session: Session) -> dict[str, dict[str, Any]]:
-    return {entry["name"]: entry for entry in rule_type_catalogue(RULE_TYPES, custom_rule_types(session))}
+    return {kind["name"]: kind for kind in rule_catalogue(session)}
 
 
 def _trigger_types() -> dict[str, dict[str, Any]]:
-    return {entry["name"]: entry for entry in trigger_type_catalogue()}
+    return {kind["name"]: kind for kind in trigger_catalogue()}
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
@@ -169,7 +164,7 @@ def pipelines(request: Request, user: UserDep, session: SessionDep):
 @router.get("/pipelines/{pipeline_id}", response_class=HTMLResponse)
 def board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep, saved: str = ""):
     pipeline = get_pipeline(session, pipeline_id)
-    config = _config(session, pipeline_id)
+    config = current_automation(session, pipeline_id)
     types = _rule_types(session)
     columns = []
     for stage in stages_of(session, pipeline_id):
@@ -207,9 +202,9 @@ def _rule_form(session: Session, pipeline: Pipeline, stage: str, index: int | No
     fields = forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings")) if kind else []
     for field in fields:
         field.error = errors.get(field.name, "")
-    constants = _config(session, pipeline.id).get("constants") or {}
+    constants = current_automation(session, pipeline.id).get("constants") or {}
     return {
-        "part": "rules", "pipeline": pipeline, "stage": stage, "index": index, "entry": rule, "kind": kind,
+        "part": "rules", "pipeline": pipeline, "stage": stage, "index": index, "piece": rule, "kind": kind,
         "types": types, "groups": GROUPS, "fields": fields, "delay": delay, "errors": errors,
         "condition": json.dumps(rule["condition"], ensure_ascii=False) if rule.get("condition") else "",
         "placeholders": forms.placeholder_paths(pipeline.entity_type, constants),
@@ -224,13 +219,13 @@ def _trigger_form(pipeline: Pipeline, stage: str, index: int | None, trigger: di
     for field in fields:
         field.error = errors.get(field.name, "")
     return {
-        "part": "triggers", "pipeline": pipeline, "stage": stage, "index": index, "entry": trigger, "kind": kind,
+        "part": "triggers", "pipeline": pipeline, "stage": stage, "index": index, "piece": trigger, "kind": kind,
         "types": types, "fields": fields, "errors": errors,
         "condition": json.dumps(trigger["condition"], ensure_ascii=False) if trigger.get("condition") else "",
     }
 
 
-def _entries(config: dict[str, Any], stage: str, part: str) -> list[dict[str, Any]]:
+def _pieces(config: dict[str, Any], stage: str, part: str) -> list[dict[str, Any]]:
     stages = config.setdefault("stages", {})
     automation = stages.setdefault(stage, {"rules": [], "triggers": []})
     return automation.setdefault(part, [])
@@ -243,30 +238,30 @@ def _stage_or_404(session: Session, pipeline_id: int, stage: str) -> str:
 
 
 @router.get("/pipelines/{pipeline_id}/automation/{part}/new", response_class=HTMLResponse)
-def new_entry(
+def new_piece(
     request: Request, pipeline_id: Id, part: Part, user: UserDep, session: SessionDep,
     stage: Annotated[str, Query(pattern=r"^[A-Z0-9_]{1,50}$")], type: Annotated[str, Query(max_length=100)] = "",
 ):
     require_admin(user)
     pipeline = get_pipeline(session, pipeline_id)
     _stage_or_404(session, pipeline_id, stage)
-    entry = {"type": type} if type else {}
-    context = (_rule_form(session, pipeline, stage, None, entry, {}) if part == "rules"
-               else _trigger_form(pipeline, stage, None, entry, {}))
-    return page(request, "entry_form.html", user, **context)
+    piece = {"type": type} if type else {}
+    context = (_rule_form(session, pipeline, stage, None, piece, {}) if part == "rules"
+               else _trigger_form(pipeline, stage, None, piece, {}))
+    return page(request, "piece_form.html", user, **context)
 
 
 @router.get("/pipelines/{pipeline_id}/automation/{part}/{stage}/{index}", response_class=HTMLResponse)
-def edit_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index, user: UserDep,
+def edit_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index, user: UserDep,
                session: SessionDep):
     require_admin(user)
     pipeline = get_pipeline(session, pipeline_id)
-    entries = _entries(_config(session, pipeline_id), _stage_or_404(session, pipeline_id, stage), part)
-    if index >= len(entries):
+    pieces = _pieces(current_automation(session, pipeline_id), _stage_or_404(session, pipeline_id, stage), part)
+    if index >= len(pieces):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Stage {stage} has no {part[:-1]} {index}")
-    context = (_rule_form(session, pipeline, stage, index, entries[index], {}) if part == "rules"
-               else _trigger_form(pipeline, stage, index, entries[index], {}))
-    return page(request, "entry_form.html", user, **context)
+    context = (_rule_form(session, pipeline, stage, index, pieces[index], {}) if part == "rules"
+               else _trigger_form(pipeline, stage, index, pieces[index], {}))
+    return page(request, "piece_form.html", user, **context)
 
 
 def _json_field(form: Any, name: str) -> Any:
@@ -303,13 +298,8 @@ def _read_trigger(form: Any) -> dict[str, Any]:
     return trigger
 
 
-def _save(session: Session, settings: Any, pipeline: Pipeline, config: dict[str, Any]) -> None:
-    """Checks and saves the whole automation (HTTPException 422 with every problem)."""
-    save_automation(session, pipeline.id, checked_automation(session, pipeline, settings, config))
-
-
 @router.post("/pipelines/{pipeline_id}/automation/{part}", response_class=HTMLResponse)
-async def save_entry(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
+async def save_piece(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
                      settings: SettingsDep):
     """A rule or trigger added or changed: the whole automation is checked and saved, or nothing is."""
     require_admin(user)
@@ -317,49 +307,49 @@ async def save_entry(request: Request, pipeline_id: Id, part: Part, user: Change
     form = await request.form()
     stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
     raw_index = str(form.get("index") or "")
-    config = _config(session, pipeline_id)
-    entries = _entries(config, stage, part)
-    index = int(raw_index) if raw_index.isdigit() and int(raw_index) < len(entries) else None
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, stage, part)
+    index = int(raw_index) if raw_index.isdigit() and int(raw_index) < len(pieces) else None
     try:
-        entry = _read_rule(session, form) if part == "rules" else _read_trigger(form)
+        piece = _read_rule(session, form) if part == "rules" else _read_trigger(form)
     except forms.FormProblem as problem:
-        entry = {"name": form.get("name"), "type": form.get("type")}
+        piece = {"name": form.get("name"), "type": form.get("type")}
         errors = {problem.field_name: str(problem)}
-        return _form_again(request, user, session, pipeline, stage, index, part, entry, errors)
-    position = index if index is not None else len(entries)
+        return _form_again(request, user, session, pipeline, stage, index, part, piece, errors)
+    position = index if index is not None else len(pieces)
     if index is None:
-        entries.append(entry)
+        pieces.append(piece)
     else:
-        entries[index] = entry
+        pieces[index] = piece
     try:
-        _save(session, settings, pipeline, config)
+        change_automation(session, settings, pipeline, config)
     except HTTPException as refused:
         if refused.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
             raise
         errors = forms.place_problems(refused.detail, ["body", "stages", stage, part, position])
-        return _form_again(request, user, session, pipeline, stage, index, part, entry, errors)
-    return back(f"/ui/pipelines/{pipeline_id}?saved={part[:-1]}+{entry['name']}")
+        return _form_again(request, user, session, pipeline, stage, index, part, piece, errors)
+    return back(f"/ui/pipelines/{pipeline_id}?saved={part[:-1]}+{piece['name']}")
 
 
 def _form_again(request: Request, user: ConsoleUser, session: Session, pipeline: Pipeline, stage: str,
-                index: int | None, part: str, entry: dict[str, Any], errors: dict[str, str]) -> HTMLResponse:
-    context = (_rule_form(session, pipeline, stage, index, entry, errors) if part == "rules"
-               else _trigger_form(pipeline, stage, index, entry, errors))
-    return page(request, "entry_form.html", user, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, **context)
+                index: int | None, part: str, piece: dict[str, Any], errors: dict[str, str]) -> HTMLResponse:
+    context = (_rule_form(session, pipeline, stage, index, piece, errors) if part == "rules"
+               else _trigger_form(pipeline, stage, index, piece, errors))
+    return page(request, "piece_form.html", user, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, **context)
 
 
 @router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/{index}/delete")
-async def delete_entry(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index,
+async def delete_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, index: Index,
                        user: ChangeDep, session: SessionDep, settings: SettingsDep):
     require_admin(user)
     pipeline = get_pipeline(session, pipeline_id)
-    config = _config(session, pipeline_id)
-    entries = _entries(config, _stage_or_404(session, pipeline_id, stage), part)
-    if index >= len(entries):
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, _stage_or_404(session, pipeline_id, stage), part)
+    if index >= len(pieces):
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Stage {stage} has no {part[:-1]} {index}")
-    removed = entries.pop(index)
+    removed = pieces.pop(index)
     try:
-        _save(session, settings, pipeline, config)
+        change_automation(session, settings, pipeline, config)
     except HTTPException as refused:
         return _refusal(request, user, pipeline_id, refused)
     return back(f"/ui/pipelines/{pipeline_id}?saved=deleted+{removed['name']}")
@@ -371,21 +361,21 @@ async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCod
     """The stage's rules (or triggers) in a new order: `order` lists their current positions, comma-separated."""
     require_admin(user)
     pipeline = get_pipeline(session, pipeline_id)
-    config = _config(session, pipeline_id)
-    entries = _entries(config, _stage_or_404(session, pipeline_id, stage), part)
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, _stage_or_404(session, pipeline_id, stage), part)
     try:
         positions = [int(part_) for part_ in order.split(",") if part_.strip()]
     except ValueError:
         positions = []
-    if sorted(positions) != list(range(len(entries))):
-        return JSONResponse({"detail": f"order must list the positions 0 to {len(entries) - 1} once each"},
+    if sorted(positions) != list(range(len(pieces))):
+        return JSONResponse({"detail": f"order must list the positions 0 to {len(pieces) - 1} once each"},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-    entries[:] = [entries[position] for position in positions]
+    pieces[:] = [pieces[position] for position in positions]
     try:
-        _save(session, settings, pipeline, config)
+        change_automation(session, settings, pipeline, config)
     except HTTPException as refused:
         return JSONResponse({"detail": refused.detail}, status_code=refused.status_code)
-    return JSONResponse({"order": [entry["name"] for entry in entries]})
+    return JSONResponse({"order": [piece["name"] for piece in pieces]})
 
 
 def _refusal(request: Request, user: ConsoleUser, pipeline_id: int, refused: HTTPException) -> HTMLResponse:
@@ -400,14 +390,22 @@ def _refusal(request: Request, user: ConsoleUser, pipeline_id: int, refused: HTT
 @router.get("/pipelines/{pipeline_id}/items", response_class=HTMLResponse)
 def items_board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep, error: str = ""):
     pipeline = get_pipeline(session, pipeline_id)
-    items = session.exec(select(Item).where(Item.pipeline_id == pipeline_id).order_by(col(Item.id).desc())
+    cards = session.exec(select(Item).where(Item.pipeline_id == pipeline_id).order_by(col(Item.id).desc())
                          .limit(500)).all()
-    columns = [{"stage": stage, "cards": [item for item in items if item.stage == stage.code]}
+    columns = [{"stage": stage, "cards": [item for item in cards if item.stage == stage.code]}
                for stage in stages_of(session, pipeline_id)]
     users = session.exec(select(User).order_by(User.name)).all()
     contacts = session.exec(select(Contact).order_by(Contact.name).limit(500)).all()
     return page(request, "items.html", user, pipeline=pipeline, columns=columns, users=users, contacts=contacts,
-                error=error[:300])
+                error=error[:300], form_key=secrets.token_urlsafe(18))
+
+
+def _refusal_text(refused: HTTPException) -> str:
+    """A refusal's `detail` as one line for a page: each problem's message, with its field."""
+    if not isinstance(refused.detail, list):
+        return str(refused.detail)
+    return "; ".join(f"{'.'.join(str(part) for part in problem.get('loc', [])[1:])}: {problem.get('msg', '')}"
+                     .lstrip(": ") for problem in refused.detail)
 
 
 @router.post("/pipelines/{pipeline_id}/items")
@@ -416,55 +414,44 @@ async def create_item(
     title: Annotated[str, Form(max_length=200)] = "", responsible_id: Annotated[str, Form(max_length=20)] = "",
     contact_id: Annotated[str, Form(max_length=20)] = "", amount: Annotated[str, Form(max_length=30)] = "",
     currency: Annotated[str, Form(max_length=3)] = "",
+    idempotency_key: Annotated[str, Form(max_length=200, pattern=r"^[\x21-\x7e]*$")] = "",
 ):
+    """A new item from the board's form: created by the same use case as `POST /deals`, with the same checks and the
+    form's own `Idempotency-Key` (a form sent twice makes one item)."""
     pipeline = get_pipeline(session, pipeline_id)
-    stages = stages_of(session, pipeline_id)
     values = {"title": title, "pipeline_id": pipeline_id, "responsible_id": responsible_id or None,
               "contact_id": contact_id or None, "amount": amount or None, "currency": currency.upper() or None}
     try:
         body = ItemCreate.model_validate({key: value for key, value in values.items() if value is not None})
     except ValidationError as error:
         shown = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-        return back(f"/ui/pipelines/{pipeline_id}/items?error={shown[:250]}")
-    if not stages or session.get(User, body.responsible_id) is None:
-        return back(f"/ui/pipelines/{pipeline_id}/items?error=choose a responsible user")
-    item = Item(entity_type=pipeline.entity_type, stage=None, **body.model_dump(exclude={"stage", "pipeline_id"}),
-                pipeline_id=pipeline_id)
-    session.add(item)
-    session.commit()
+        return back(f"/ui/pipelines/{pipeline_id}/items?error={quote(shown[:250])}")
     try:
-        await workflow_client.start_item(client, settings, item, stages[0].code, as_user_id=None)
-    except workflow_client.MoveRejected as error:
-        return back(f"/ui/pipelines/{pipeline_id}/items?error={str(error.detail)[:250]}")
+        item = await items.create_item(session, client, settings, pipeline.entity_type, body,
+                                       idempotency_key=idempotency_key or None)
+    except HTTPException as refused:
+        if refused.status_code >= 500:
+            raise
+        return back(f"/ui/pipelines/{pipeline_id}/items?error={quote(_refusal_text(refused)[:250])}")
     return back(f"/ui/items/{item.entity_type}/{item.id}")
-
-
-def _item(session: Session, entity: str, item_id: int) -> Item:
-    item = session.get(Item, item_id)
-    if item is None or item.entity_type != entity:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{entity.capitalize()} {item_id} not found")
-    return item
 
 
 @router.post("/items/{entity}/{item_id}/move")
 async def move(entity: Entity, item_id: Id, user: ChangeDep, session: SessionDep, client: ClientDep,
                settings: SettingsDep, stage: Annotated[str, Form(pattern=r"^[A-Z0-9_]{1,50}$")]):
     """A drag on the board: the item's move through its workflow; a refusal comes back with its reason."""
-    item = _item(session, entity, item_id)
-    if stage not in [row.code for row in stages_of(session, item.pipeline_id)]:
-        return JSONResponse({"moved": False, "detail": f"the pipeline has no stage {stage}"},
-                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    item = items.get_item(session, entity, item_id)
     try:
-        result = await workflow_client.move_item(client, settings, item, stage, as_user_id=None, request_id=None)
-    except workflow_client.MoveRejected as error:
-        return JSONResponse({"moved": False, "detail": str(error.detail)}, status_code=error.status_code)
-    return JSONResponse({"moved": result.moved, "stage": result.stage})
+        moved = await items.move_item(session, client, settings, item, stage)
+    except HTTPException as refused:
+        return JSONResponse({"moved": False, "detail": _refusal_text(refused)}, status_code=refused.status_code)
+    return JSONResponse({"moved": True, "stage": moved["stage"]})
 
 
 @router.get("/items/{entity}/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep, settings: SettingsDep,
               kind: Annotated[str, Query(max_length=100)] = ""):
-    item = _item(session, entity, item_id)
+    item = items.get_item(session, entity, item_id)
     kinds = sorted(set(session.exec(select(TimelineEntry.kind).where(TimelineEntry.item_id == item.id)).all()))
     timeline = _timeline(session, item, kind)
     entries = [{"no": no, "stage": entry.data.get("to"), "at": entry.at,
@@ -492,7 +479,7 @@ def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, sess
 def item_timeline(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep,
                   kind: Annotated[str, Query(max_length=100)] = ""):
     """The item's timeline, newest first (the page refreshes it)."""
-    item = _item(session, entity, item_id)
+    item = items.get_item(session, entity, item_id)
     return page(request, "timeline.html", user, timeline=_timeline(session, item, kind))
 
 
@@ -508,9 +495,9 @@ def _timeline(session: Session, item: Item, kind: str) -> list[TimelineEntry]:
 async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep,
                   client: ClientDep, settings: SettingsDep):
     """What the item's stage entry is waiting for, asked of the workflow now (the page polls this)."""
-    item = _item(session, entity, item_id)
+    item = items.get_item(session, entity, item_id)
     try:
-        rules = await workflow_client.pending_rules(client, settings, item)
+        rules = await items.pending_rules(client, settings, item)
         problem = ""
     except Exception as error:  # the workflow service is away: the page says so and asks again later
         rules, problem = [], f"the workflow service did not answer: {type(error).__name__}"
@@ -519,10 +506,8 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
 
 
 @router.get("/documents/{document_id}/{kind}")
-def document_file(document_id: Id, kind: Literal["pdf", "docx"], user: UserDep, session: SessionDep):
-    document = get_document(session, document_id)
-    return file_response(getattr(document, kind), PDF if kind == "pdf" else DOCX, f"{safe_filename(document)}.{kind}",
-                         inline=True)
+def download_document(document_id: Id, kind: Literal["pdf", "docx"], user: UserDep, session: SessionDep):
+    return document_file(get_document(session, document_id), kind, inline=True)
 
 
 # -- simulation -----------------------------------------------------------------------------------------------
@@ -594,7 +579,7 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     if errors:
         return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
     try:
-        plan = sample_plan(session, pipeline, sample, part, _config(session, pipeline_id), draft=False)
+        plan = sample_plan(session, pipeline, sample, part, current_automation(session, pipeline_id), draft=False)
     except HTTPException as refused:
         for problem in refused.detail:
             loc = [str(p) for p in problem["loc"]]
@@ -615,4 +600,4 @@ def simulated_document(request: Request, simulation_id: Annotated[str, PathParam
                        document_id: Id, kind: Literal["pdf", "docx"], user: UserDep):
     """A document a simulation rendered, for the signed-in admin."""
     require_admin(user)
-    return document_download(simulator(request), simulation_id, document_id, kind)
+    return read_simulated_document(simulator(request), simulation_id, document_id, kind)

@@ -1,4 +1,4 @@
-"""Activities: to-dos on an item (call, meeting, other)."""
+"""CRM activities: to-dos on an item (call, meeting, other)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlmodel import select
 
 from api.deps import MAX_ID, PageDep, SessionDep, member_only, paginate
-from api.errors import not_found
 from api.lookups import ItemRefDep, of_item
 from api.schemas import ActivityPublic, ActivityUpdate
-from models.tables import CrmActivity, utcnow
+from api.usecases import tasks
+from models.tables import CrmActivity
 
 router = APIRouter(prefix="/activities", tags=["activities"], dependencies=member_only)
 ActivityId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -33,21 +33,9 @@ def list_activities(
 
 @router.get("/{activity_id}", response_model=ActivityPublic)
 def read_activity(activity_id: ActivityId, session: SessionDep):
-    crm_activity = session.get(CrmActivity, activity_id)
-    if crm_activity is None:
-        raise not_found("Activity", activity_id)
-    return crm_activity
+    return tasks.get_crm_activity(session, activity_id)
 
 
 @router.patch("/{activity_id}", response_model=ActivityPublic)
 def update_activity(activity_id: ActivityId, body: ActivityUpdate, session: SessionDep):
-    crm_activity = session.get(CrmActivity, activity_id)
-    if crm_activity is None:
-        raise not_found("Activity", activity_id)
-    if crm_activity.completed != body.completed:
-        crm_activity.completed = body.completed
-        crm_activity.completed_at = utcnow() if body.completed else None
-        session.add(crm_activity)
-        session.commit()
-        session.refresh(crm_activity)
-    return crm_activity
+    return tasks.set_crm_activity_completed(session, tasks.get_crm_activity(session, activity_id), body.completed)

@@ -5,14 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from sqlmodel import Session, select
 
-from api.automations import checked_automation, save_automation
+from api.usecases.automation import automation_public, change_automation
 from api.deps import MAX_ID, SessionDep, SettingsDep, admin_only, member_only
 from api.lookups import get_pipeline
-from models.domain.automation import AutomationConfig
-from models.settings import Settings
-from models.tables import Automation, HookSecret
 
 router = APIRouter(prefix="/pipelines", tags=["automation"], dependencies=member_only)
 PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -37,19 +33,6 @@ EXAMPLE = {
 }
 
 
-def automation_public(session: Session, settings: Settings, pipeline_id: int) -> dict[str, Any]:
-    row = session.get(Automation, pipeline_id)
-    config = dict(row.config) if row is not None else AutomationConfig().to_json()
-    hooks = session.exec(
-        select(HookSecret).where(HookSecret.pipeline_id == pipeline_id).order_by(HookSecret.stage, HookSecret.trigger_name)
-    ).all()
-    return {
-        **config,
-        "version": row.version if row is not None else 0,
-        "hooks": {f"{hook.stage}/{hook.trigger_name}": f"{settings.effective_public_url}/hooks/{hook.secret}" for hook in hooks},
-    }
-
-
 @router.put("/{pipeline_id}/automation", response_model=dict[str, Any], dependencies=admin_only)
 def put_automation(
     pipeline_id: PipelineId,
@@ -62,7 +45,7 @@ def put_automation(
     sent back from an earlier answer are ignored."""
     pipeline = get_pipeline(session, pipeline_id)
     raw = {key: value for key, value in body.items() if key not in ANSWER_ONLY}
-    save_automation(session, pipeline_id, checked_automation(session, pipeline, settings, raw))
+    change_automation(session, settings, pipeline, raw)
     return automation_public(session, settings, pipeline_id)
 
 

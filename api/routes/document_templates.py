@@ -19,7 +19,7 @@ from activities.rendering import (
 )
 from api.deps import PageDep, SessionDep, admin_only, member_only, page_of
 from api.errors import field_error, not_found
-from api.routes.documents import DOCX, file_response
+from api.files import DOCX, file_response
 from api.schemas import DocumentTemplatePublic
 from models.tables import Automation, DocumentTemplate
 

@@ -2,75 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response, status
-from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
+from fastapi import APIRouter, Path, Response
+from sqlmodel import select
 
-from activities.signing import revoke_signing
 from api.deps import MAX_ID, PageDep, SessionDep, SettingsDep, member_only, paginate
-from api.errors import not_found
+from api.files import DOCX, PDF, file_response, safe_filename
 from api.lookups import ItemRefDep, of_item
 from api.schemas import DocumentPublic
-from models.settings import Settings
+from api.usecases import documents
+from api.usecases.documents import WITHOUT_FILES, documents_public, get_document
 from models.tables import Document
 
 router = APIRouter(prefix="/documents", tags=["documents"], dependencies=member_only)
 DocumentId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-PDF = "application/pdf"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-
-
-def public_link(settings: Settings, document: Document) -> str | None:
-    if not document.public_token or document.public_revoked:
-        return None
-    return f"{settings.effective_public_url}/public/documents/{document.public_token}"
-
-
-FILES = ("pdf", "docx", "signed_pdf")
-WITHOUT_FILES = [defer(getattr(Document, name)) for name in FILES]
-
-
-def _file_flags(session: Session, ids: list[int]) -> dict[int, dict[str, bool]]:
-    """Which files each document has, without loading them."""
-    columns = [col(getattr(Document, name)).is_not(None) for name in FILES]
-    rows = session.exec(select(Document.id, *columns).where(col(Document.id).in_(ids))).all()
-    return {row[0]: {f"has_{name}": bool(flag) for name, flag in zip(FILES, row[1:])} for row in rows}
-
-
-def documents_public(session: Session, settings: Settings, documents: list[Document]) -> list[DocumentPublic]:
-    flags = _file_flags(session, [document.id for document in documents])
-    return [
-        DocumentPublic.model_validate(
-            document, update={**flags[document.id], "public_url": public_link(settings, document)}
-        )
-        for document in documents
-    ]
-
-
-def file_response(content: bytes | None, media_type: str, filename: str, *, inline: bool = False) -> Response:
-    if content is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{filename} has not been rendered")
-    disposition = "inline" if inline else "attachment"
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'{disposition}; filename="{filename}"', "Cache-Control": "private, no-store"},
-    )
-
-
-def safe_filename(document: Document) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in document.number) or f"document-{document.id}"
-
-
-def get_document(session: Session, document_id: int, *, files: bool = True) -> Document:
-    document = session.get(Document, document_id, options=None if files else WITHOUT_FILES)
-    if document is None:
-        raise not_found("Document", document_id)
-    return document
 
 
 @router.get("", response_model=list[DocumentPublic])
@@ -110,23 +56,12 @@ def document_signed_pdf(document_id: DocumentId, session: SessionDep):
 @router.post("/{document_id}/revoke-link", response_model=DocumentPublic)
 def revoke_public_link(document_id: DocumentId, session: SessionDep, settings: SettingsDep):
     """Close the document's public link for good."""
-    document = get_document(session, document_id, files=False)
-    if not document.public_revoked:
-        document.public_revoked = True
-        session.add(document)
-        session.commit()
+    document = documents.revoke_public_link(session, get_document(session, document_id, files=False))
     return documents_public(session, settings, [document])[0]
 
 
 @router.post("/{document_id}/revoke-signing", response_model=DocumentPublic)
 def revoke_signing_links(document_id: DocumentId, session: SessionDep, settings: SettingsDep):
     """Close the document's signing links for good: each answers 404 from now on. Signatures given stay."""
-    document = get_document(session, document_id, files=False)
-    if not (document.signing or {}).get("signers"):
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT, detail=f"Document {document.number} was not sent for signing"
-        )
-    revoke_signing(session, document, datetime.now(timezone.utc))
-    session.commit()
-    session.refresh(document)
+    document = documents.revoke_signing_links(session, get_document(session, document_id, files=False))
     return documents_public(session, settings, [document])[0]

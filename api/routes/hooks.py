@@ -12,8 +12,9 @@ from api.deps import ClientDep, SessionDep, SettingsDep, hash_key
 from api.errors import field_error
 from api.idempotency import IdempotencyKey
 from api.schemas import Accepted, HookCall
-from models.tables import HookSecret, Item, Pipeline
-from workflows import client as workflow_client
+from api.usecases import items
+from models.domain.events import WebhookCalled
+from models.tables import HookSecret, Pipeline
 
 router = APIRouter(prefix="/hooks", tags=["inbound webhooks"])
 UNKNOWN = "Unknown webhook"
@@ -35,15 +36,16 @@ async def inbound_webhook(
     field, entity, item_id = (
         ("deal_id", "deal", body.deal_id) if body.deal_id is not None else ("lead_id", "lead", body.lead_id)
     )
-    item = session.get(Item, item_id)
+    try:
+        item = items.get_item(session, entity, item_id)
+    except HTTPException:
+        raise field_error(("body", field), f"{entity} {item_id} does not exist") from None
     pipeline = session.get(Pipeline, hook.pipeline_id)
-    if item is None or item.entity_type != entity:
-        raise field_error(("body", field), f"{entity} {item_id} does not exist")
     if item.pipeline_id != hook.pipeline_id:
         name = pipeline.name if pipeline else hook.pipeline_id
         raise field_error(("body", field), f"{entity} {item_id} is not in pipeline {name!s} of this webhook")
     if item.stage is None:
         raise field_error(("body", field), f"{entity} {item_id} has not entered a stage yet", status.HTTP_409_CONFLICT)
-    data = {**body.data, "pipeline_id": hook.pipeline_id, "stage": hook.stage, "trigger": hook.trigger_name}
-    await workflow_client.send_event(client, settings, item, "webhook", data, event_id=idempotency_key)
+    call = WebhookCalled(pipeline_id=hook.pipeline_id, stage=hook.stage, trigger=hook.trigger_name, values=body.data)
+    await items.tell(client, settings, item, call, event_id=idempotency_key)
     return Accepted()

@@ -6,11 +6,12 @@ Both resources have the same routes, built by one factory.
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
-from sqlmodel import col, select
+from sqlmodel import select
 
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import not_found
 from api.idempotency import IdempotencyKey
+from api.usecases.items import send_to_party_items
 from api.schemas import (
     EventCreate,
     PartyCreate,
@@ -19,14 +20,13 @@ from api.schemas import (
     RequisitesPublic,
     RequisitesUpdate,
 )
-from models.tables import Company, Contact, Item, Requisites, utcnow
-from workflows import client as workflow_client
+from models.tables import Company, Contact, Requisites, utcnow
+from models.domain.events import PostedEvent
 
 
 def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: str) -> APIRouter:
     """The routes of one kind of client (`contact` or `company`)."""
     title = owner_type.capitalize()
-    link = Item.contact_id if owner_type == "contact" else Item.company_id
     router = APIRouter(prefix=prefix, tags=[f"{owner_type} clients"], dependencies=member_only)
     PartyId = Annotated[int, Path(alias=f"{owner_type}_id", ge=1, le=MAX_ID)]
     one = f"/{{{owner_type}_id}}"
@@ -92,12 +92,13 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
     ):
         """An event on the client reaches every deal and lead linked to it."""
         get_or_404(session, party_id)
-        items = session.exec(select(Item).where(link == party_id, col(Item.stage).is_not(None)).order_by(Item.id)).all()
-        for item in items:
-            await workflow_client.send_event(client, settings, item, body.type, body.data, event_id=idempotency_key)
+        event = PostedEvent(name=body.type, values=body.data)
+        reached = await send_to_party_items(
+            session, client, settings, owner_type, party_id, event, event_id=idempotency_key
+        )
         return PartyEventAccepted(
-            deal_ids=[item.id for item in items if item.entity_type == "deal"],
-            lead_ids=[item.id for item in items if item.entity_type == "lead"],
+            deal_ids=[item.id for item in reached if item.entity_type == "deal"],
+            lead_ids=[item.id for item in reached if item.entity_type == "lead"],
         )
 
     return router

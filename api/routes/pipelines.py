@@ -10,7 +10,8 @@ from sqlmodel import select
 from api.deps import MAX_ID, PageDep, SessionDep, admin_only, member_only, paginate
 from api.lookups import get_pipeline, pipeline_public
 from api.schemas import PipelineCreate, PipelinePublic
-from models.tables import Pipeline, Stage
+from api.usecases import pipelines
+from models.tables import Pipeline
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"], dependencies=member_only)
 PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -18,14 +19,7 @@ PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 @router.post("", response_model=PipelinePublic, status_code=status.HTTP_201_CREATED, dependencies=admin_only)
 def create_pipeline(body: PipelineCreate, session: SessionDep):
-    pipeline = Pipeline(entity_type=body.entity_type, name=body.name)
-    session.add(pipeline)
-    session.flush()
-    for position, stage in enumerate(body.stages):
-        session.add(Stage(pipeline_id=pipeline.id, position=position, **stage.model_dump()))
-    session.commit()
-    session.refresh(pipeline)
-    return pipeline_public(session, pipeline)
+    return pipeline_public(session, pipelines.create_pipeline(session, body))
 
 
 @router.get("", response_model=list[PipelinePublic])

@@ -4,22 +4,18 @@ that exists (`POST /deals/{id}/simulate`, leads alike), on the real workflow cod
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
-from sqlmodel import Session
+from fastapi import APIRouter, HTTPException, Path, Request, status
 
-from api.automations import checked_automation
 from api.deps import MAX_ID, SessionDep, admin_only
 from api.errors import Problems, field_error, not_found
 from api.lookups import stages_of
-from api.routes.documents import DOCX, PDF, file_response, get_document, safe_filename
+from api.simulation.documents import read_simulated_document
 from api.simulation.plan import plan_steps, sample_plan, simulator
-from api.simulation.runner import Plan, SimulationsBusy, Simulator
-from api.simulation.schemas import (
-    ItemSimulate,
-    SimulationCreate,
-)
-from models.item_data import load_automation
-from models.tables import Item, Pipeline
+from api.simulation.runner import Plan, SimulationsBusy
+from api.simulation.schemas import ItemSimulate, SimulationCreate
+from api.usecases.automation import checked_automation, current_automation
+from api.usecases.items import get_item
+from models.tables import Pipeline
 
 log = logging.getLogger("stageflow.simulation")
 router = APIRouter(tags=["simulations"], dependencies=admin_only)
@@ -45,7 +41,7 @@ async def simulate(body: SimulationCreate, session: SessionDep, request: Request
     if body.automation is not None:
         config = checked_automation(session, pipeline, settings, body.automation, where=("body", "automation"))
     else:
-        config = load_automation(session, pipeline.id)[0].to_json()
+        config = current_automation(session, pipeline.id)
     plan = sample_plan(session, pipeline, body.item, body, config, draft=body.automation is not None)
     return await _run(request, plan)
 
@@ -56,13 +52,11 @@ def _item_simulate(entity: Literal["deal", "lead"]):
     async def simulate_item(item_id: ItemId, body: ItemSimulate, session: SessionDep, request: Request):
         """What will happen to the item from its current stage and data: its entry goes on (what its rules did
         stays done, delays count from when it entered), with the script's events at their times."""
-        item = session.get(Item, item_id)
-        if item is None or item.entity_type != entity:
-            raise not_found(entity.capitalize(), item_id)
+        item = get_item(session, entity, item_id)
         if item.stage is None:
             raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=f"{entity} {item_id} has not entered a stage yet")
         pipeline = session.get(Pipeline, item.pipeline_id)
-        config = load_automation(session, pipeline.id)[0].to_json()
+        config = current_automation(session, pipeline.id)
         problems = Problems()
         steps, horizon = plan_steps(session, problems, body, [s.code for s in stages_of(session, pipeline.id)], config)
         problems.raise_if_any()
@@ -96,20 +90,8 @@ def read_simulation(simulation_id: SimulationId, request: Request):
 
 
 @router.get("/simulations/{simulation_id}/documents/{document_id}/{kind}")
-def simulated_document(simulation_id: SimulationId, document_id: DocumentId, kind: Literal["pdf", "docx"], request: Request):
+def simulated_document(
+    simulation_id: SimulationId, document_id: DocumentId, kind: Literal["pdf", "docx"], request: Request
+):
     """A document a simulation rendered, as the client would have got it."""
-    return document_download(simulator(request), simulation_id, document_id, kind)
-
-
-def document_download(simulator: Simulator, simulation_id: str, document_id: int, kind: str) -> Response:
-    """A document a simulation rendered (its PDF or DOCX), while the simulation is kept."""
-    engine = simulator.scratch(simulation_id)
-    if engine is None:
-        raise not_found("Simulation", simulation_id)
-    try:
-        with Session(engine) as session:
-            document = get_document(session, document_id)
-            return file_response(getattr(document, kind), PDF if kind == "pdf" else DOCX,
-                                 f"{safe_filename(document)}.{kind}", inline=True)
-    finally:
-        engine.dispose()
+    return read_simulated_document(simulator(request), simulation_id, document_id, kind)

@@ -7,12 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from sqlmodel import select
 
-from api.changes import change_task
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, paginate
-from api.errors import Problems, not_found
 from api.lookups import ItemRefDep, of_item
 from api.schemas import TaskPublic, TaskStatus, TaskUpdate
-from models.tables import Task, User
+from api.usecases import tasks
+from models.tables import Task
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=member_only)
 TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -37,10 +36,7 @@ def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskPublic)
 def read_task(task_id: TaskId, session: SessionDep):
-    task = session.get(Task, task_id)
-    if task is None:
-        raise not_found("Task", task_id)
-    return task
+    return tasks.get_task(session, task_id)
 
 
 @router.patch("/{task_id}", response_model=TaskPublic)
@@ -48,14 +44,5 @@ async def update_task(task_id: TaskId, body: TaskUpdate, session: SessionDep, cl
     """Change a task. A new status is recorded on the item's timeline and sent to the item as a
     `task_status` event; repeating the same status sends that change again under the same event id,
     so an event lost to an outage is delivered and a delivered one is not doubled."""
-    task = session.get(Task, task_id)
-    if task is None:
-        raise not_found("Task", task_id)
-    changes = body.model_dump(exclude_unset=True)
-    problems = Problems()
-    for index, user_id in enumerate(changes.get("observers") or []):
-        if session.get(User, user_id) is None:
-            problems.add(("body", "observers", index), f"user {user_id} does not exist")
-    problems.raise_if_any()
-
-    return await change_task(session, client, settings, task, changes)
+    task = tasks.get_task(session, task_id)
+    return await tasks.update_task(session, client, settings, task, body.model_dump(exclude_unset=True))

@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlmodel import select
 
 from api.deps import ClientDep, SessionDep, SettingsDep
-from api.events import send_once
+from api.usecases.items import send_once
+from models.domain.events import EmailOpened, LinkClicked
 from models.logs import redact
 from models.tables import Message
 
@@ -34,14 +35,8 @@ async def email_opened(token: Token, session: SessionDep, client: ClientDep, set
     message = _message(session, token)
     if message.channel == "email":
         await send_once(
-            session,
-            client,
-            settings,
-            message.item_id,
-            key=f"message-{message.id}-opened",
-            event_type="email_opened",
-            data={"message_id": message.id},
-            text=f"The client opened the email “{message.subject or ''}”",
+            session, client, settings, message.item_id, key=f"message-{message.id}-opened",
+            event=EmailOpened(message_id=message.id), text=f"The client opened the email “{message.subject or ''}”",
         )
     return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, max-age=0"})
 
@@ -61,13 +56,7 @@ async def link_clicked(
     url = str(message.links[n])
     shown = redact(url)  # a signing or document link's token stays out of the event and the timeline
     await send_once(
-        session,
-        client,
-        settings,
-        message.item_id,
-        key=f"message-{message.id}-click-{n}",
-        event_type="link_clicked",
-        data={"message_id": message.id, "url": shown},
-        text=f"The client clicked {shown}",
+        session, client, settings, message.item_id, key=f"message-{message.id}-click-{n}",
+        event=LinkClicked(message_id=message.id, url=shown), text=f"The client clicked {shown}",
     )
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 from sqlmodel import Session
 
-from api.changes import check_references
+from api.usecases.items import check_references
 from api.errors import Problems
 from api.lookups import stages_of
 from api.simulation.runner import Plan, Simulator, Step

@@ -21,24 +21,26 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.document_store import render_pending_pdf
 from activities.rule import Deps
 from activities.worker import build_worker
-from api.changes import change_item, change_task
+from api.schemas import ItemCreate
 from api.simulation.recorders import Recorder
 from api.simulation.schemas import ScriptStep, WebhookAnswer
 from api.simulation.scratch import scratch_engine, seed
+from api.usecases import items, tasks
+from models.domain.events import Event, PaymentReceived, PostedEvent
 from models.domain.timing import as_utc
 from models.db import make_engine
 from models.settings import Settings
 from models.tables import CrmActivity, Document, Item, Message, Notification, Task, TimelineEntry
-from workflows import client as workflow_client
 
 log = logging.getLogger("stageflow.simulation")
 SERVER_BINARY = "temporal-test-server"
@@ -170,9 +172,7 @@ class Run:
                 deps = Deps(settings=settings, database=engine, client=env.client, transports=self.recorder.transports())
                 async with build_worker(env.client, deps):
                     start = await env.get_current_time()
-                    item = await asyncio.to_thread(self._subject, engine)
-                    subject = item.id
-                    await self._enter(env.client, settings, item)
+                    subject = await self._enter(env.client, settings, engine)
                     for step in self.plan.steps:
                         if not await self._until(env, start + step.offset, deadline):
                             break
@@ -180,12 +180,12 @@ class Run:
                     else:
                         await self._until(env, start + self.plan.horizon, deadline)
                     ended = await env.get_current_time()
-                    items = await asyncio.to_thread(self._items, engine, subject, baseline)
-                    pending = await self._pending(env.client, settings, items)
+                    followed = await asyncio.to_thread(self._items, engine, subject, baseline)
+                    pending = await self._pending(env.client, settings, followed)
             finally:
                 await env.shutdown()
             await self._render_documents(engine, baseline)
-            answer = await asyncio.to_thread(self._answer, engine, baseline, items, start, ended, pending)
+            answer = await asyncio.to_thread(self._answer, engine, baseline, followed, start, ended, pending)
         finally:
             engine.dispose()
         answer["wall_ms"] = round((time.perf_counter() - began) * 1000, 1)
@@ -194,23 +194,19 @@ class Run:
 
     # -- the run ---------------------------------------------------------------------------------------------
 
-    def _subject(self, engine: Engine) -> Item:
-        """The item the simulation follows: the one that exists (its workflow starts over in its current entry), or
-        a new one from the sample."""
+    async def _enter(self, client: Client, settings: Settings, engine: Engine) -> int:
+        """The item the simulation follows, in its stage: the one that exists (its workflow starts over in its current
+        entry), or a new one from the sample, created as the API creates one. Its id."""
         with Session(engine, expire_on_commit=False) as session:
-            if self.plan.item_id is not None:
-                item = session.get(Item, self.plan.item_id)
-                item.source_item_id = None
-            else:
-                item = Item(entity_type=self.plan.entity, pipeline_id=self.plan.pipeline_id, stage=None, **self.plan.sample)
+            if self.plan.item_id is None:
+                body = ItemCreate(pipeline_id=self.plan.pipeline_id, stage=self.plan.stage, **self.plan.sample)
+                return (await items.create_item(session, client, settings, self.plan.entity, body)).id
+            item = session.get(Item, self.plan.item_id)
+            item.source_item_id = None
             session.add(item)
             session.commit()
-            return item
-
-    async def _enter(self, client: Client, settings: Settings, item: Item) -> None:
-        await workflow_client.start_item(
-            client, settings, item, self.plan.stage, as_user_id=None, resume=self.plan.item_id is not None
-        )
+            await items.resume_item(session, client, settings, item)
+            return item.id
 
     async def _until(self, env: WorkflowEnvironment, moment: datetime, deadline: float) -> bool:
         """Lets simulated time pass until `moment`; False when the wall-time limit came first."""
@@ -237,59 +233,58 @@ class Run:
         client = env.client
         if step.move is not None:
             try:
-                moved = await workflow_client.move_item(
-                    client, settings, item, step.move, as_user_id=None, request_id=None
-                )
-            except workflow_client.MoveRejected as error:
-                return f"refused ({error.status_code}): {error.detail}"
-            return f"moved to {moved.stage}"
+                moved = await items.move_item(session, client, settings, item, step.move)
+            except HTTPException as refused:
+                return f"refused ({refused.status_code}): {refused.detail}"
+            return f"moved to {moved['stage']}"
         if step.payment is not None or step.event is not None:
             if step.payment is not None:
-                kind = "payment_received"
-                data = {"amount": step.payment.amount, "currency": step.payment.currency or item.currency}
+                event: Event = PaymentReceived(amount=step.payment.amount, currency=step.payment.currency or item.currency)
             else:
-                kind, data = step.event.type, step.event.data
+                event = PostedEvent(name=step.event.type, values=step.event.data)
             try:
-                handled = await workflow_client.handle_event(client, settings, item, kind, data, event_id=None)
-            except WorkflowUpdateFailedError as error:
-                return f"not handled: {error.cause or error}"
+                handled = await items.send_event(client, settings, item, event, wait=True)
+            except HTTPException as refused:
+                return f"not handled: {refused.detail}"
             if handled.matched:
-                return f"{kind}: trigger {handled.matched} matched" + (f", moved to {handled.stage}" if handled.moved else "")
-            return f"{kind}: no trigger matched"
+                return f"{event.type}: trigger {handled.matched} matched" + (
+                    f", moved to {handled.stage}" if handled.moved else "")
+            return f"{event.type}: no trigger matched"
         if step.patch is not None:
             changes = step.patch.model_dump(exclude_unset=True)
             by_user_id = changes.pop("by_user_id", None)
-            changed = await change_item(session, client, settings, item, changes, by_user_id)
+            changed = await items.change_item(session, client, settings, item, changes, by_user_id)
             return "changed " + ", ".join(changed) if changed else "nothing changed"
         task = session.exec(
             select(Task).where(Task.item_id == item.id, Task.rule_name == step.task.rule).order_by(col(Task.id).desc())
         ).first()
         if task is None:
             return f"no task made by rule {step.task.rule} yet"
-        await change_task(session, client, settings, task, {"status": step.task.status}, at=await env.get_current_time())
+        await tasks.change_task(session, client, settings, task, {"status": step.task.status},
+                                at=await env.get_current_time())
         return f"task “{task.title}” is now {step.task.status}"
 
     def _items(self, engine: Engine, subject: int, baseline: dict[str, int]) -> list[Item]:
         """The simulated item, then the items its rules created, as they are at the end; each with its ref in
         the answer (`item`, `created-1`, `created-2`, …)."""
         with Session(engine, expire_on_commit=False) as session:
-            items = list(session.exec(
+            followed = list(session.exec(
                 select(Item).where((Item.id == subject) | (col(Item.id) > baseline["Item"])).order_by(Item.id)
             ).all())
         created = 0
-        for item in items:
+        for item in followed:
             if item.id == subject:
                 self.refs[item.id] = {"entity": item.entity_type, "ref": SUBJECT}
             else:
                 created += 1
                 self.refs[item.id] = {"entity": item.entity_type, "ref": f"created-{created}"}
-        return sorted(items, key=lambda item: item.id != subject)
+        return sorted(followed, key=lambda item: item.id != subject)
 
-    async def _pending(self, client: Client, settings: Settings, items: list[Item]) -> list[dict[str, Any]]:
+    async def _pending(self, client: Client, settings: Settings, followed: list[Item]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for item in items:
+        for item in followed:
             try:
-                rules = await workflow_client.pending_rules(client, settings, item)
+                rules = await items.pending_rules(client, settings, item)
             except RPCError as error:
                 log.warning("pending rules of %s %s not read: %s", item.entity_type, item.id, error)
                 continue
@@ -310,10 +305,10 @@ class Run:
     # -- the answer -------------------------------------------------------------------------------------------
 
     def _answer(
-        self, engine: Engine, baseline: dict[str, int], items: list[Item], start: datetime, ended: datetime,
+        self, engine: Engine, baseline: dict[str, int], followed: list[Item], start: datetime, ended: datetime,
         pending: list[dict[str, Any]],
     ) -> dict[str, Any]:
-        subject, refs = items[0], self.refs
+        subject, refs = followed[0], self.refs
         with Session(engine) as session:
 
             def new(model: Any) -> list[Any]:
@@ -376,10 +371,10 @@ class Run:
                 "items_created": [
                     {**refs[row.id], "at": _iso(first_at.get(row.id)), "pipeline_id": row.pipeline_id, "title": row.title,
                      "stage": row.stage, "from": refs.get(row.source_item_id)}
-                    for row in items[1:]
+                    for row in followed[1:]
                 ],
                 "webhooks": [
-                    {**origin(f"{call['workflow_id']}/{call['rule']}", self._item_of(call["workflow_id"], items)),
+                    {**origin(f"{call['workflow_id']}/{call['rule']}", self._item_of(call["workflow_id"], followed)),
                      **{name: call[name] for name in ("method", "url", "body", "status", "scripted")}}
                     for call in self.recorder.calls
                 ],
@@ -398,8 +393,8 @@ class Run:
             }
 
     @staticmethod
-    def _item_of(workflow_id: str | None, items: list[Item]) -> int | None:
-        for item in items:
+    def _item_of(workflow_id: str | None, followed: list[Item]) -> int | None:
+        for item in followed:
             if workflow_id and workflow_id.startswith(f"{item.entity_type}-{item.id}/"):
                 return item.id
         return None

@@ -1,6 +1,6 @@
-"""A pipeline's automation checked and saved, for whoever changes it (`PUT /pipelines/{id}/automation`, the console)
-or tries a draft (simulations): every problem anywhere is one 422, each naming its field; a save replaces the whole
-automation and keeps one secret per webhook trigger."""
+"""A pipeline's automation: read, checked and saved, for whoever changes it (`PUT /pipelines/{id}/automation`, the
+console) or tries a draft (simulations). Every problem anywhere is one 422, each naming its field; a save replaces
+the whole automation and keeps one secret per webhook trigger."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from fastapi import HTTPException, status
 from sqlmodel import Session, select
 
 from activities.rendering import BUILTIN_KINDS
-from activities.rules import RULE_TYPES
-from activities.rules.custom import custom_rule_types
+from activities.rules import rule_types
 from api.deps import hash_key
 from api.lookups import stages_of
+from models.domain.automation import AutomationConfig
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
+from models.item_data import load_automation
 from models.settings import Settings
 from models.tables import Automation, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
 
@@ -37,7 +38,7 @@ def validation_context(session: Session, pipeline: Pipeline, settings: Settings)
         user_ids=set(session.exec(select(User.id)).all()),
         pipelines=pipelines,
         templates=templates,
-        rule_types={**RULE_TYPES, **custom_rule_types(session)},
+        rule_types=rule_types(session),
         pipeline_id=pipeline.id,
         phone_region=settings.sms_default_region,
     )
@@ -102,3 +103,28 @@ def save_automation(session: Session, pipeline_id: int, stored: dict[str, Any]) 
     session.add(row)
     sync_hook_secrets(session, pipeline_id, stored)
     session.commit()
+
+
+def change_automation(session: Session, settings: Settings, pipeline: Pipeline, raw: dict[str, Any]) -> None:
+    """The pipeline's whole automation replaced by `raw`, checked as a whole first (a 422 listing every problem, and
+    nothing saved)."""
+    save_automation(session, pipeline.id, checked_automation(session, pipeline, settings, raw))
+
+
+def current_automation(session: Session, pipeline_id: int) -> dict[str, Any]:
+    """The pipeline's automation as it is saved (empty when none was)."""
+    return load_automation(session, pipeline_id)[0].to_json()
+
+
+def automation_public(session: Session, settings: Settings, pipeline_id: int) -> dict[str, Any]:
+    """The automation as `GET /pipelines/{id}/automation` shows it: with its version and its webhooks' URLs."""
+    row = session.get(Automation, pipeline_id)
+    config = dict(row.config) if row is not None else AutomationConfig().to_json()
+    hooks = session.exec(
+        select(HookSecret).where(HookSecret.pipeline_id == pipeline_id).order_by(HookSecret.stage, HookSecret.trigger_name)
+    ).all()
+    return {
+        **config,
+        "version": row.version if row is not None else 0,
+        "hooks": {f"{hook.stage}/{hook.trigger_name}": f"{settings.effective_public_url}/hooks/{hook.secret}" for hook in hooks},
+    }

@@ -17,7 +17,7 @@ async def sign_in(page: Page, url: str, key: str) -> None:
     await page.click("button[type=submit]")
 
 
-async def new_entry(page: Page, stage: str, what: str, kind: str, name: str) -> None:
+async def new_piece(page: Page, stage: str, what: str, kind: str, name: str) -> None:
     """From the board: a new rule or trigger of type `kind` on `stage`, its form open with `name` filled in."""
     await page.click(f"section[data-stage={stage}] >> text=+ {what}")
     await page.select_option("select[name=type]", kind)
@@ -62,7 +62,7 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await expect(page.locator("h1")).to_contain_text("Sales")
 
     # A rule on NEW through the form: a bad delay is refused next to its field, then saved.
-    await new_entry(page, "NEW", "rule", "add_timeline_entry", "greet")
+    await new_piece(page, "NEW", "rule", "add_timeline_entry", "greet")
     await page.click("textarea[name='settings.text']")
     await page.click("button.placeholder[data-path='Deal.Title']")
     await page.fill("input[name=delay_after]", "soon")
@@ -77,12 +77,12 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await expect(page.locator("#saved")).to_contain_text("greet")
 
     # A second stage: a task on CALLED one day after entry, and a payment trigger.
-    await new_entry(page, "CALLED", "rule", "create_task", "call back")
+    await new_piece(page, "CALLED", "rule", "create_task", "call back")
     await page.fill("input[name='settings.title']", "Call {{Deal.Title}} back")
     await page.fill("input[name=delay_after]", "1d")
     await page.check("input[name=delay_business_hours]")
     await page.click("text=Save rule")
-    await new_entry(page, "CALLED", "trigger", "payment_received", "paid")
+    await new_piece(page, "CALLED", "trigger", "payment_received", "paid")
     await page.click("text=Save trigger")
     called = page.locator("section[data-stage=CALLED]")
     await expect(called.locator(".rule .when")).to_have_text("1 day after entry, in working hours")
@@ -168,7 +168,7 @@ async def test_simulate_from_the_board(console, page):
     await page.click("text=Simulate")
     await page.fill("textarea[name=script]", "+5d payment 100")
     await page.fill("input[name=horizon]", "2mo")
-    await page.click("form.entry >> text=Simulate")
+    await page.click("form.piece >> text=Simulate")
     result = page.locator("#simulation")
     await expect(result).to_contain_text("ends in CALLED")
     await expect(result).to_contain_text("Rule late (add_timeline_entry) done")

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from temporalio.testing import ActivityEnvironment
 
 from activities.steps import WorkerActivities
-from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.engine.test_rules_together import local_activities
 from workflows.types import EnterCall
@@ -100,7 +100,7 @@ async def test_an_enter_step_run_again_starts_its_entry_once_even_after_the_entr
         {"name": "there", "type": "add_timeline_entry", "settings": {"text": "Arrived"}},
     ]}})
     item = await deal(stack.http, flow["id"], manager["id"])
-    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES)
+    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
     call = EnterCall(item_id=item["id"], entity="deal", stage="NEXT", previous_stage="NEW", entry_no=2,

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import is_cancelled_exception
 
 from activities.steps import WorkerActivities
-from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from activities.worker import build_worker
 from workflows.entry import StageEntryWorkflow
@@ -200,7 +200,7 @@ async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_fir
         "condition": {"all": [{"field": "Deal.Stage", "op": "==", "value": "NEW"}]},
     }]}})
     item = await deal(stack.http, flow["id"], manager["id"])
-    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES)
+    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
     call = MatchCall(
         item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW",
         event=ItemEvent(type="payment_received", data={"amount": 5}), at=datetime.now(timezone.utc),

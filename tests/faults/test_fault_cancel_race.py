@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 import workflows.client
 from activities.steps import WorkerActivities
-from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import open_stack, stack_settings
 from activities.worker import WORKFLOWS
@@ -33,7 +33,7 @@ async def test_rules_of_an_entry_cancelled_while_they_load_are_recorded_cancelle
     monkeypatch.setattr(workflows.client, "GENERATION", 0)  # the item's workflow runs as one started by 0.4.0
     async with AsyncExitStack() as exit_stack:
         stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
-        engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES)
+        engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
         loading = asyncio.Event()
 
         @activity.defn(name=BEGIN_ENTRY)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 import activities.rules
 from activities.steps import WorkerActivities
 from activities.rule import Deps
-from activities.rules import CUSTOM_RULES, RULE_TYPES
+from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from activities.rules.custom import CustomType
 from models.domain.rule_types import GROUPS, RuleType, rule_type_catalogue
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
@@ -55,8 +55,8 @@ def test_every_registered_type_is_whole_in_the_module_of_its_group(name: str) ->
 
 def test_the_worker_registers_one_activity_per_registered_type() -> None:
     deps = Deps(settings=None, database=None)
-    names = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, RULE_TYPES, CUSTOM_RULES).all()}
-    steps = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, {}, CUSTOM_RULES).steps()}
+    names = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, RULE_TYPES, CUSTOM_RULES, rule_types).all()}
+    steps = {fn.__temporal_activity_definition.name for fn in WorkerActivities(deps, {}, CUSTOM_RULES, rule_types).steps()}
     assert names - steps == {f"rule.{name}" for name in RULE_TYPES} | {"rule.custom"}
 
 

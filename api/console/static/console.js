@@ -32,7 +32,7 @@
 
   function boards() {
     if (!window.Sortable) return;
-    document.querySelectorAll("ol.entries[data-order-url], ul.entries[data-order-url]").forEach((list) => {
+    document.querySelectorAll("ol.pieces[data-order-url], ul.pieces[data-order-url]").forEach((list) => {
       Sortable.create(list, {
         animation: 120, forceFallback: true, filter: ".empty", draggable: ".card",
         onEnd: async () => {
