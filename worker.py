@@ -10,12 +10,12 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 
-from activities.document_store import resume_pending_pdfs
+from activities.services.pdf_runner import resume_pending_pdfs
 from activities.rule import Deps
 from activities.worker import build_worker
 from models.logs import install_redaction
 from models.db import create_schema, make_engine
-from models.settings import Settings, get_settings
+from models.settings import get_settings
 from workflows.connection import connect
 from workflows.types import SEARCH_ATTRIBUTES
 

@@ -13,7 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from activities.rendering import DocumentContext, builtin_template, format_number, render_docx, render_pdf, solid_png
+from activities.services.documents import DocumentContext, builtin_template, format_number, render_docx, render_pdf, solid_png
 
 RESULTS = Path(__file__).resolve().parent / "results" / "documents.json"
 

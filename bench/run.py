@@ -528,7 +528,7 @@ async def timer_firing(crm: Crm, count: int, concurrency: int, rate_hint: float)
 
 def documents(count: int, lines: int) -> dict[str, Any]:
     import documents as docbench
-    from activities.rendering import builtin_template, render_docx, render_pdf
+    from activities.services.documents import builtin_template, render_docx, render_pdf
 
     template = builtin_template("invoice")
     contexts = [docbench.invoice(seq, lines) for seq in range(1, count + 1)]

@@ -3,7 +3,7 @@
 Run `python templates/build_templates.py` to rebuild the committed files next to this script,
 or pass `--out DIR` to write them elsewhere.
 
-Variables available to every template (see `activities.rendering.template_context`):
+Variables available to every template (see `activities.services.documents.content.template_context`):
   kind, title, number, issued_on, currency,
   seller.{name, tax_id, legal_address, actual_address, email, phone},
   buyer.{name, tax_id, legal_address, actual_address, email, phone},

@@ -1,7 +1,7 @@
 """Documents: create a document, send it for signing, change and read requisites.
 
-The document rules make their document through `activities.document_store` (numbered, rendered and stored once
-per rule run) and send signing links through `activities.signing`. The requisite rules read and write the
+The document rules make their document through `activities.services.document_store` (numbered, rendered and stored once
+per rule run) and send signing links through `activities.services.signing`. The requisite rules read and write the
 requisites of the item's contact or company.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 from sqlmodel import Session
 
-from activities.document_store import (
+from activities.services.document_store import (
     DocumentOptions,
     MadeDocument,
     company_settings,
@@ -29,7 +29,7 @@ from activities.document_store import (
 )
 from activities.keys import part_key
 from activities.rule import RuleContext, RuleFailed
-from activities.signing import DeliveryFailed, deliver, link_valid_until, refresh_signing, signing_url
+from activities.services.signing import DeliveryFailed, deliver, link_valid_until, refresh_signing, signing_url
 from activities.transports.mail import InvalidAddress, parse_address
 from activities.transports.sms import InvalidPhone, normalize_phone
 from models.domain.fields import (

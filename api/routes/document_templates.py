@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import defer
 from sqlmodel import func, select
 
-from activities.rendering import (
+from activities.services.documents import (
     BUILTIN_KINDS,
+    BUILTIN_PREFIXES,
     DEFAULT_TITLES,
     MAX_TEMPLATE_BYTES,
     TemplateRejected,
@@ -26,7 +27,6 @@ from models.tables import Automation, DocumentTemplate
 router = APIRouter(prefix="/document-templates", tags=["documents"], dependencies=member_only)
 Code = Annotated[str, Path(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_]*$")]
 TEMPLATE_UPLOAD_MAX_BYTES = MAX_TEMPLATE_BYTES + 64 * 1024  # the file and the form around it
-BUILTIN_PREFIXES = {"invoice": "INV", "offer": "OFF", "contract": "CTR"}
 
 
 def _builtin(kind: str) -> DocumentTemplatePublic:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse
 
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import PDF, document_file

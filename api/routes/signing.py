@@ -15,13 +15,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlmodel import Session
 
-from activities.document_store import utc
-from activities.signing import link_valid_until
+from activities.services.signing import link_valid_until
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import PDF, file_response, safe_filename
 from api.pages import pages
 from api.usecases import signing
 from api.usecases.signing import CODE_DIGITS, ROLES, Refused, mask
+from models.domain.timing import as_utc
 from models.tables import Document, DocumentSigner
 
 router = APIRouter(prefix="/sign", tags=["signing"])
@@ -60,7 +60,7 @@ def _html(request: Request, session: Session, signer: DocumentSigner, document: 
         ],
         "notice": notice,
         "error": error,
-        "signed_at": utc(signer.signed_at).strftime("%Y-%m-%d %H:%M UTC") if signed else "",
+        "signed_at": as_utc(signer.signed_at).strftime("%Y-%m-%d %H:%M UTC") if signed else "",
         "has_signed_pdf": document.signed_pdf is not None,
         "masked_address": mask(signer.address),
         "digits": CODE_DIGITS,

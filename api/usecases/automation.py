@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import HTTPException, status
 from sqlmodel import Session, select
 
-from activities.rendering import BUILTIN_KINDS
+from activities.services.documents import BUILTIN_KINDS
 from activities.rules import rule_types
 from api.deps import hash_key
 from api.lookups import stages_of

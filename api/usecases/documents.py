@@ -10,7 +10,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from activities.signing import revoke_signing
+from activities.services.signing import revoke_signing
 from api.errors import not_found
 from api.schemas import DocumentPublic
 from api.usecases.items import send_once

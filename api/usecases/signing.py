@@ -22,13 +22,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from activities.document_store import utc
-from activities.rendering import InvalidDocumentData, render_signed_pdf
-from activities.signing import DeliveryFailed, deliver, refresh_signing
+from activities.services.documents import InvalidDocumentData, render_signed_pdf
+from activities.services.signing import DeliveryFailed, deliver, refresh_signing
 from activities.transports.mail import MailTemporaryError
 from activities.transports.sms import SmsTemporaryError
 from api.usecases.items import send_once
 from models.domain.events import DocumentSigned
+from models.domain.timing import as_utc
 from models.settings import Settings
 from models.store import add_timeline
 from models.tables import Document, DocumentSigner
@@ -69,7 +69,7 @@ def mask(address: str) -> str:
 def link_open(signer: DocumentSigner, now: datetime) -> bool:
     if signer.link_revoked_at is not None:
         return False
-    return signer.link_expires_at is None or utc(signer.link_expires_at) > now
+    return signer.link_expires_at is None or as_utc(signer.link_expires_at) > now
 
 
 def find_signer(session: Session, token: str) -> tuple[DocumentSigner, Document]:
@@ -103,7 +103,7 @@ def _issue_code(session: Session, signer: DocumentSigner) -> str:
         raise Refused(status.HTTP_409_CONFLICT, "You have already signed this document")
     now = _now()
     if signer.last_code_at is not None:
-        wait = CODE_RESEND_SECONDS - int((now - utc(signer.last_code_at)).total_seconds())
+        wait = CODE_RESEND_SECONDS - int((now - as_utc(signer.last_code_at)).total_seconds())
         if wait > 0:
             raise Refused(status.HTTP_429_TOO_MANY_REQUESTS, f"A code was just sent; ask again in {wait} s",
                           retry_after=wait)
@@ -148,7 +148,7 @@ async def send_code(session: Session, settings: Settings, database: Engine, sign
         session.commit()
         raise Refused(status.HTTP_503_SERVICE_UNAVAILABLE, "The code could not be sent right now; try again shortly")
     return {"sent_to": mask(signer.address), "channel": signer.channel,
-            "expires_at": utc(signer.code_expires_at).isoformat()}
+            "expires_at": as_utc(signer.code_expires_at).isoformat()}
 
 
 def check_code(session: Session, signer: DocumentSigner, code: str) -> None:
@@ -156,7 +156,7 @@ def check_code(session: Session, signer: DocumentSigner, code: str) -> None:
         raise Refused(status.HTTP_409_CONFLICT, "You have already signed this document")
     if signer.code_hash is None or signer.code_salt is None:
         raise Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, "Ask for a code first", field="code")
-    if utc(signer.code_expires_at) <= _now():
+    if as_utc(signer.code_expires_at) <= _now():
         signer.code_hash = signer.code_salt = None
         session.add(signer)
         session.commit()
@@ -195,7 +195,7 @@ def _signature_entries(signers: list[DocumentSigner]) -> list[dict[str, Any]]:
             "signer": signer.name,
             "role": f"{ROLES.get(signer.role, signer.role)}, confirmed with a one-time code sent to "
                     f"{mask(signer.address)}",
-            "signed_at": utc(signer.signed_at),
+            "signed_at": as_utc(signer.signed_at),
         }
         for signer in signers
     ]

@@ -11,7 +11,7 @@ import httpx
 from docx import Document as DocxDocument
 from pypdf import PdfReader
 
-from activities.rendering import solid_png
+from activities.services.documents import solid_png
 from tests.crm import ok
 
 SIGNATURE_PNG = solid_png(40, 12, (10, 20, 150))

@@ -18,7 +18,7 @@ import pytest
 from docx import Document
 from pypdf import PdfReader
 
-from activities.rendering import (
+from activities.services.documents import (
     BUILTIN_KINDS,
     DocumentContext,
     InvalidDocumentData,

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlmodel import select
 
-import activities.document_store as documents_module
-from activities.document_store import resume_pending_pdfs
+import activities.services.pdf_runner as documents_module
+from activities.services.pdf_runner import resume_pending_pdfs
 from activities.steps import RuleRunner
 from activities.rule import RuleContext
 from activities.rules import RULE_TYPES

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pypdf import PdfReader
 from sqlmodel import select
 
-from activities.rendering import sha256_hex
+from activities.services.documents import sha256_hex
 from models.tables import DocumentSigner, utcnow
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from tests.documents.support import PRODUCTS, documents_of, file_of, my_company, pdf_text, rule_result

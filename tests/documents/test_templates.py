@@ -6,7 +6,7 @@ import io
 
 from docx import Document as DocxDocument
 
-from activities.rendering import MAX_TEMPLATE_BYTES
+from activities.services.documents import MAX_TEMPLATE_BYTES
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.documents.support import (
     BUYER,

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.document_store import utc
 from activities.transports.mail import InvalidAddress, MailPermanentError, MailSettings, build_message, send_message
 from activities.transports.sms import SmsConfigError, SmsPermanentError, make_sms_provider
 from models.db import session_scope
+from models.domain.timing import as_utc
 from models.settings import Settings
 from models.store import add_timeline, get_or_create
 from models.tables import Document, DocumentSigner, Message
@@ -109,9 +109,9 @@ def signing_summary(session: Session, document_id: int) -> dict[str, Any]:
         overall = max(statuses, key=SIGNER_STATUSES.index) if statuses else "pending"
 
     def iso(value: datetime | None) -> str | None:
-        return utc(value).isoformat() if value is not None else None
+        return as_utc(value).isoformat() if value is not None else None
 
-    signed_times = [utc(signer.signed_at) for signer in signers if signer.signed_at is not None]
+    signed_times = [as_utc(signer.signed_at) for signer in signers if signer.signed_at is not None]
     return {
         "status": overall,
         "signed_at": iso(max(signed_times)) if overall == "signed" else None,
@@ -162,5 +162,5 @@ def revoke_signing(session: Session, document: Document, at: datetime) -> int:
 
 
 def link_valid_until(signer: DocumentSigner) -> str:
-    return utc(signer.link_expires_at).strftime("%Y-%m-%d %H:%M UTC")
+    return as_utc(signer.link_expires_at).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -18,31 +18,28 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import update
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.rendering import (
+from activities.rule import RuleContext, RuleFailed
+from activities.services.documents import (
     BUILTIN_KINDS,
+    BUILTIN_PREFIXES,
     DEFAULT_TITLES,
     DocumentContext,
     InvalidDocumentData,
     TemplateRejected,
     builtin_template,
     compute_totals,
-    format_money,
     format_number,
     render_docx,
-    render_pdf,
-    sha256_hex,
-    to_decimal,
 )
-from activities.rule import RuleContext, RuleFailed
-from models.db import session_scope
+from activities.services.documents.money import format_money, to_decimal
+from activities.services import pdf_runner
 from models.domain.data_tree import entity_root
 from models.domain.requisites import display_name, format_address
 from models.settings import Settings
@@ -51,18 +48,8 @@ from models.tables import Company, Contact, Document, DocumentTemplate, Item, Re
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PREFIXES = {"invoice": "INV", "offer": "OFF", "contract": "CTR"}
 DEFAULT_CURRENCY = "USD"
 TITLE_FIELD = "DocumentTitle"
-PDF_RETRY_DELAYS = (0.5, 2.0, 5.0)
-PENDING_PDF_AGE = timedelta(seconds=10)
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """Datetimes read back from SQLite are naive UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def public_url(settings: Settings, token: str | None) -> str:
@@ -232,27 +219,6 @@ def _next_number(session: Session, key: str) -> int:
     return session.exec(select(Sequence.value).where(Sequence.key == key)).one()
 
 
-def _context_from(document: Document) -> DocumentContext:
-    """The render inputs stored on the row: the PDF matches the DOCX made with them."""
-    data = document.data
-    images = document.render_input or {}
-    return DocumentContext(
-        kind=data["kind"],
-        number=document.number,
-        issued_on=date.fromisoformat(data["issued_on"]),
-        currency=data["currency"],
-        title=document.title,
-        seller=dict(data.get("seller") or {}),
-        buyer=dict(data.get("buyer") or {}),
-        bank=dict(data.get("bank") or {}),
-        lines=[dict(line) for line in data.get("lines") or []],
-        extra=dict(data.get("extra") or {}),
-        signature_png=base64.b64decode(images["signature_png"]) if images.get("signature_png") else None,
-        stamp_png=base64.b64decode(images["stamp_png"]) if images.get("stamp_png") else None,
-        signer_name=data.get("signer_name"),
-    )
-
-
 def _create(session: Session, ctx: RuleContext, options: DocumentOptions) -> MadeDocument:
     existing = get_by(session, Document, effect_key=ctx.effect_key)
     if existing is not None:
@@ -324,98 +290,14 @@ def _create(session: Session, ctx: RuleContext, options: DocumentOptions) -> Mad
     return _made(document)
 
 
-def render_pending_pdf(engine: Engine, document_id: int) -> bool:
-    """Render and store the document's PDF unless it exists. True when this call stored it."""
-    with session_scope(engine) as session:
-        document = session.get(Document, document_id)
-        if document is None or document.pdf is not None or document.docx is None:
-            return False
-        document_ctx = _context_from(document)
-    pdf = render_pdf(document_ctx)
-    with session_scope(engine) as session:
-        stored = session.execute(
-            update(Document)
-            .where(col(Document.id) == document_id, col(Document.pdf).is_(None))
-            .values(pdf=pdf, sha256=sha256_hex(pdf), status="ready", render_input={})
-        )
-        return stored.rowcount == 1
-
-
-_in_flight: set[int] = set()
-_tasks: set[asyncio.Task] = set()
-
-
-
-
-
-def _spawn(work: Any) -> None:
-    task = asyncio.get_running_loop().create_task(work)
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-
-
-def render_pdf_later(engine: Engine, document_id: int) -> None:
-    """Render the PDF on a background task of this process (once per document at a time)."""
-    if document_id in _in_flight:
-        return
-    _in_flight.add(document_id)
-    _spawn(_render_in_background(engine, document_id))
-
-
-async def _render_in_background(engine: Engine, document_id: int) -> None:
-    try:
-        for pause in (*PDF_RETRY_DELAYS, None):
-            try:
-                await asyncio.to_thread(render_pending_pdf, engine, document_id)
-                return
-            except Exception as error:
-                log.warning("PDF of document %s failed: %s", document_id, error)
-                if pause is None:
-                    await asyncio.to_thread(_mark_failed, engine, document_id, f"{type(error).__name__}: {error}")
-                    return
-                await asyncio.sleep(pause)
-    finally:
-        _in_flight.discard(document_id)
-
-
-def _mark_failed(engine: Engine, document_id: int, error: str) -> None:
-    with session_scope(engine) as session:
-        document = session.get(Document, document_id)
-        if document is not None and document.pdf is None:
-            document.status = "failed"
-            document.data = {**document.data, "error": error[:500]}
-            session.add(document)
-
-
-def _pending_pdfs(engine: Engine) -> list[int]:
-    older_than = datetime.now(timezone.utc) - PENDING_PDF_AGE
-    with session_scope(engine) as session:
-        return list(session.exec(
-            select(Document.id).where(
-                Document.status == "rendering",
-                col(Document.docx).is_not(None),
-                col(Document.pdf).is_(None),
-                col(Document.created_at) < older_than,
-            )
-        ).all())
-
-
-async def resume_pending_pdfs(engine: Engine) -> int:
-    """Start rendering the PDFs whose background render was lost (a worker stopped). Returns how many."""
-    ids = [document_id for document_id in await asyncio.to_thread(_pending_pdfs, engine) if document_id not in _in_flight]
-    for document_id in ids:
-        render_pdf_later(engine, document_id)
-    return len(ids)
-
-
 async def make_document(ctx: RuleContext, options: DocumentOptions, *, wait_for_pdf: bool) -> MadeDocument:
     """The rule's document, made once: found by the effect key, or numbered, rendered and stored."""
-    _spawn(resume_pending_pdfs(ctx.deps.database))
+    pdf_runner.spawn(pdf_runner.resume_pending_pdfs(ctx.deps.database))
     made = await ctx.db(lambda session: _create(session, ctx, options))
     if not made.has_pdf:
         if wait_for_pdf:
-            await asyncio.to_thread(render_pending_pdf, ctx.deps.database, made.id)
+            await asyncio.to_thread(pdf_runner.render_pending_pdf, ctx.deps.database, made.id)
             made.has_pdf = True
         else:
-            render_pdf_later(ctx.deps.database, made.id)
+            pdf_runner.render_pdf_later(ctx.deps.database, made.id)
     return made
