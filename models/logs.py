@@ -19,15 +19,16 @@ from typing import Any
 
 REDACTED = "***"
 SECRET_PREFIXES = ("/hooks/", "/sign/", "/public/documents/", "/t/o/", "/t/c/", "/callbacks/")
-_SECRET_SEGMENT = re.compile(
-    "(" + "|".join(re.escape(prefix) for prefix in SECRET_PREFIXES) + r")[^/?#.\s\"'<>]+"
+CAPABILITY_TOKEN = re.compile(
+    "(" + "|".join(re.escape(prefix) for prefix in SECRET_PREFIXES) + r")([^/?#.\s\"'<>]+)"
 )
+"""A capability URL path: its prefix (group 1) and its token (group 2)."""
 _PLAIN = (int, float, bool, type(None))
 
 
 def redact(text: str) -> str:
     """`text` with the token segment of every capability URL path in it replaced by `***`."""
-    return _SECRET_SEGMENT.sub(rf"\g<1>{REDACTED}", text)
+    return CAPABILITY_TOKEN.sub(rf"\g<1>{REDACTED}", text)
 
 
 def _redact_arg(value: Any) -> Any:

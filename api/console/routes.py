@@ -600,4 +600,4 @@ def simulated_document(request: Request, simulation_id: Annotated[str, PathParam
                        document_id: Id, kind: Literal["pdf", "docx"], user: UserDep):
     """A document a simulation rendered, for the signed-in admin."""
     require_admin(user)
-    return read_simulated_document(simulator(request), simulation_id, document_id, kind)
+    return read_simulated_document(simulator(request), simulation_id, kind, document_id=document_id)

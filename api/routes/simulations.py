@@ -94,4 +94,22 @@ def simulated_document(
     simulation_id: SimulationId, document_id: DocumentId, kind: Literal["pdf", "docx"], request: Request
 ):
     """A document a simulation rendered, as the client would have got it."""
-    return read_simulated_document(simulator(request), simulation_id, document_id, kind)
+    return read_simulated_document(simulator(request), simulation_id, kind, document_id=document_id)
+
+
+SharedToken = Annotated[str, Path(min_length=8, max_length=200, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+@router.get("/simulations/{simulation_id}/public/documents/{token}")
+def simulated_shared_document(simulation_id: SimulationId, token: SharedToken, request: Request):
+    """The PDF behind a public document link a simulation handed out (in a simulated e-mail, say): the simulation's
+    own document, never a real one."""
+    return read_simulated_document(simulator(request), simulation_id, "pdf", token=token)
+
+
+@router.get("/simulations/{simulation_id}/public/documents/{token}/{kind}")
+def simulated_shared_document_file(
+    simulation_id: SimulationId, token: SharedToken, kind: Literal["pdf", "docx"], request: Request
+):
+    """The PDF or DOCX behind a public document link a simulation handed out."""
+    return read_simulated_document(simulator(request), simulation_id, kind, token=token)

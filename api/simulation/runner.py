@@ -28,13 +28,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.document_store import render_pending_pdf
+from activities.services.pdf_runner import render_pending_pdf
 from activities.rule import Deps
 from activities.worker import build_worker
 from api.schemas import ItemCreate
 from api.simulation.recorders import Recorder
 from api.simulation.schemas import ScriptStep, WebhookAnswer
-from api.simulation.scratch import scratch_engine, seed
+from api.simulation.scratch import OwnLinks, scratch_engine, seed
 from api.usecases import items, tasks
 from models.domain.events import Event, PaymentReceived, PostedEvent
 from models.domain.timing import as_utc
@@ -155,11 +155,15 @@ class Run:
         self.folder.mkdir(parents=True, exist_ok=True)
         engine = await asyncio.to_thread(scratch_engine, self.folder / "scratch.db")
         try:
+            real = self.simulator.settings.effective_public_url
+            own = f"{real}/simulations/{self.id}"
             baseline = await asyncio.to_thread(
                 seed, self.simulator.database, engine, pipeline_id=self.plan.pipeline_id, draft=self.plan.draft,
                 contact_ids=self.plan.contact_ids, company_ids=self.plan.company_ids, item_id=self.plan.item_id,
+                links=OwnLinks(real, own),
             )
             settings = self.simulator.settings.model_copy(update={
+                "public_url": own,
                 "database_url": f"sqlite:///{self.folder / 'scratch.db'}",
                 "data_dir": self.folder,
                 "temporal_task_queue": "simulation",

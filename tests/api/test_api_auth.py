@@ -32,6 +32,8 @@ ADMIN_ROUTES = {
     ("POST", "/simulations"),
     ("GET", "/simulations/{simulation_id}"),
     ("GET", "/simulations/{simulation_id}/documents/{document_id}/{kind}"),
+    ("GET", "/simulations/{simulation_id}/public/documents/{token}"),
+    ("GET", "/simulations/{simulation_id}/public/documents/{token}/{kind}"),
     ("POST", "/deals/{deal_id}/simulate"),
     ("POST", "/leads/{lead_id}/simulate"),
 }
