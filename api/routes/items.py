@@ -4,9 +4,10 @@ Both resources have the same routes, built by one factory; an item of the other 
 route parses its request, calls one use case (`api/usecases/items.py`) and renders its answer.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
@@ -45,139 +46,177 @@ def event_answer(handled: EventHandled | None) -> Accepted | JSONResponse:
     return JSONResponse(answer.model_dump(), status_code=status.HTTP_200_OK)
 
 
+def _item_of(entity: str) -> Callable[..., Item]:
+    """The dependency that reads the item a path names (`/deals/{deal_id}`): it keeps the item for the route."""
+    def item_in_path(
+        item_id: Annotated[int, Path(alias=f"{entity}_id", ge=1, le=MAX_ID)], request: Request, session: SessionDep
+    ) -> Item:
+        request.state.item = items.get_item(session, entity, item_id)
+        return request.state.item
+
+    return item_in_path
+
+
+def _entity(entity: str) -> Callable[[Request], str]:
+    """The dependency that tells a route of `/deals` from one of `/leads`."""
+    def entity_of_routes(request: Request) -> str:
+        request.state.entity = entity
+        return entity
+
+    return entity_of_routes
+
+
+def current_item(request: Request) -> Item | None:
+    """The item the route's path named; None only when the path was refused (the request is then a 4xx)."""
+    return getattr(request.state, "item", None)
+
+
+def current_entity(request: Request) -> str:
+    return request.state.entity
+
+
+ItemDep = Annotated[Item, Depends(current_item)]
+EntityDep = Annotated[str, Depends(current_entity)]
+
+
+async def create(
+    entity: EntityDep,
+    body: ItemCreate,
+    session: SessionDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+):
+    """Create the item; it enters its stage (the pipeline's first if none is given) and the stage's rules start."""
+    item = await items.create_item(session, client, settings, entity, body, idempotency_key=idempotency_key)
+    return items.item_public(item)
+
+
+def list_items(
+    entity: EntityDep,
+    session: SessionDep,
+    page: PageDep,
+    response: Response,
+    pipeline_id: RefId = None,
+    stage: Annotated[StageCode | None, Query()] = None,
+    responsible_id: RefId = None,
+    contact_id: RefId = None,
+    company_id: RefId = None,
+):
+    statement = select(Item).where(Item.entity_type == entity).order_by(Item.id)
+    for column, value in (
+        (Item.pipeline_id, pipeline_id),
+        (Item.stage, stage),
+        (Item.responsible_id, responsible_id),
+        (Item.contact_id, contact_id),
+        (Item.company_id, company_id),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    return paginate(session, statement, page, response)
+
+
+def read(item: ItemDep):
+    return item
+
+
+async def update(item: ItemDep, body: ItemUpdate, session: SessionDep, client: ClientDep, settings: SettingsDep):
+    """Change the item's data. Changed fields are a `field_changed` event, a new responsible a
+    `responsible_changed` event, for the triggers of the item's pipeline."""
+    await items.update_item(session, client, settings, item, body.model_dump(exclude_unset=True))
+    return items.item_public(item)
+
+
+async def move(
+    item: ItemDep,
+    body: MoveRequest,
+    session: SessionDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+):
+    """Move the item to a stage; when this returns, the stage has changed and its rules have started.
+    An item whose creation could not reach the workflow service (stage null) enters the stage now."""
+    answer = await items.move_item(
+        session, client, settings, item, body.stage, as_user_id=body.as_user_id, idempotency_key=idempotency_key
+    )
+    return JSONResponse(answer)
+
+
+async def post_event(
+    item: ItemDep,
+    body: EventCreate,
+    client: ClientDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+    wait: WaitQuery = False,
+):
+    """An event for the triggers of the item's pipeline (a repeated `Idempotency-Key` is one event)."""
+    event = PostedEvent(name=body.type, values=body.data)
+    return event_answer(await items.send_event(client, settings, item, event, event_id=idempotency_key, wait=wait))
+
+
+async def post_payment(
+    item: ItemDep,
+    body: PaymentCreate,
+    client: ClientDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+    wait: WaitQuery = False,
+):
+    """A payment for the item: the `payment_received` event."""
+    handled = await items.report_payment(
+        client, settings, item, body.amount, body.currency, event_id=idempotency_key, wait=wait
+    )
+    return event_answer(handled)
+
+
+def post_comment(item: ItemDep, body: CommentCreate, session: SessionDep):
+    """A comment on the item's timeline."""
+    return items.add_comment(session, item, body.text, body.author_id)
+
+
+def timeline(item: ItemDep, session: SessionDep, page: PageDep, response: Response, kind: KindFilter = None):
+    """The item's history, oldest first."""
+    statement = (
+        select(TimelineEntry)
+        .where(TimelineEntry.item_id == item.id)
+        .order_by(col(TimelineEntry.at), col(TimelineEntry.id))
+    )
+    if kind is not None:
+        statement = statement.where(TimelineEntry.kind == kind)
+    return paginate(session, statement, page, response)
+
+
+async def pending(item: ItemDep, client: ClientDep, settings: SettingsDep, page: PageDep, response: Response):
+    """The rules of the current stage entry still waiting: due time and why (delay, after previous, condition)."""
+    return page_of(await items.pending_rules(client, settings, item), page, response)
+
+
 def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
-    """The routes of one entity type (`deal` or `lead`) under `/deals` or `/leads`."""
+    """The routes of one entity type (`deal` or `lead`) under `/deals` or `/leads`: the functions above, each told
+    its entity type or given its item by the path (`/deals/{deal_id}`)."""
     router = APIRouter(prefix=f"/{entity}s", tags=[f"{entity}s"], dependencies=member_only)
-    ItemId = Annotated[int, Path(alias=f"{entity}_id", ge=1, le=MAX_ID)]
     one = f"/{{{entity}_id}}"
-
-    @router.post("", response_model=ItemPublic, status_code=status.HTTP_201_CREATED, name=f"create_{entity}")
-    async def create(
-        body: ItemCreate,
-        session: SessionDep,
-        client: ClientDep,
-        settings: SettingsDep,
-        idempotency_key: IdempotencyKey = None,
-    ):
-        """Create the item; it enters its stage (the pipeline's first if none is given) and the stage's rules start."""
-        item = await items.create_item(session, client, settings, entity, body, idempotency_key=idempotency_key)
-        return items.item_public(item)
-
-    @router.get("", response_model=list[ItemPublic], name=f"list_{entity}s")
-    def list_items(
-        session: SessionDep,
-        page: PageDep,
-        response: Response,
-        pipeline_id: RefId = None,
-        stage: Annotated[StageCode | None, Query()] = None,
-        responsible_id: RefId = None,
-        contact_id: RefId = None,
-        company_id: RefId = None,
-    ):
-        statement = select(Item).where(Item.entity_type == entity).order_by(Item.id)
-        for column, value in (
-            (Item.pipeline_id, pipeline_id),
-            (Item.stage, stage),
-            (Item.responsible_id, responsible_id),
-            (Item.contact_id, contact_id),
-            (Item.company_id, company_id),
-        ):
-            if value is not None:
-                statement = statement.where(column == value)
-        return paginate(session, statement, page, response)
-
-    @router.get(one, response_model=ItemPublic, name=f"read_{entity}")
-    def read(item_id: ItemId, session: SessionDep):
-        return items.get_item(session, entity, item_id)
-
-    @router.patch(one, response_model=ItemPublic, name=f"update_{entity}")
-    async def update(
-        item_id: ItemId, body: ItemUpdate, session: SessionDep, client: ClientDep, settings: SettingsDep
-    ):
-        """Change the item's data. Changed fields are a `field_changed` event, a new responsible a
-        `responsible_changed` event, for the triggers of the item's pipeline."""
-        item = items.get_item(session, entity, item_id)
-        await items.update_item(session, client, settings, item, body.model_dump(exclude_unset=True))
-        return items.item_public(item)
-
-    @router.post(one + "/move", response_model=ItemPublic, name=f"move_{entity}")
-    async def move(
-        item_id: ItemId,
-        body: MoveRequest,
-        session: SessionDep,
-        client: ClientDep,
-        settings: SettingsDep,
-        idempotency_key: IdempotencyKey = None,
-    ):
-        """Move the item to a stage; when this returns, the stage has changed and its rules have started.
-        An item whose creation could not reach the workflow service (stage null) enters the stage now."""
-        item = items.get_item(session, entity, item_id)
-        answer = await items.move_item(
-            session, client, settings, item, body.stage, as_user_id=body.as_user_id, idempotency_key=idempotency_key
-        )
-        return JSONResponse(answer)
-
-    @router.post(one + "/events", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED,
-                 name=f"{entity}_event", responses=WAIT_ANSWER)
-    async def post_event(
-        item_id: ItemId,
-        body: EventCreate,
-        session: SessionDep,
-        client: ClientDep,
-        settings: SettingsDep,
-        idempotency_key: IdempotencyKey = None,
-        wait: WaitQuery = False,
-    ):
-        """An event for the triggers of the item's pipeline (a repeated `Idempotency-Key` is one event)."""
-        item = items.get_item(session, entity, item_id)
-        event = PostedEvent(name=body.type, values=body.data)
-        return event_answer(await items.send_event(client, settings, item, event, event_id=idempotency_key, wait=wait))
-
-    @router.post(one + "/payments", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED,
-                 name=f"{entity}_payment", responses=WAIT_ANSWER)
-    async def post_payment(
-        item_id: ItemId,
-        body: PaymentCreate,
-        session: SessionDep,
-        client: ClientDep,
-        settings: SettingsDep,
-        idempotency_key: IdempotencyKey = None,
-        wait: WaitQuery = False,
-    ):
-        """A payment for the item: the `payment_received` event."""
-        item = items.get_item(session, entity, item_id)
-        handled = await items.report_payment(
-            client, settings, item, body.amount, body.currency, event_id=idempotency_key, wait=wait
-        )
-        return event_answer(handled)
-
-    @router.post(one + "/comments", response_model=TimelinePublic, status_code=status.HTTP_201_CREATED,
-                 name=f"comment_{entity}")
-    def post_comment(item_id: ItemId, body: CommentCreate, session: SessionDep):
-        """A comment on the item's timeline."""
-        return items.add_comment(session, items.get_item(session, entity, item_id), body.text, body.author_id)
-
-    @router.get(one + "/timeline", response_model=list[TimelinePublic], name=f"{entity}_timeline")
-    def timeline(item_id: ItemId, session: SessionDep, page: PageDep, response: Response, kind: KindFilter = None):
-        """The item's history, oldest first."""
-        items.get_item(session, entity, item_id)
-        statement = (
-            select(TimelineEntry)
-            .where(TimelineEntry.item_id == item_id)
-            .order_by(col(TimelineEntry.at), col(TimelineEntry.id))
-        )
-        if kind is not None:
-            statement = statement.where(TimelineEntry.kind == kind)
-        return paginate(session, statement, page, response)
-
-    @router.get(one + "/pending", response_model=list[dict[str, Any]], name=f"{entity}_pending")
-    async def pending(
-        item_id: ItemId, session: SessionDep, client: ClientDep, settings: SettingsDep, page: PageDep, response: Response
-    ):
-        """The rules of the current stage entry still waiting: due time and why (delay, after previous, condition)."""
-        item = items.get_item(session, entity, item_id)
-        return page_of(await items.pending_rules(client, settings, item), page, response)
-
+    of_entity = [Depends(_entity(entity))]
+    of_item = [Depends(_item_of(entity))]
+    accepted = {"response_model": Accepted, "status_code": status.HTTP_202_ACCEPTED, "responses": WAIT_ANSWER}
+    routes: list[tuple[str, str, Callable, str, list, dict[str, Any]]] = [
+        ("POST", "", create, f"create_{entity}", of_entity,
+         {"response_model": ItemPublic, "status_code": status.HTTP_201_CREATED}),
+        ("GET", "", list_items, f"list_{entity}s", of_entity, {"response_model": list[ItemPublic]}),
+        ("GET", one, read, f"read_{entity}", of_item, {"response_model": ItemPublic}),
+        ("PATCH", one, update, f"update_{entity}", of_item, {"response_model": ItemPublic}),
+        ("POST", one + "/move", move, f"move_{entity}", of_item, {"response_model": ItemPublic}),
+        ("POST", one + "/events", post_event, f"{entity}_event", of_item, accepted),
+        ("POST", one + "/payments", post_payment, f"{entity}_payment", of_item, accepted),
+        ("POST", one + "/comments", post_comment, f"comment_{entity}", of_item,
+         {"response_model": TimelinePublic, "status_code": status.HTTP_201_CREATED}),
+        ("GET", one + "/timeline", timeline, f"{entity}_timeline", of_item, {"response_model": list[TimelinePublic]}),
+        ("GET", one + "/pending", pending, f"{entity}_pending", of_item, {"response_model": list[dict[str, Any]]}),
+    ]
+    for method, path, endpoint, name, dependencies, options in routes:
+        router.add_api_route(path, endpoint, methods=[method], name=name, dependencies=dependencies, **options)
     return router
 
 

@@ -49,8 +49,10 @@ class Inbox:
 
 
 @contextmanager
-def smtp_server() -> Iterator[Inbox]:
-    inbox = Inbox()
+def smtp_server(handler: Any = None) -> Iterator[Any]:
+    """A real SMTP server on a loopback port of its own, delivering to `handler` (an `Inbox` unless another is
+    given), which learns its `port`."""
+    inbox = handler if handler is not None else Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     inbox.port = controller.port

@@ -130,3 +130,35 @@ async def test_rules_are_reordered_and_deleted_through_the_console_and_saved_who
         assert deleted.status_code == 422 and "first" in deleted.text  # third reads Rule.first: nothing is saved
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
     assert [rule["name"] for rule in rules] == ["second", "first", "third"]
+
+
+async def test_the_console_creates_an_item_with_the_checks_and_the_idempotency_key_of_the_api(stack, crm):
+    """The board's form and `POST /deals` are one use case: the same refusal for an unknown contact, the same item for
+    the same Idempotency-Key, whichever of the two is called first."""
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    deals_before = ok(await stack.http.get("/deals"))
+
+    refused = await stack.http.post("/deals", json={
+        "title": "Armchair", "pipeline_id": p, "responsible_id": manager, "contact_id": 99999})
+    assert refused.status_code == 422
+    [problem] = refused.json()["detail"]
+    assert (problem["loc"], problem["msg"]) == (["body", "contact_id"], "contact 99999 does not exist")
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = {"title": "Armchair", "responsible_id": str(manager), "contact_id": "99999", "csrf_token": csrf}
+        shown = await client.post(f"/ui/pipelines/{p}/items", data=form, follow_redirects=True)
+        assert shown.status_code == 200 and "contact_id: contact 99999 does not exist" in shown.text
+        assert ok(await stack.http.get("/deals")) == deals_before
+
+        created = ok(await stack.http.post("/deals", headers={"Idempotency-Key": "form-7"}, json={
+            "title": "Armchair", "pipeline_id": p, "responsible_id": manager}), 201)
+        form = {"title": "Armchair", "responsible_id": str(manager), "idempotency_key": "form-7", "csrf_token": csrf}
+        for _ in range(2):
+            again = await client.post(f"/ui/pipelines/{p}/items", data=form)
+            assert (again.status_code, again.headers["location"]) == (303, f"/ui/items/deal/{created['id']}")
+        board = await client.get(f"/ui/pipelines/{p}/items")
+        key = board.text.split('name="idempotency_key" value="')[1].split('"')[0]
+        first = await client.post(f"/ui/pipelines/{p}/items", data={**form, "title": "Lamp", "idempotency_key": key})
+        second = await client.post(f"/ui/pipelines/{p}/items", data={**form, "title": "Lamp", "idempotency_key": key})
+        assert first.headers["location"] == second.headers["location"] != f"/ui/items/deal/{created['id']}"
+    titles = [item["title"] for item in ok(await stack.http.get("/deals"))]
+    assert titles.count("Armchair") == 1 and titles.count("Lamp") == 1

@@ -7,16 +7,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from temporalio.testing import WorkflowEnvironment
 
-from scripts.local import free_port
+from tests.communication.mailbox import Inbox, smtp_server
 from tests.stacks import Stack, open_stack, stack_settings
 
 
@@ -55,28 +51,10 @@ async def sms_inbox() -> AsyncIterator[SmsInbox]:
         yield inbox
 
 
-class Inbox:
-    """aiosmtpd handler: keeps every message the SMTP server accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.port = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(message_from_bytes(envelope.original_content, policy=default_policy))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    try:
-        yield inbox
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from temporalio.testing import WorkflowEnvironment
 
-from scripts.local import free_port
+from tests.communication.mailbox import smtp_server
 from tests.stacks import Stack, open_stack, stack_settings
 
 SENDER = "CRM <crm@shop.example>"
@@ -45,14 +44,8 @@ class Inbox:
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    try:
-        yield inbox
-    finally:
-        controller.stop()
+    with smtp_server(Inbox()) as server:
+        yield server
 
 
 @pytest.fixture
