@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from workflows.types import item_workflow_id
 
-OUTCOMES = ("scheduled", "rescheduled", "waiting", "done", "skipped", "cancelled", "wait-ended")
+OUTCOMES = ("scheduled", "rescheduled", "changed", "waiting", "done", "skipped", "cancelled", "wait-ended")
 
 
 def effect_key(workflow_id: str, rule: str) -> str:

@@ -12,8 +12,9 @@ from activities.rule import Deps
 from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
+from workflows.operations import ApplyVersionWorkflow
 
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow]
 
 
 def workflow_runner(sandbox: bool) -> SandboxedWorkflowRunner | UnsandboxedWorkflowRunner:

@@ -53,12 +53,28 @@ class Stage(SQLModel, table=True):
 
 
 class Automation(SQLModel, table=True):
-    """The whole automation of one pipeline, validated as a whole and replaced at once."""
+    """The whole automation of one pipeline as saved now, validated as a whole and replaced at once."""
 
     pipeline_id: int = Field(foreign_key="pipeline.id", primary_key=True)
     version: int = 1
     config: dict = _json()
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AutomationVersion(SQLModel, table=True):
+    """Every saved automation of a pipeline, kept as it was saved: its number, when, by whom, and why."""
+
+    pipeline_id: int = Field(foreign_key="pipeline.id", primary_key=True)
+    version: int = Field(primary_key=True)
+    config: dict = _json()
+    saved_at: datetime = Field(default_factory=utcnow)
+    saved_by: str = ""
+    """The API key's name, or the console user's."""
+    note: str = ""
+    in_flight: str = "keep"
+    """What the entries already waiting did when it was saved: `keep` their version, or `apply` this one."""
+    apply_workflow_id: str | None = None
+    """With `apply`: the workflow that takes this version to them."""
 
 
 class HookSecret(SQLModel, table=True):
@@ -145,6 +161,8 @@ class Item(SQLModel, table=True):
     source_item_id: int | None = Field(default=None, foreign_key="item.id")
     origin_key: str | None = Field(default=None, unique=True)
     stage_changed_at: datetime | None = None
+    entry_version: int | None = None
+    """The automation version its current stage entry runs (None: an entry begun before versions were kept)."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

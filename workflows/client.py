@@ -4,6 +4,7 @@ events, the entry workflow's query for what is pending. The API and the rules th
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from temporalio.client import (
@@ -11,15 +12,24 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow, entry_summary, search_keys
+from workflows.operations import ApplyVersionWorkflow
 from workflows.types import (
     GENERATION,
+    SA_VERSION,
+    ApplyInput,
     CallbackSignal,
     EntryInput,
     EventHandled,
@@ -137,6 +147,20 @@ async def handle_event(
     )
 
 
+async def start_apply(client: Client, settings: Settings, pipeline_id: int, version: int) -> str:
+    """Starts taking version `version` of the pipeline's automation to the entries already waiting in its stages;
+    its workflow id. Started before the save commits: the workflow waits for that save, and does nothing when the
+    save is refused."""
+    workflow_id = f"pipeline-{pipeline_id}/version-{version}/apply-{uuid.uuid4().hex[:8]}"
+    order = ApplyInput(pipeline_id=pipeline_id, version=version, requested_at=datetime.now(timezone.utc),
+                       search_attributes=settings.temporal_search_attributes)
+    await client.start_workflow(
+        ApplyVersionWorkflow.run, order, id=workflow_id, task_queue=settings.temporal_task_queue,
+        static_summary=f"version {version} of pipeline {pipeline_id} for the entries waiting",
+    )
+    return workflow_id
+
+
 async def answer_callback(client: Client, entry_workflow_id: str, answer: CallbackSignal) -> None:
     """The answer to a rule of the entry that waits for an outside system."""
     await client.get_workflow_handle(entry_workflow_id).signal(StageEntryWorkflow.callback, answer)
@@ -147,7 +171,11 @@ async def start_entry(client: Client, entry: EntryInput, *, task_queue: str, sea
     finished, and starts nothing. Asked to start eagerly, so that the worker that calls this runs its first task
     without a round trip through the task queue."""
     workflow_id = entry_workflow_id(entry.entity, entry.item_id, entry.entry_no)
-    keys = search_keys(entry.entity, entry.item_id, entry.pipeline_id, entry.stage) if search_attributes else None
+    keys = None
+    if search_attributes:
+        keys = search_keys(entry.entity, entry.item_id, entry.pipeline_id, entry.stage)
+        if entry.plan is not None:
+            keys.append(SearchAttributePair(SearchAttributeKey.for_keyword(SA_VERSION), str(entry.plan.config_version)))
     try:
         await client.start_workflow(
             StageEntryWorkflow.run,
@@ -184,6 +212,7 @@ async def pending_rules(client: Client, settings: Settings, item: Item) -> list[
             "delay": rule.delay,
             "condition": rule.condition,
             "waiting_for": rule.waiting_for,
+            "version": rule.version,
             "entry_no": item.entry_no,
             "stage": item.stage,
         }

@@ -8,15 +8,18 @@ the stage cancels this workflow: every rule still pending is recorded as cancell
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from models.domain.versions import FOLLOWED
     from workflows.types import (
+        APPLY_VERSION,
         BEGIN_ENTRY,
         CALLBACK,
         ENTRY_WORKFLOW,
@@ -24,9 +27,11 @@ with workflow.unsafe.imports_passed_through():
         ITEM_CHANGED,
         ITEM_EVENT,
         RECORD_RULE_FAILED,
+        RECORD_VERSION_APPLIED,
         RECORD_WAIT_END,
         RESCHEDULE_RULE,
         RULE_MOVE,
+        SA_VERSION,
         SCHEDULE_RULE,
         CallbackSignal,
         EntryFinish,
@@ -44,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         RulePlan,
         RulesTogether,
         ScheduleCall,
+        VersionApplied,
+        VersionChange,
         WaitEnded,
         anchor_field,
     )
@@ -51,6 +58,9 @@ with workflow.unsafe.imports_passed_through():
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 STEP_TIMEOUT = timedelta(seconds=30)
 FINISHED = ("done", "skipped", "cancelled", "failed")
+NOT_STARTED = ("waiting_delay", "waiting_previous", "waiting_rule", "waiting_field")
+"""The states of a rule that has not started (`waiting_field` but for a rule that waits after its effect)."""
+
 # From this version on, the engine's own bookkeeping runs as local activities (markers in the history, no
 # round trip through the server); histories recorded before it keep their activities on replay.
 LOCAL_STEPS = "local-engine-activities"
@@ -100,6 +110,15 @@ class StageEntryWorkflow:
         self.after_waits: set[str] = set()
         self.reschedules = 0
         self.together: dict[str, asyncio.Future] = {}
+        self.plans: dict[str, RulePlan] = {}
+        """Each rule as the entry runs it now: as planned, or as a newer automation version has it."""
+        self.version = 0
+        """The automation version the entry runs."""
+        self.removed: dict[str, int] = {}
+        """Rules a newer automation version removed before they started: name → that version."""
+        self.revision = 0
+        """Counts the versions the entry took on, so that waiting rules wake to a new due time."""
+        self.applying = asyncio.Lock()
         self.current = entry.plan is not None
         """Started with its plan: the entry began under engine generation 1 and asks for no earlier patch."""
 
@@ -112,6 +131,8 @@ class StageEntryWorkflow:
             else:
                 self.plan = await self._step(BEGIN_ENTRY, entry, result_type=EntryPlan, summary="load rules")
             self.variables = dict(self.plan.variables)
+            self.version = self.plan.config_version
+            self.plans = {rule.name: rule for rule in self.plan.rules}
             for rule in self.plan.rules:
                 self.status[rule.name] = "waiting_delay" if rule.start == "on_entry" else "waiting_previous"
                 self.due[rule.name] = rule.due
@@ -129,6 +150,7 @@ class StageEntryWorkflow:
                 raise
             await self._finish_cancelled()
             raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
         if self.skipped:
             await self._finish([])
         if self.failures:
@@ -157,12 +179,82 @@ class StageEntryWorkflow:
     def item_changed(self, change: ItemChanged) -> None:
         self.changes.extend(change.fields)
 
+    @workflow.signal(name=APPLY_VERSION)
+    async def apply_version(self, change: VersionChange) -> None:
+        """A newer automation version for this entry's rules that have not started: a rule it removed is cancelled
+        (and never runs), a changed delay, condition, settings or type takes effect (a moved due time is
+        rescheduled), a rule it adds does not run here. A rule running now finishes as it began; done ones stay
+        done."""
+        await workflow.wait_condition(lambda: self.plan is not None)
+        async with self.applying:
+            if change.version > self.version:
+                await self._apply(change)
+
+    async def _apply(self, change: VersionChange) -> None:
+        new = {rule.name: rule for rule in change.rules}
+        removed: list[str] = []
+        changed: dict[str, list[str]] = {}
+        moved: list[str] = []
+        for name, rule in list(self.plans.items()):
+            state = self.status.get(name)
+            if state not in NOT_STARTED or name in self.after_waits:
+                continue
+            replacement = new.get(name)
+            if replacement is None:
+                self.status[name] = "cancelled"
+                self.removed[name] = change.version
+                removed.append(name)
+                continue
+            fields = [part for part in FOLLOWED if getattr(rule, part) != getattr(replacement, part)]
+            self.plans[name] = dataclasses.replace(
+                rule, type=replacement.type, activity=replacement.activity, delay=replacement.delay,
+                condition=replacement.condition, settings=replacement.settings, auxiliary=replacement.auxiliary,
+                local=replacement.local, timeout_seconds=replacement.timeout_seconds, version=change.version,
+                depends_on=[other for other in replacement.depends_on if other in self.plans and other != name],
+            )
+            if fields:
+                changed[name] = fields
+            if "delay" in fields and state in ("waiting_delay", "waiting_field") and name in self.bases:
+                moved.append(name)
+        info = workflow.info()
+        await self._step(
+            RECORD_VERSION_APPLIED,
+            VersionApplied(
+                item_id=self.entry.item_id, entity=self.entry.entity, workflow_id=info.workflow_id,
+                entry_no=self.entry.entry_no, version=change.version, at=workflow.now(), removed=removed,
+                changed=changed,
+            ),
+            summary=f"version {change.version}",
+        )
+        for name in moved:
+            rule = self.plans[name]
+            self.reschedules += 1
+            rescheduled = await self._step(
+                RESCHEDULE_RULE,
+                RescheduleCall(
+                    item_id=self.entry.item_id, entity=self.entry.entity, workflow_id=info.workflow_id,
+                    entry_no=self.entry.entry_no, rule=rule, base=self.bases[name], previous=self.due.get(name),
+                    at=workflow.now(), seq=self.reschedules, version=change.version,
+                ),
+                result_type=Rescheduled,
+                summary=f"{name}: version {change.version} changed its delay",
+            )
+            self.due[name] = rescheduled.due
+        self.version = change.version
+        if change.search_attributes:
+            workflow.upsert_search_attributes([SearchAttributeKey.for_keyword(SA_VERSION).value_set(str(change.version))])
+        self.revision += 1
+
+    def _current(self, rule: RulePlan) -> RulePlan:
+        return self.plans.get(rule.name, rule)
+
     @workflow.query
     def pending(self) -> list[PendingRule]:
         if self.plan is None:
             return []
         waiting = []
-        for rule in self.plan.rules:
+        for planned in self.plan.rules:
+            rule = self._current(planned)
             state = self.status.get(rule.name, "")
             if state in FINISHED:
                 continue
@@ -176,6 +268,7 @@ class StageEntryWorkflow:
                     delay=rule.delay,
                     condition=rule.condition,
                     waiting_for=self._waiting_for(rule, state),
+                    version=rule.version or self.version or None,
                 )
             )
         return waiting
@@ -235,8 +328,10 @@ class StageEntryWorkflow:
             if position and self.status[rules[position - 1].name] == "failed":
                 self._skip_rest(rules[position:], f"previous rule {rules[position - 1].name} failed")
                 return
+            if rule.name in self.removed:
+                continue
             if position:
-                await self._schedule(rule)
+                await self._schedule(self._current(rule))
             await self._wait_due(rule)
             await self._wait_dependencies(rule)
             await self._execute(rule)
@@ -262,39 +357,55 @@ class StageEntryWorkflow:
         )
 
     async def _wait_due(self, rule: RulePlan) -> None:
-        field = anchor_field(rule.delay)
-        if self.follow and field:
-            await self._follow(rule, field)
-            return
-        due = self.due.get(rule.name)
-        if due is None:
-            return
-        remaining = (due - workflow.now()).total_seconds()
-        if remaining > 0:
-            await workflow.sleep(remaining, summary=f"{rule.name} due {due.isoformat()}")
+        """Waits until the rule is due. A newer automation version may move the due time meanwhile, or remove the
+        rule (then it returns at once)."""
+        while rule.name not in self.removed:
+            rule = self._current(rule)
+            field = anchor_field(rule.delay)
+            if self.follow and field:
+                if await self._follow(rule, field):
+                    return
+                continue
+            due = self.due.get(rule.name)
+            if due is None:
+                return
+            remaining = (due - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return
+            revision = self.revision
+            try:
+                await workflow.wait_condition(
+                    lambda: self.revision != revision, timeout=remaining,
+                    timeout_summary=f"{rule.name} due {due.isoformat()}",
+                )
+            except asyncio.TimeoutError:
+                return
 
-    async def _follow(self, rule: RulePlan, field: str) -> None:
+    async def _follow(self, rule: RulePlan, field: str) -> bool:
         """Waits until the rule is due while following its date field: a change of the field recomputes the due
         time (earlier or later; one already past runs at once), and while the field is empty the rule waits for
-        a value."""
+        a value. True once due; False when a newer automation version came first."""
         seen = len(self.changes)
+        revision = self.revision
         while True:
             due = self.due.get(rule.name)
-            changed = lambda: field in self.changes[seen:]  # noqa: E731
+            changed = lambda: field in self.changes[seen:] or self.revision != revision  # noqa: E731
             if due is None:
                 self.status[rule.name] = "waiting_field"
                 await workflow.wait_condition(changed)
             else:
                 remaining = (due - workflow.now()).total_seconds()
                 if remaining <= 0:
-                    return
+                    return True
                 self.status[rule.name] = "waiting_delay"
                 try:
                     await workflow.wait_condition(
                         changed, timeout=remaining, timeout_summary=f"{rule.name} due {due.isoformat()}"
                     )
                 except asyncio.TimeoutError:
-                    return
+                    return True
+            if self.revision != revision:
+                return False
             seen = len(self.changes)
             self.reschedules += 1
             rescheduled = await self._step(
@@ -316,10 +427,14 @@ class StageEntryWorkflow:
             self.due[rule.name] = rescheduled.due
 
     async def _wait_dependencies(self, rule: RulePlan) -> None:
+        if rule.name in self.removed:
+            return
+        rule = self._current(rule)
         if any(self.status.get(name) not in FINISHED for name in rule.depends_on):
             self.status[rule.name] = "waiting_rule"
             await workflow.wait_condition(
-                lambda: all(self.status.get(name) in FINISHED for name in rule.depends_on)
+                lambda: rule.name in self.removed
+                or all(self.status.get(name) in FINISHED for name in self._current(rule).depends_on)
             )
 
     def _call(self, rule: RulePlan) -> RuleCall:
@@ -338,6 +453,9 @@ class StageEntryWorkflow:
         )
 
     async def _execute(self, rule: RulePlan) -> None:
+        if rule.name in self.removed:
+            return
+        rule = self._current(rule)
         self.status[rule.name] = "running"
         changes_seen = len(self.changes)
         task = asyncio.ensure_future(self._outcome(rule))
@@ -392,6 +510,7 @@ class StageEntryWorkflow:
                 detail=detail,
                 rule_type=rule.type,
                 result=dict(outcome.result),
+                version=rule.version or self.version,
             ),
             summary=f"{rule.name}: {detail}",
         )
@@ -448,6 +567,7 @@ class StageEntryWorkflow:
                 rule_type=rule.type,
                 error=_failure_message(error),
                 at=workflow.now(),
+                version=rule.version or self.version,
             ),
             summary=f"{rule.name} failed",
         )
@@ -481,10 +601,11 @@ class StageEntryWorkflow:
             try:
                 await task
             except FailureError as error:
-                await self._record_failure(next(r for r in self.plan.rules if r.name == name), error)
+                await self._record_failure(self.plans[name], error)
             else:
-                await self._accept(next(r for r in self.plan.rules if r.name == name), task.result())
+                await self._accept(self.plans[name], task.result())
         self.running.clear()
+        await workflow.wait_condition(lambda: not self.applying.locked())
         left_waiting: dict[str, str] = {}
         for rule in self.plan.rules if self.plan is not None else []:
             state = self.status.get(rule.name)
@@ -513,6 +634,7 @@ class StageEntryWorkflow:
                 pipeline_id=self.entry.pipeline_id,
                 before_plan=self.plan is None,
                 left_waiting=dict(left_waiting or {}),
+                version=self.version,
             ),
             summary="record rules not run",
         )

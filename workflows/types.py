@@ -11,6 +11,8 @@ from typing import Any
 
 ITEM_WORKFLOW = "ItemWorkflow"
 ENTRY_WORKFLOW = "StageEntryWorkflow"
+APPLY_WORKFLOW = "ApplyVersionWorkflow"
+"""Takes a saved automation version to the entries already waiting in its pipeline's stages (`in_flight=apply`)."""
 # The engine's steps, each named once: the workflows call them by these names and the activities register under them.
 ENTER_STAGE = "enter_stage"
 MATCH_TRIGGER = "match_trigger"
@@ -23,6 +25,10 @@ RECORD_WAIT_END = "record_wait_end"
 FINISH_ENTRY = "finish_entry"
 RULES_TOGETHER = "rules.together"
 """The local activity that runs, in one call, the database-only rules of an entry that are due at its start."""
+RECORD_VERSION_APPLIED = "record_version_applied"
+"""An entry follows a new automation version: the rules it removed are cancelled, the changed ones recorded."""
+ENTRIES_TO_APPLY = "entries_to_apply"
+"""The next entries of a pipeline still running an older automation version, handed to the version's apply."""
 
 # The signals the workflows send each other.
 ITEM_EVENT = "event"
@@ -33,6 +39,8 @@ ITEM_CHANGED = "item_changed"
 """Item fields changed, for the rules of the current entry that follow them (`StageEntryWorkflow.item_changed`)."""
 CALLBACK = "callback"
 """An outside system answered a rule's callback URL (`StageEntryWorkflow.callback`)."""
+APPLY_VERSION = "apply_version"
+"""A new automation version for the entry's waiting rules (`StageEntryWorkflow.apply_version`)."""
 
 GENERATION = 1
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
@@ -47,7 +55,9 @@ SA_ITEM_ID = "StageflowItemId"
 SA_ENTITY = "StageflowEntity"
 SA_PIPELINE_ID = "StageflowPipelineId"
 SA_STAGE = "StageflowStage"
-SEARCH_ATTRIBUTES = (SA_ITEM_ID, SA_ENTITY, SA_PIPELINE_ID, SA_STAGE)
+SA_VERSION = "StageflowVersion"
+"""On a stage entry's workflow: the automation version its rules run (`StageflowVersion="7"`)."""
+SEARCH_ATTRIBUTES = (SA_ITEM_ID, SA_ENTITY, SA_PIPELINE_ID, SA_STAGE, SA_VERSION)
 
 
 def item_workflow_id(entity: str, item_id: int) -> str:
@@ -188,6 +198,8 @@ class RulePlan:
     timeout_seconds: float = 120.0
     # Only database work: runs as a local activity on the entry's worker, without a round trip to the server.
     local: bool = False
+    version: int = 0
+    """The automation version this rule is of (0 in plans made before versions were named on rules)."""
 
 
 @dataclass
@@ -200,6 +212,59 @@ class EntryPlan:
     retry_max_attempts: int = 6
     # A rule activity that stops heartbeating for this long is retried elsewhere (0: only its timeout counts).
     heartbeat_seconds: float = 0.0
+
+
+@dataclass
+class VersionChange:
+    """A new automation version for an entry: the stage's rules as that version has them (due times not set). The
+    entry's waiting rules follow it; rules it does not have are cancelled, rules it adds do not run."""
+
+    version: int
+    rules: list[RulePlan] = field(default_factory=list)
+    search_attributes: bool = False
+    """The entry's workflow shows its version as a search attribute."""
+
+
+@dataclass
+class VersionApplied:
+    item_id: int
+    entity: str
+    workflow_id: str
+    entry_no: int
+    version: int
+    at: datetime
+    removed: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    """Rule name → what the version changed of it (`delay`, `settings`, `condition`, `type`)."""
+
+
+@dataclass
+class EntryRef:
+    entity: str
+    item_id: int
+    entry_no: int
+    stage: str
+
+
+@dataclass
+class ApplyInput:
+    """The apply of one saved version to a pipeline's entries in flight, carried across continue-as-new."""
+
+    pipeline_id: int
+    version: int
+    requested_at: datetime
+    """When the save was asked for: the version appears once the save commits, or never (the save failed)."""
+    search_attributes: bool = False
+    batch: int = 100
+    reached: int = 0
+    """Entries told so far (over every run of the workflow)."""
+
+
+@dataclass
+class ApplyBatch:
+    entries: list[EntryRef] = field(default_factory=list)
+    rules: dict[str, list[RulePlan]] = field(default_factory=dict)
+    """The version's rules of each stage the entries are in."""
 
 
 @dataclass
@@ -231,6 +296,8 @@ class RescheduleCall:
     previous: datetime | None
     at: datetime
     seq: int
+    version: int = 0
+    """Set when the change is a new automation version's delay (not the date field's)."""
 
 
 @dataclass
@@ -309,6 +376,7 @@ class WaitEnded:
     rule_type: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     """The rule's results once the wait is over (the callback's values, or what changed)."""
+    version: int = 0
 
 
 @dataclass
@@ -321,6 +389,7 @@ class RuleFailure:
     rule_type: str
     error: str
     at: datetime
+    version: int = 0
 
 
 @dataclass
@@ -337,6 +406,7 @@ class EntryFinish:
     before_plan: bool = False
     left_waiting: dict[str, str] = field(default_factory=dict)
     """Rules that had taken effect and were waiting (for an answer, a field) when the item left: name → type."""
+    version: int = 0
 
 
 @dataclass
@@ -349,3 +419,5 @@ class PendingRule:
     delay: Any = None
     condition: Any = None
     waiting_for: str | None = None
+    version: int | None = None
+    """The automation version the rule is of."""

@@ -18,6 +18,7 @@ from activities.steps.planning import CUSTOM_RULE_ACTIVITY, PlanningSteps
 from activities.steps.runner import RuleRunner
 from activities.steps.stages import StageSteps
 from activities.steps.together import RulesTogetherStep
+from activities.steps.versions import VersionSteps
 from activities.rule import Deps
 from models.domain.rule_types import RuleType
 from workflows.types import RuleCall, RuleOutcome
@@ -44,6 +45,7 @@ class WorkerActivities:
         kinds = [*self.rule_types.values(), self.custom_rules]
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
         self.together = RulesTogetherStep(deps, self.runners)
+        self.versions = VersionSteps(deps, self.planning)
 
     def steps(self) -> list[Callable]:
         return [
@@ -55,7 +57,9 @@ class WorkerActivities:
             self.outcomes.record_rule_failed,
             self.outcomes.record_wait_end,
             self.outcomes.finish_entry,
+            self.outcomes.record_version_applied,
             self.together.run_together,
+            self.versions.entries_to_apply,
         ]
 
     def all(self) -> list[Callable]:

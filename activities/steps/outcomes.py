@@ -11,7 +11,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.steps.planning import rule_text
-from activities.keys import effect_key, outcome_key
+from activities.keys import effect_key, outcome_key, part_key
 from activities.rule import Deps
 from models.item_data import load_automation
 from models.store import add_timeline
@@ -19,10 +19,12 @@ from models.tables import Effect
 from workflows.types import (
     FINISH_ENTRY,
     RECORD_RULE_FAILED,
+    RECORD_VERSION_APPLIED,
     RECORD_WAIT_END,
     EntryFinish,
     RuleCall,
     RuleFailure,
+    VersionApplied,
     WaitEnded,
     WaitSpec,
 )
@@ -36,18 +38,19 @@ def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
         session, call.item_id, "rule_waiting", f"Rule {rule_text(call.rule)} waiting for {what}{until}",
         at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "waiting"), rule_name=call.rule.name,
         entry_no=call.entry_no, wait=wait.kind, fields=wait.fields or None, timeout_seconds=wait.timeout_seconds,
+        version=call.rule.version or None,
     )
 
 
 def record_done(
     session: Session, item_id: int, workflow_id: str, entry_no: int, rule: str, rule_type: str, at: datetime,
-    result: dict[str, Any], detail: str = "",
+    result: dict[str, Any], detail: str = "", version: int = 0,
 ) -> None:
     """The rule's `rule_done` entry, once per rule and entry."""
     add_timeline(
         session, item_id, "rule_done", f"Rule {rule} ({rule_type}) done" + (f": {detail}" if detail else ""),
         at=at, key=outcome_key(workflow_id, rule, "done"), rule_name=rule, entry_no=entry_no,
-        result=result or None,
+        result=result or None, version=version or None,
     )
 
 
@@ -74,6 +77,7 @@ class OutcomeSteps:
                 error=failure.error,
                 workflow_id=failure.workflow_id,
                 workflow_url=link,
+                version=failure.version or None,
             )
 
         await self.deps.db(work)
@@ -91,10 +95,11 @@ class OutcomeSteps:
                 session, ended.item_id, kind, text, at=ended.at,
                 key=outcome_key(ended.workflow_id, ended.rule, "wait-ended"),
                 rule_name=ended.rule, entry_no=ended.entry_no, timed_out=ended.timed_out,
+                version=ended.version or None,
             )
             record_done(
                 session, ended.item_id, ended.workflow_id, ended.entry_no, ended.rule, ended.rule_type or "rule",
-                ended.at, ended.result,
+                ended.at, ended.result, version=ended.version,
             )
 
         await self.deps.db(work)
@@ -117,11 +122,13 @@ class OutcomeSteps:
                     key=outcome_key(finish.workflow_id, name, "cancelled"),
                     rule_name=name,
                     entry_no=finish.entry_no,
+                    reason="left",
+                    version=finish.version or None,
                 )
             for name, rule_type in finish.left_waiting.items():
                 record_done(
                     session, finish.item_id, finish.workflow_id, finish.entry_no, name, rule_type, finish.at, {},
-                    "the item left the stage before the wait was over",
+                    "the item left the stage before the wait was over", version=finish.version,
                 )
             for name, reason in finish.skipped.items():
                 add_timeline(
@@ -134,6 +141,29 @@ class OutcomeSteps:
                     rule_name=name,
                     entry_no=finish.entry_no,
                     reason=reason,
+                    version=finish.version or None,
+                )
+
+        await self.deps.db(work)
+
+    @activity.defn(name=RECORD_VERSION_APPLIED)
+    async def record_version_applied(self, applied: VersionApplied) -> None:
+        """An entry took on a newer automation version: each rule it removed is cancelled (`reason: removed`), each
+        rule it changed says what changed; once each."""
+        def work(session: Session) -> None:
+            for name in applied.removed:
+                add_timeline(
+                    session, applied.item_id, "rule_cancelled",
+                    f"Rule {name} cancelled: version {applied.version} of the automation removed it",
+                    at=applied.at, key=outcome_key(applied.workflow_id, name, "cancelled"), rule_name=name,
+                    entry_no=applied.entry_no, reason="removed", version=applied.version,
+                )
+            for name, fields in applied.changed.items():
+                add_timeline(
+                    session, applied.item_id, "rule_changed",
+                    f"Rule {name} follows version {applied.version} of the automation: its {', '.join(fields)} changed",
+                    at=applied.at, key=part_key(outcome_key(applied.workflow_id, name, "changed"), applied.version),
+                    rule_name=name, entry_no=applied.entry_no, fields=fields, version=applied.version,
                 )
 
         await self.deps.db(work)

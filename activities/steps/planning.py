@@ -115,6 +115,7 @@ def _record_scheduled(
         waiting_for=field if due is None else None,
         start=rule.start,
         workflow_id=workflow_id,
+        version=rule.version or None,
     )
 
 
@@ -174,13 +175,27 @@ class PlanningSteps:
         )
         if stage is None or item is None:
             return plan
+        for rule, plan_rule in zip(stage.rules, self.rule_plans(kinds, stage.rules, version)):
+            if plan_rule.start == "on_entry":
+                plan_rule.due = _due(item, rule, entered_at, calendar)
+                _record_scheduled(session, item, entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
+            plan.rules.append(plan_rule)
+        if item.entry_no == entry_no:
+            item.entry_version = version
+            session.add(item)
+        return plan
+
+    def rule_plans(self, kinds: Mapping[str, RuleType], rules: list[RuleConfig], version: int) -> list[RulePlan]:
+        """A stage's rules (of automation `version`) as an entry runs them: their activity, their start, what each
+        waits for; no due times yet."""
+        plans: list[RulePlan] = []
         earlier: set[str] = set()
         setters: dict[str, str] = {}
         previous: str | None = None
-        for index, rule in enumerate(stage.rules):
+        for index, rule in enumerate(rules):
             kind = kinds.get(rule.type)
             custom = rule.type not in self.rule_types
-            plan_rule = RulePlan(
+            plans.append(RulePlan(
                 index=index,
                 name=rule.name,
                 type=rule.type,
@@ -193,16 +208,13 @@ class PlanningSteps:
                 depends_on=dependencies(rule, earlier, setters),
                 wait_for=previous if rule.start == "after_previous" else None,
                 local=not custom and bool(kind.local),
-            )
-            if plan_rule.start == "on_entry":
-                plan_rule.due = _due(item, rule, entered_at, calendar)
-                _record_scheduled(session, item, entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
-            plan.rules.append(plan_rule)
+                version=version,
+            ))
             earlier.add(rule.name)
             if (variable := _variable_set_by(rule, self.rule_types)) is not None:
                 setters[variable] = rule.name
             previous = rule.name
-        return plan
+        return plans
 
     @activity.defn(name=SCHEDULE_RULE)
     async def schedule_rule(self, call: ScheduleCall) -> datetime | None:
@@ -222,16 +234,18 @@ class PlanningSteps:
             due = _due(item, call.rule, call.base, load_calendar(session)) if item is not None else call.previous
             if due != call.previous:
                 field = anchor_field(call.rule.delay)
+                why = f"version {call.version} of the automation changed its delay" if call.version else f"{field} changed"
                 if due is None:
                     text = f"Rule {rule_text(call.rule)} waits for {field} again: the field is empty"
                 elif call.previous is None:
                     text = f"Rule {rule_text(call.rule)} scheduled, due {due.isoformat()}: {field} has a value"
                 else:
-                    text = f"Rule {rule_text(call.rule)} rescheduled from {_shown(call.previous)} to {_shown(due)}: {field} changed"
+                    text = f"Rule {rule_text(call.rule)} rescheduled from {_shown(call.previous)} to {_shown(due)}: {why}"
                 add_timeline(
                     session, call.item_id, "rule_rescheduled", text, at=call.at,
                     key=part_key(outcome_key(call.workflow_id, call.rule.name, "rescheduled"), call.seq),
                     rule_name=call.rule.name, entry_no=call.entry_no, nulls=("from", "to"), field=field,
+                    version=call.rule.version or None,
                     **{"from": call.previous.isoformat() if call.previous else None,
                        "to": due.isoformat() if due else None},
                 )

@@ -108,7 +108,7 @@ class RuleRunner:
             add_timeline(
                 session, call.item_id, "rule_cancelled", f"Rule {rule_text(call.rule)} cancelled: the item left the stage",
                 at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "cancelled"), rule_name=call.rule.name,
-                entry_no=call.entry_no,
+                entry_no=call.entry_no, reason="left", version=call.rule.version or None,
             )
             return RuleOutcome(status="cancelled", reason="the item left the stage")
         results = _stored_results(session, call)
@@ -126,7 +126,7 @@ class RuleRunner:
                 add_timeline(
                     session, item.id, "rule_skipped", f"Rule {rule_text(call.rule)} skipped: {reason}",
                     at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "skipped"),
-                    rule_name=call.rule.name, entry_no=call.entry_no, reason=reason,
+                    rule_name=call.rule.name, entry_no=call.entry_no, reason=reason, version=call.rule.version or None,
                 )
                 return outcome
         return item, data
@@ -155,6 +155,7 @@ class RuleRunner:
             session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done",
             at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
             entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
+            version=call.rule.version or None,
         )
 
 

@@ -48,7 +48,7 @@ def event_answer(handled: EventHandled | None) -> Accepted | JSONResponse:
 
 def _item_of(entity: str) -> Callable[..., Item]:
     """The dependency that reads the item a path names (`/deals/{deal_id}`): it keeps the item for the route."""
-    def item_in_path(
+    async def item_in_path(
         item_id: Annotated[int, Path(alias=f"{entity}_id", ge=1, le=MAX_ID)], request: Request, session: SessionDep
     ) -> Item:
         request.state.item = items.get_item(session, entity, item_id)
@@ -59,19 +59,19 @@ def _item_of(entity: str) -> Callable[..., Item]:
 
 def _entity(entity: str) -> Callable[[Request], str]:
     """The dependency that tells a route of `/deals` from one of `/leads`."""
-    def entity_of_routes(request: Request) -> str:
+    async def entity_of_routes(request: Request) -> str:
         request.state.entity = entity
         return entity
 
     return entity_of_routes
 
 
-def current_item(request: Request) -> Item | None:
+async def current_item(request: Request) -> Item | None:
     """The item the route's path named; None only when the path was refused (the request is then a 4xx)."""
     return getattr(request.state, "item", None)
 
 
-def current_entity(request: Request) -> str:
+async def current_entity(request: Request) -> str:
     return request.state.entity
 
 

@@ -24,6 +24,8 @@ ADMIN_ROUTES = {
     ("DELETE", "/api-keys/{key_id}"),
     ("POST", "/pipelines"),
     ("PUT", "/pipelines/{pipeline_id}/automation"),
+    ("POST", "/pipelines/{pipeline_id}/automation/preview"),
+    ("POST", "/pipelines/{pipeline_id}/automation/versions/{version}/restore"),
     ("POST", "/rule-types"),
     ("PUT", "/settings/company"),
     ("PUT", "/settings/calendar"),

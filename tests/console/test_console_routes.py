@@ -23,12 +23,12 @@ def routes(crm) -> list[tuple[str, str]]:
     p, d = crm["pipeline"]["id"], crm["deal"]["id"]
     return [
         ("GET", "/ui/"), ("GET", "/ui/pipelines"), ("GET", f"/ui/pipelines/{p}"), ("GET", f"/ui/pipelines/{p}/items"),
-        ("GET", f"/ui/pipelines/{p}/automation/rules/new?stage=NEW"), ("GET", f"/ui/pipelines/{p}/automation/rules/NEW/0"),
+        ("GET", f"/ui/pipelines/{p}/automation/rules/new?stage=NEW"), ("GET", f"/ui/pipelines/{p}/automation/rules/NEW/hello"),
         ("GET", f"/ui/pipelines/{p}/automation/triggers/new?stage=NEW"), ("GET", f"/ui/items/deal/{d}"),
         ("GET", f"/ui/items/deal/{d}/pending"), ("GET", "/ui/documents/1/pdf"), ("GET", f"/ui/pipelines/{p}/simulate"),
         ("GET", "/ui/simulations/0123456789abcdef/documents/1/pdf"),
         ("POST", "/ui/logout"), ("POST", f"/ui/pipelines/{p}/automation/rules"), ("POST", f"/ui/pipelines/{p}/automation/triggers"),
-        ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/0/delete"), ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/order"),
+        ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/hello/delete"), ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/order"),
         ("POST", f"/ui/pipelines/{p}/items"), ("POST", f"/ui/items/deal/{d}/move"), ("POST", f"/ui/pipelines/{p}/simulate"),
     ]
 
@@ -62,8 +62,8 @@ async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
     p = crm["pipeline"]["id"]
     async with signed_in(stack, MEMBER_KEY) as (client, csrf):
         assert (await client.get(f"/ui/pipelines/{p}")).status_code == 200
-        assert (await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/0")).status_code == 403
-        refused = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/0/delete", data={"csrf_token": csrf})
+        assert (await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/hello")).status_code == 403
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/hello/delete", data={"csrf_token": csrf})
         assert refused.status_code == 403
         moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON", "csrf_token": csrf})
         assert moved.json()["moved"] is True
@@ -95,7 +95,7 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "no_such_type", "name": "x"}),
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x", "condition": "{"}),
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
-            (f"/ui/pipelines/{p}/automation/rules/NEW/7/delete", {}),
+            (f"/ui/pipelines/{p}/automation/rules/NEW/nope/delete", {}),
             (f"/ui/pipelines/{p}/automation/rules/NEW/order", {"order": "3,x"}),
             (f"/ui/items/deal/{d}/move", {"stage": "NOPE"}),
             (f"/ui/items/deal/{d}/move", {"stage": "bad stage"}),
@@ -105,7 +105,7 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
         ]:
             response = await client.post(path, data={**data, "csrf_token": csrf})
             assert 400 <= response.status_code < 500, (path, data, response.status_code, response.text[:300])
-        for path in [f"/ui/pipelines/{p}/automation/rules/NEW/9", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
+        for path in [f"/ui/pipelines/{p}/automation/rules/NEW/nope", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
                      f"/ui/pipelines/{p}/automation/rules/new?stage=bad", "/ui/documents/99999/pdf", "/ui/items/deal/0"]:
             response = await client.get(path)
             assert 400 <= response.status_code < 500, (path, response.status_code)
@@ -121,12 +121,13 @@ async def test_rules_are_reordered_and_deleted_through_the_console_and_saved_who
         {"name": "third", "type": "add_timeline_entry", "start": "after_previous", "settings": {"text": "{{Rule.first.entry_id}}"}},
     ]}}}))
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
-        moved = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/order", data={"order": "1,0,2", "csrf_token": csrf})
+        moved = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/order",
+                                 data={"order": '["second", "first", "third"]', "csrf_token": csrf})
         assert moved.json() == {"order": ["second", "first", "third"]}
         board = await client.get(f"/ui/pipelines/{p}")
         assert board.text.index("second") < board.text.index("first") < board.text.index("third")
         assert "after the previous rule" not in board.text.split("third")[0]
-        deleted = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/1/delete", data={"csrf_token": csrf})
+        deleted = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/first/delete", data={"csrf_token": csrf})
         assert deleted.status_code == 422 and "first" in deleted.text  # third reads Rule.first: nothing is saved
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
     assert [rule["name"] for rule in rules] == ["second", "first", "third"]

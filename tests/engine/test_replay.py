@@ -20,10 +20,11 @@ from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.engine.changed_workflows import ReorderedEntryWorkflow
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
+from workflows.operations import ApplyVersionWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow]
-RELEASE = "v0.5.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow]
+RELEASE = "v0.6.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -35,45 +36,60 @@ def _load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(document["workflow_id"], document["history"])
 
 
-async def _scenario(stack) -> list[str]:
-    """Creation, two rules due at once (one `rules.together` call), a delayed rule cancelled by a move, a rule that
-    follows the close date (moved once), a trigger move, a failed rule, a pending query."""
-    manager = await user(stack.http, "Manager")
-    flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
-    await automate(stack.http, flow["id"], {
-        "NEW": {"rules": [
-            {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}},
-            {"name": "welcome", "type": "add_timeline_entry", "settings": {"text": "Welcome"}},
-            {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}},
-            {"name": "then", "type": "change_responsible", "start": "after_previous",
-             "settings": {"user_id": manager["id"]}},
-            {"name": "before close", "type": "add_timeline_entry", "delay": {"field": "close_date", "offset": "-1d"},
-             "settings": {"text": "closes tomorrow"}},
-        ]},
+def _automation(manager_id: int, late: str, closing: bool = True) -> dict:
+    new = [
+        {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}},
+        {"name": "welcome", "type": "add_timeline_entry", "settings": {"text": "Welcome"}},
+        {"name": "late", "type": "add_timeline_entry", "delay": late, "settings": {"text": "late"}},
+        {"name": "then", "type": "change_responsible", "start": "after_previous", "settings": {"user_id": manager_id}},
+    ]
+    if closing:
+        new.append({"name": "before close", "type": "add_timeline_entry",
+                    "delay": {"field": "close_date", "offset": "-1d"}, "settings": {"text": "closes tomorrow"}})
+    return {
+        "NEW": {"rules": new},
         "INVOICE": {"rules": [
             {"name": "ping", "type": "notify_supervisor", "settings": {"text": "no supervisor here"}},
         ], "triggers": [{"name": "paid", "type": "payment_received"}]},
-    })
+    }
+
+
+async def _scenario(stack) -> dict[str, str]:
+    """Creation, two rules due at once (one `rules.together` call), a delayed rule cancelled by a move, a rule that
+    follows the close date (moved once), a new version applied to the waiting entry (one rule's delay moved, another
+    rule removed), a trigger move, a failed rule, a pending query. Each workflow id by the name its history keeps."""
+    manager = await user(stack.http, "Manager")
+    flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
+    await automate(stack.http, flow["id"], _automation(manager["id"], "1h"))
     item = await deal(stack.http, flow["id"], manager["id"], close_date="2099-01-10")
     await eventually(lambda: timeline(stack.http, item["id"], kind="comment"))
     ok(await stack.http.patch(f"/deals/{item['id']}", json={"close_date": "2099-02-10"}))
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_rescheduled"))
+    applied = ok(await stack.http.put(f"/pipelines/{flow['id']}/automation", params={"in_flight": "apply"},
+                                      json={"stages": _automation(manager["id"], "2h", closing=False)}))
+    await stack.client.get_workflow_handle(applied["apply_workflow_id"]).result()
+    await eventually(lambda: timeline(stack.http, item["id"], kind="rule_changed"))
     ok(await stack.http.get(f"/deals/{item['id']}/pending"))
     ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_failed"))
-    await eventually(lambda: timeline(stack.http, item["id"], kind="rule_cancelled"))
-    return [f"deal-{item['id']}", f"deal-{item['id']}/entry-1", f"deal-{item['id']}/entry-2"]
+    await eventually(lambda: _left(stack.http, item["id"]))
+    return {"item": f"deal-{item['id']}", "entry-1": f"deal-{item['id']}/entry-1",
+            "entry-2": f"deal-{item['id']}/entry-2", "apply": applied["apply_workflow_id"]}
+
+
+async def _left(http, item_id: int) -> list[dict]:
+    """The rules cancelled because the item left their stage."""
+    return [entry for entry in await timeline(http, item_id, kind="rule_cancelled") if entry["data"].get("reason") == "left"]
 
 
 async def test_fresh_histories_of_every_workflow_type_replay(stack):
     workflow_ids = await _scenario(stack)
-    histories = [await stack.client.get_workflow_handle(wid).fetch_history() for wid in workflow_ids]
+    histories = {part: await stack.client.get_workflow_handle(wid).fetch_history() for part, wid in workflow_ids.items()}
     replayer = Replayer(workflows=WORKFLOWS)
-    for history in histories:
+    for history in histories.values():
         await replayer.replay_workflow(history)
     if os.environ.get("STAGEFLOW_RECORD_HISTORIES") == "1":
-        for history in histories:
-            part = history.workflow_id.partition("/")[2] or "item"
+        for part, history in histories.items():
             (HISTORIES / f"{RELEASE}_{part}.json").write_text(
                 json.dumps({"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}, indent=1)
             )
@@ -87,7 +103,7 @@ async def test_recorded_history_replays(path: Path):
 def test_histories_are_recorded_for_every_workflow_type():
     types = {json.loads(path.read_text())["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
              ["workflowType"]["name"] for path in _recorded()}
-    assert types == {"ItemWorkflow", "StageEntryWorkflow"}
+    assert types == {"ItemWorkflow", "StageEntryWorkflow", "ApplyVersionWorkflow"}
 
 
 async def test_a_non_deterministic_change_is_caught():

@@ -36,8 +36,9 @@
       Sortable.create(list, {
         animation: 120, forceFallback: true, filter: ".empty", draggable: ".card",
         onEnd: async () => {
-          const order = [...list.querySelectorAll(".card")].map((card) => card.dataset.index).join(",");
-          const answer = await post(list.dataset.orderUrl, { order });
+          const order = JSON.stringify([...list.querySelectorAll(".card")].map((card) => card.dataset.name));
+          const board = list.closest(".board");
+          const answer = await post(list.dataset.orderUrl, { order, base_version: board ? board.dataset.version : "" });
           if (!answer.ok) notice("Not saved: " + shown(answer.body.detail));
           window.location.reload();
         },

@@ -1,0 +1,374 @@
+"""A pipeline's automation in the console: the board of its stages with their rules and triggers, each edited through
+a form made from the catalogue's schemas and saved through the same checks as `PUT /pipelines/{id}/automation`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlmodel import Session, select
+
+from api.console import forms
+from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep, back, page, refusal
+from api.console.session import CSRF_FIELD, ConsoleUser, require_admin
+from api.deps import ClientDep, SessionDep, SettingsDep
+from api.lookups import get_pipeline, stages_of
+from api.usecases import versions
+from api.usecases.automation import Saved, checked_automation, current_automation, publish
+from api.usecases.rule_types import rule_catalogue, trigger_catalogue
+from models.domain.rule_types import GROUPS
+from models.domain.wording import condition_words, delay_words
+from models.tables import Pipeline
+
+router = APIRouter()
+
+def _rule_types(session: Session) -> dict[str, dict[str, Any]]:
+    return {kind["name"]: kind for kind in rule_catalogue(session)}
+
+
+def _trigger_types() -> dict[str, dict[str, Any]]:
+    return {kind["name"]: kind for kind in trigger_catalogue()}
+
+
+@router.get("/pipelines", response_class=HTMLResponse)
+def pipelines(request: Request, user: UserDep, session: SessionDep):
+    rows = session.exec(select(Pipeline).order_by(Pipeline.id)).all()
+    counts = {row.id: len(stages_of(session, row.id)) for row in rows}
+    return page(request, "pipelines.html", user, pipelines=rows, counts=counts)
+
+
+@router.get("/pipelines/{pipeline_id}", response_class=HTMLResponse)
+def board(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep, saved: str = ""):
+    pipeline = get_pipeline(session, pipeline_id)
+    config = current_automation(session, pipeline_id)
+    version, record = versions.current_version(session, pipeline_id)
+    types = _rule_types(session)
+    columns = []
+    for stage in stages_of(session, pipeline_id):
+        automation = config["stages"].get(stage.code) or {"rules": [], "triggers": []}
+        rules = [{
+            **rule, "delay_words": delay_words(rule.get("delay"), rule.get("start", "on_entry")),
+            "condition_words": condition_words(rule.get("condition")),
+            "group": (types.get(rule["type"]) or {}).get("group_title", "unknown type"),
+        } for rule in automation.get("rules") or []]
+        triggers = [{**trigger, "condition_words": condition_words(trigger.get("condition")),
+                     "filter_words": _filter_words(trigger.get("filter"))}
+                    for trigger in automation.get("triggers") or []]
+        columns.append({"stage": stage, "rules": rules, "triggers": triggers})
+    return page(request, "board.html", user, pipeline=pipeline, columns=columns, saved=saved[:100],
+                rule_types=types, trigger_types=_trigger_types(), version=version, record=record)
+
+
+def _filter_words(filter_: dict[str, Any] | None) -> str:
+    """A trigger's filter as `currency EUR, min_amount 100`: what it asks of an event (empty: any event)."""
+    shown = []
+    for name, value in (filter_ or {}).items():
+        if value in (None, [], "", False):
+            continue
+        text = ", ".join(str(part) for part in value) if isinstance(value, list) else str(value)
+        shown.append(f"{name.replace('_', ' ')} {text}")
+    return "; ".join(shown)
+
+
+def _rule_form(session: Session, pipeline: Pipeline, stage: str, original: str | None, rule: dict[str, Any],
+               errors: dict[str, str]) -> dict[str, Any]:
+    types = _rule_types(session)
+    kind = types.get(rule.get("type") or "")
+    delay = rule.get("delay")
+    delay = {"after": delay} if isinstance(delay, str) else (delay or {})
+    fields = forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings")) if kind else []
+    for field in fields:
+        field.error = errors.get(field.name, "")
+    constants = current_automation(session, pipeline.id).get("constants") or {}
+    return {
+        "part": "rules", "pipeline": pipeline, "stage": stage, "original": original, "piece": rule, "kind": kind,
+        "types": types, "groups": GROUPS, "fields": fields, "delay": delay, "errors": errors,
+        "condition": json.dumps(rule["condition"], ensure_ascii=False) if rule.get("condition") else "",
+        "placeholders": forms.placeholder_paths(pipeline.entity_type, constants),
+    }
+
+
+def _trigger_form(pipeline: Pipeline, stage: str, original: str | None, trigger: dict[str, Any],
+                  errors: dict[str, str]) -> dict[str, Any]:
+    types = _trigger_types()
+    kind = types.get(trigger.get("type") or "")
+    fields = forms.schema_fields(kind["filter_schema"], "filter", trigger.get("filter")) if kind else []
+    for field in fields:
+        field.error = errors.get(field.name, "")
+    return {
+        "part": "triggers", "pipeline": pipeline, "stage": stage, "original": original, "piece": trigger, "kind": kind,
+        "types": types, "fields": fields, "errors": errors,
+        "condition": json.dumps(trigger["condition"], ensure_ascii=False) if trigger.get("condition") else "",
+    }
+
+
+def _pieces(config: dict[str, Any], stage: str, part: str) -> list[dict[str, Any]]:
+    stages = config.setdefault("stages", {})
+    automation = stages.setdefault(stage, {"rules": [], "triggers": []})
+    return automation.setdefault(part, [])
+
+
+def _stage_or_404(session: Session, pipeline_id: int, stage: str) -> str:
+    if stage not in [row.code for row in stages_of(session, pipeline_id)]:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Pipeline {pipeline_id} has no stage {stage}")
+    return stage
+
+
+def _form(session: Session, pipeline: Pipeline, part: str, stage: str, original: str | None, piece: dict[str, Any],
+          errors: dict[str, str], base_version: int, note: str = "") -> dict[str, Any]:
+    context = (_rule_form(session, pipeline, stage, original, piece, errors) if part == "rules"
+               else _trigger_form(pipeline, stage, original, piece, errors))
+    return {**context, "base_version": base_version, "note": note}
+
+
+def _named(pieces: list[dict[str, Any]], name: str) -> int | None:
+    return next((position for position, piece in enumerate(pieces) if piece.get("name") == name), None)
+
+
+@router.get("/pipelines/{pipeline_id}/automation/{part}/new", response_class=HTMLResponse)
+def new_piece(
+    request: Request, pipeline_id: Id, part: Part, user: UserDep, session: SessionDep,
+    stage: Annotated[str, Query(pattern=r"^[A-Z0-9_]{1,50}$")], type: Annotated[str, Query(max_length=100)] = "",
+):
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    _stage_or_404(session, pipeline_id, stage)
+    version, _ = versions.current_version(session, pipeline_id)
+    piece = {"type": type} if type else {}
+    return page(request, "piece_form.html", user, **_form(session, pipeline, part, stage, None, piece, {}, version))
+
+
+@router.get("/pipelines/{pipeline_id}/automation/{part}/{stage}/{name}", response_class=HTMLResponse)
+def edit_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, name: PieceName, user: UserDep,
+               session: SessionDep):
+    """A rule or trigger, by its stage and its name (not its place, which a colleague's change may move)."""
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    version, _ = versions.current_version(session, pipeline_id)
+    pieces = _pieces(current_automation(session, pipeline_id), _stage_or_404(session, pipeline_id, stage), part)
+    position = _named(pieces, name)
+    if position is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Stage {stage} has no {part[:-1]} {name}")
+    return page(request, "piece_form.html", user,
+                **_form(session, pipeline, part, stage, name, pieces[position], {}, version))
+
+
+def _json_field(form: Any, name: str) -> Any:
+    text = (form.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise forms.FormProblem(name, f"is not JSON: {error}") from None
+
+
+def _read_rule(session: Session, form: Any) -> dict[str, Any]:
+    kind = _rule_types(session).get(form.get("type") or "")
+    rule: dict[str, Any] = {"name": (form.get("name") or "").strip(), "type": form.get("type") or "",
+                            "start": form.get("start") or "on_entry"}
+    delay = {key: (form.get(f"delay_{key}") or "").strip() for key in ("after", "field", "offset", "at")}
+    delay = {key: value for key, value in delay.items() if value}
+    if form.get("delay_business_hours") == "on":
+        delay["business_hours"] = True
+    rule["delay"] = (delay["after"] if list(delay) == ["after"] else delay) if delay else None
+    rule["condition"] = _json_field(form, "condition")
+    rule["settings"] = forms.read_schema_fields(kind["settings_schema"], "settings", form) if kind else {}
+    return rule
+
+
+def _read_trigger(form: Any) -> dict[str, Any]:
+    kind = _trigger_types().get(form.get("type") or "")
+    trigger: dict[str, Any] = {"name": (form.get("name") or "").strip(), "type": form.get("type") or "",
+                               "allow_backwards": form.get("allow_backwards") == "on"}
+    values = forms.read_schema_fields(kind["filter_schema"], "filter", form) if kind else {}
+    trigger["filter"] = {key: value for key, value in values.items() if value not in (False, [], None)} or None
+    trigger["condition"] = _json_field(form, "condition")
+    return trigger
+
+
+def _base_version(form: Any) -> int | None:
+    """The version the form was made from; a save based on an older one is refused, nothing lost."""
+    raw = str(form.get("base_version") or "")
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
+def _in_flight(form: Any) -> str | None:
+    chosen = form.get("in_flight")
+    return chosen if chosen in ("keep", "apply") else None
+
+
+async def _publish(
+    request: Request, user: ConsoleUser, session: Session, client: Any, settings: Any, pipeline: Pipeline,
+    config: dict[str, Any], form: Any, action: str,
+) -> Saved | HTMLResponse:
+    """Saves `config` as the next version on the version the form was made from. When the change touches items
+    waiting now and the admin has not chosen yet, the answer is the page that shows them and asks: keep them on
+    their version, or apply this one. Refusals (422, 409) are raised for the caller to show."""
+    in_flight = _in_flight(form)
+    if in_flight is None:
+        draft = checked_automation(session, pipeline, settings, config)
+        preview = versions.preview(session, pipeline.id, draft)
+        if preview["waiting"]:
+            fields = [(name, value) for name, value in form.multi_items()
+                      if isinstance(value, str) and name not in (CSRF_FIELD, "in_flight")]
+            return page(request, "confirm_publish.html", user, pipeline=pipeline, preview=preview, fields=fields,
+                        action=action, next_version=preview["base_version"] + 1)
+        in_flight = "keep"
+    return await publish(session, client, settings, pipeline, config, saved_by=user.name,
+                         note=str(form.get("note") or "")[:500].strip(), expected=_base_version(form),
+                         in_flight=in_flight)
+
+
+@router.post("/pipelines/{pipeline_id}/automation/{part}", response_class=HTMLResponse)
+async def save_piece(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
+                     client: ClientDep, settings: SettingsDep):
+    """A rule or trigger added or changed (the form names the one it changes by its name): the whole automation is
+    checked and saved as the next version, or nothing is. A form made from a version someone else has replaced
+    since comes back with what was typed and the news of that save, ready to be saved on the new version."""
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    form = await request.form()
+    stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
+    original = str(form.get("original") or "") or None
+    base = _base_version(form) or 0
+    note = str(form.get("note") or "")[:500]
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, stage, part)
+    try:
+        piece = _read_rule(session, form) if part == "rules" else _read_trigger(form)
+    except forms.FormProblem as problem:
+        piece = {"name": form.get("name"), "type": form.get("type")}
+        return _form_again(request, user, session, pipeline, stage, original, part, piece,
+                           {problem.field_name: str(problem)}, base, note)
+    position = _named(pieces, original) if original else None
+    if position is None:
+        position = len(pieces)
+        pieces.append(piece)
+    else:
+        pieces[position] = piece
+    try:
+        saved = await _publish(request, user, session, client, settings, pipeline, config, form,
+                               f"/ui/pipelines/{pipeline_id}/automation/{part}")
+    except HTTPException as refused:
+        if refused.status_code == status.HTTP_409_CONFLICT:
+            current, _ = versions.current_version(session, pipeline_id)
+            still = original is not None and _named(_pieces(current_automation(session, pipeline_id), stage, part),
+                                                     original) is not None
+            news = (f"{refused.detail} Nothing of yours is saved yet; what you typed is below. Check it against "
+                    f"version {current} (the board shows it), then save again.")
+            if original and not still:
+                news += f" The {part[:-1]} {original} is no longer in {stage}: saving adds it again."
+            return _form_again(request, user, session, pipeline, stage, original if still else None, part, piece,
+                               {"form": news}, current, note, status.HTTP_409_CONFLICT)
+        if refused.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
+            raise
+        errors = forms.place_problems(refused.detail, ["body", "stages", stage, part, position])
+        return _form_again(request, user, session, pipeline, stage, original, part, piece, errors, base, note)
+    if isinstance(saved, HTMLResponse):
+        return saved
+    saved_what = f"{part[:-1]} {piece['name']}"
+    return back(f"/ui/pipelines/{pipeline_id}?saved={quote(saved_what)}")
+
+
+def _form_again(request: Request, user: ConsoleUser, session: Session, pipeline: Pipeline, stage: str,
+                original: str | None, part: str, piece: dict[str, Any], errors: dict[str, str], base_version: int,
+                note: str, status_code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTMLResponse:
+    return page(request, "piece_form.html", user, status_code=status_code,
+                **_form(session, pipeline, part, stage, original, piece, errors, base_version, note))
+
+
+@router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/{name}/delete")
+async def delete_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, name: PieceName,
+                       user: ChangeDep, session: SessionDep, client: ClientDep, settings: SettingsDep):
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    form = await request.form()
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, _stage_or_404(session, pipeline_id, stage), part)
+    position = _named(pieces, name)
+    if position is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"Stage {stage} has no {part[:-1]} {name}")
+    pieces.pop(position)
+    try:
+        saved = await _publish(request, user, session, client, settings, pipeline, config, form, str(request.url.path))
+    except HTTPException as refused:
+        return refusal(request, user, pipeline_id, refused)
+    if isinstance(saved, HTMLResponse):
+        return saved
+    return back(f"/ui/pipelines/{pipeline_id}?saved={quote(f'deleted {name}')}")
+
+
+@router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/order")
+async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCode, user: ChangeDep,
+                  session: SessionDep, client: ClientDep, settings: SettingsDep,
+                  order: Annotated[str, Form(max_length=20_000)] = "",
+                  base_version: Annotated[str, Form(max_length=12)] = ""):
+    """The stage's rules (or triggers) in a new order: `order` is the JSON list of their names. An order made from
+    an older version than the current one is refused (409), nothing changed."""
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    config = current_automation(session, pipeline_id)
+    pieces = _pieces(config, _stage_or_404(session, pipeline_id, stage), part)
+    try:
+        names = json.loads(order)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or sorted(map(str, names)) != sorted(piece["name"] for piece in pieces):
+        return JSONResponse({"detail": f"order must name each {part[:-1]} of {stage} once"},
+                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    by_name = {piece["name"]: piece for piece in pieces}
+    pieces[:] = [by_name[name] for name in names]
+    try:
+        await publish(session, client, settings, pipeline, config, saved_by=user.name,
+                      expected=int(base_version) if base_version.isdigit() else None)
+    except HTTPException as refused:
+        return JSONResponse({"detail": refused.detail}, status_code=refused.status_code)
+    return JSONResponse({"order": [piece["name"] for piece in pieces]})
+
+
+# -- the history of the automation -----------------------------------------------------------------------------
+
+
+@router.get("/pipelines/{pipeline_id}/versions", response_class=HTMLResponse)
+def history(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
+    """Every saved version: who saved it, when, why, what it did to the items waiting; each compared with the one
+    before, and restorable."""
+    pipeline = get_pipeline(session, pipeline_id)
+    rows = versions.list_versions(session, pipeline_id)
+    current, _ = versions.current_version(session, pipeline_id)
+    return page(request, "versions.html", user, pipeline=pipeline, rows=rows, current=current)
+
+
+@router.get("/pipelines/{pipeline_id}/versions/{version}", response_class=HTMLResponse)
+def version_diff(request: Request, pipeline_id: Id, version: Id, user: UserDep, session: SessionDep,
+                 against: Annotated[int | None, Query(ge=0, le=999_999_999)] = None):
+    """What version `version` changed against another (by default the one before it)."""
+    pipeline = get_pipeline(session, pipeline_id)
+    diff = versions.diff(session, pipeline_id, version, against)
+    row = versions.get_version(session, pipeline_id, version)
+    current, _ = versions.current_version(session, pipeline_id)
+    return page(request, "version_diff.html", user, pipeline=pipeline, diff=diff, row=row, current=current,
+                others=[other.version for other in versions.list_versions(session, pipeline_id)])
+
+
+@router.post("/pipelines/{pipeline_id}/versions/{version}/restore", response_class=HTMLResponse)
+async def restore_version(request: Request, pipeline_id: Id, version: Id, user: ChangeDep, session: SessionDep,
+                          client: ClientDep, settings: SettingsDep):
+    """Version `version` saved again as the next version, on the version the page was made from; items waiting on
+    what it changes are shown first, with the choice to keep or apply."""
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    form = await request.form()
+    old = versions.get_version(session, pipeline_id, version)
+    try:
+        saved = await _publish(request, user, session, client, settings, pipeline, dict(old.config), form,
+                               str(request.url.path))
+    except HTTPException as refused:
+        return refusal(request, user, pipeline_id, refused)
+    if isinstance(saved, HTMLResponse):
+        return saved
+    return back(f"/ui/pipelines/{pipeline_id}?saved={quote(f'version {version} restored as version {saved.version}')}")

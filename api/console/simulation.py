@@ -1,0 +1,116 @@
+"""What-if simulations from the console: a sample item and a short script, the months that follow as a table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path as PathParam, Request
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from sqlmodel import select
+
+from api.console import forms
+from api.console.pages import ChangeDep, Id, UserDep, page
+from api.console.session import require_admin
+from api.deps import SessionDep
+from api.lookups import get_pipeline, stages_of
+from api.simulation.documents import read_simulated_document
+from api.simulation.plan import sample_plan, simulator
+from api.simulation.runner import SimulationsBusy
+from api.simulation.schemas import SampleItem, ScriptPart
+from api.usecases.automation import current_automation
+from models.domain.wording import time_after
+from models.tables import Contact, User
+
+router = APIRouter()
+
+ACTIONS = {"move", "payment", "event"}
+
+
+def _script(text: str) -> list[dict[str, Any]]:
+    """`+2d move PREPARE_DOCUMENTS`, `+4d payment 1200`, `+5d event document_opened`: one step per line."""
+    steps = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3 or words[1] not in ACTIONS:
+            raise forms.FormProblem("script", f"line {number}: write +<time> move <STAGE>, +<time> payment "
+                                              f"<amount> or +<time> event <type>")
+        at, action, value = words
+        if action == "payment":
+            try:
+                steps.append({"at": at, "payment": {"amount": float(value)}})
+            except ValueError:
+                raise forms.FormProblem("script", f"line {number}: {value!r} is not an amount") from None
+        elif action == "event":
+            steps.append({"at": at, "event": {"type": value}})
+        else:
+            steps.append({"at": at, "move": value})
+    return steps
+
+
+@router.get("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
+def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    return page(request, "simulate.html", user, pipeline=pipeline, stages=stages_of(session, pipeline_id),
+                users=session.exec(select(User).order_by(User.name)).all(),
+                contacts=session.exec(select(Contact).order_by(Contact.name).limit(500)).all(),
+                values={"horizon": "30d", "title": "Sample deal" if pipeline.entity_type == "deal" else "Sample lead"},
+                errors={}, answer=None)
+
+
+@router.post("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
+async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: SessionDep):
+    """The pipeline's saved automation for a sample item and a short script; the months as a timeline."""
+    require_admin(user)
+    pipeline = get_pipeline(session, pipeline_id)
+    form = await request.form()
+    values = {name: str(form.get(name) or "") for name in
+              ("title", "amount", "currency", "responsible_id", "contact_id", "script", "horizon")}
+    context = {"pipeline": pipeline, "stages": stages_of(session, pipeline_id), "values": values, "answer": None,
+               "users": session.exec(select(User).order_by(User.name)).all(),
+               "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
+    errors: dict[str, str] = {}
+    try:
+        script = _script(values["script"])
+        sample = SampleItem.model_validate({
+            key: value for key, value in {
+                "title": values["title"], "amount": values["amount"] or None, "currency": values["currency"] or None,
+                "responsible_id": values["responsible_id"] or None, "contact_id": values["contact_id"] or None,
+            }.items() if value is not None
+        })
+        part = ScriptPart.model_validate({"script": script, "horizon": values["horizon"] or "30d"})
+    except forms.FormProblem as problem:
+        errors[problem.field_name] = str(problem)
+    except ValidationError as error:
+        for problem in error.errors():
+            loc = [str(p) for p in problem["loc"]]
+            errors["script" if loc[0] == "script" else loc[0]] = f"{'.'.join(loc)}: {problem['msg']}"
+    if errors:
+        return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
+    try:
+        plan = sample_plan(session, pipeline, sample, part, current_automation(session, pipeline_id), draft=False)
+    except HTTPException as refused:
+        for problem in refused.detail:
+            loc = [str(p) for p in problem["loc"]]
+            errors["script" if "script" in loc else loc[-1]] = f"{'.'.join(loc[1:])}: {problem['msg']}"
+        return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
+    try:
+        answer = await simulator(request).run(plan)
+    except SimulationsBusy as busy:
+        return page(request, "simulate.html", user, status_code=429, errors={"form": str(busy)}, **context)
+    start = datetime.fromisoformat(answer["started_at"])
+    for entry in answer["timeline"]:
+        entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
+    return page(request, "simulate.html", user, errors={}, **{**context, "answer": answer})
+
+
+@router.get("/simulations/{simulation_id}/documents/{document_id}/{kind}")
+def simulated_document(request: Request, simulation_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$")],
+                       document_id: Id, kind: Literal["pdf", "docx"], user: UserDep):
+    """A document a simulation rendered, for the signed-in admin."""
+    require_admin(user)
+    return read_simulated_document(simulator(request), simulation_id, kind, document_id=document_id)
