@@ -132,6 +132,30 @@ class StagePublic(StageBase):
     position: int
 
 
+class StageAdd(StageBase):
+    position: Annotated[int, Field(ge=0, le=1000)] | None = Field(
+        default=None, description="Where the stage goes, 0 first (default: last)")
+
+
+class StageUpdate(StrictModel):
+    name: Name | None = None
+    semantic: Literal["process", "success", "failure"] | None = None
+    position: Annotated[int, Field(ge=0, le=1000)] | None = Field(default=None, description="0 first")
+
+    @model_validator(mode="after")
+    def _something(self) -> StageUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give name, semantic or position")
+        for field in ("name", "semantic", "position"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+
+class PipelineUpdate(StrictModel):
+    name: Name
+
+
 class PipelineBase(StrictModel):
     entity_type: Literal["deal", "lead"]
     name: Name
@@ -398,6 +422,9 @@ class ItemPublic(SQLModel):
     entry_no: int
     source_item_id: int | None
     stage_changed_at: UtcDatetime | None
+    archived_at: UtcDatetime | None = None
+    entry_version: int | None = None
+    """The automation version its current stage entry runs."""
     created_at: UtcDatetime
     updated_at: UtcDatetime
 

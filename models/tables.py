@@ -163,6 +163,8 @@ class Item(SQLModel, table=True):
     stage_changed_at: datetime | None = None
     entry_version: int | None = None
     """The automation version its current stage entry runs (None: an entry begun before versions were kept)."""
+    archived_at: datetime | None = Field(default=None, index=True)
+    """Archived: off the boards and lists, its waiting rules cancelled, moves and events refused."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

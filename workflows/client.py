@@ -30,6 +30,7 @@ from workflows.types import (
     GENERATION,
     SA_VERSION,
     ApplyInput,
+    Archiving,
     CallbackSignal,
     EntryInput,
     EventHandled,
@@ -102,7 +103,7 @@ async def _update(
         )
     except WorkflowUpdateFailedError as error:
         cause = error.cause
-        if isinstance(cause, ApplicationError) and cause.type == "AlreadyInStage":
+        if isinstance(cause, ApplicationError) and cause.type in ("AlreadyInStage", "Archived"):
             raise MoveRejected(409, str(cause.message)) from error
         raise MoveRejected(422, str(getattr(cause, "message", cause))) from error
 
@@ -127,6 +128,14 @@ async def move_item(
     if not result.moved and result.detail == "already in stage":
         raise MoveRejected(409, f"the item is already in stage {stage}")
     return result
+
+
+async def archive_item(client: Client, item: Item, archived: bool) -> None:
+    """Archives the item's workflow (its entry cancelled, moves and events refused) or restores it."""
+    await client.get_workflow_handle(item_workflow_id(item)).execute_update(
+        ItemWorkflow.archive, Archiving(archived=archived), id=f"{'archive' if archived else 'restore'}-{uuid.uuid4()}",
+        result_type=MoveResult,
+    )
 
 
 async def send_event(

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SA_ITEM_ID,
         SA_PIPELINE_ID,
         SA_STAGE,
+        Archiving,
         EnterCall,
         EntryInput,
         EventHandled,
@@ -101,10 +102,24 @@ class ItemWorkflow:
     def validate_move(self, request: ItemMove) -> None:
         if not request.stage:
             raise ApplicationError("stage is required", type="InvalidMove")
+        if self.state.archived:
+            raise ApplicationError("the item is archived; restore it first", type="Archived")
         if request.reason != "created" and self.state.stage is None and not self.lock.locked():
             raise ApplicationError("the item has not entered a stage yet", type="InvalidMove")
         if request.stage == self.state.stage and not self.lock.locked():
             raise ApplicationError(f"the item is already in stage {request.stage}", type="AlreadyInStage")
+
+    @workflow.update
+    async def archive(self, request: Archiving) -> MoveResult:
+        """Archived, the item's current entry is cancelled (its waiting rules are recorded as cancelled because the
+        item was archived) and moves and events wait for a restore; restored, it is back in its stage, whose rules
+        do not run again."""
+        async with self.lock:
+            if request.archived and not self.state.archived and self.state.entry_no:
+                self._cancel_entry(entry_workflow_id(self.state.entity, self.state.item_id, self.state.entry_no))
+            self.state.archived = request.archived
+            return MoveResult(moved=False, stage=self.state.stage, entry_no=self.state.entry_no,
+                              detail="archived" if request.archived else "restored")
 
     @workflow.signal(name=ITEM_EVENT)
     async def event(self, event: ItemEvent) -> None:
@@ -141,8 +156,8 @@ class ItemWorkflow:
     async def _handle(self, event: ItemEvent) -> tuple[EventHandled, Awaitable[MoveResult] | None]:
         """Matches the event; when a trigger fired, the move that remains (entering the stage unless the match
         did, starting its entry) is handed back to be awaited."""
-        if self._seen(event.event_id):
-            return EventHandled(stage=self.state.stage), None  # handled before, under the same event id
+        if self._seen(event.event_id) or self.state.archived:
+            return EventHandled(stage=self.state.stage), None  # handled before, or the item is archived
         if event.type == FieldChanged.TYPE and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
@@ -183,7 +198,7 @@ class ItemWorkflow:
     async def rule_move(self, request: ItemMove) -> None:
         """A move asked for by a rule (change stage); deduplicated by its request id."""
         async with self.lock:
-            if self._seen(request.request_id):
+            if self._seen(request.request_id) or self.state.archived:
                 return
             await self._move(request)
 

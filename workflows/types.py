@@ -85,6 +85,8 @@ class ItemState:
     workflows carry the field under this name.)"""
     search_stage: str | None = None
     """The stage the workflow's search attributes show (the first one when the workflow was started with them)."""
+    archived: bool = False
+    """Archived: its entry's waiting rules were cancelled, and moves and events are refused until it is restored."""
 
 
 @dataclass
@@ -96,6 +98,13 @@ class ItemMove:
     event_type: str | None = None
     request_id: str | None = None
     rule: str | None = None
+
+
+@dataclass
+class Archiving:
+    """Archive the item (`archived`) or restore it."""
+
+    archived: bool
 
 
 @dataclass

@@ -15,7 +15,7 @@ from activities.keys import effect_key, outcome_key, part_key
 from activities.rule import Deps
 from models.item_data import load_automation
 from models.store import add_timeline
-from models.tables import Effect
+from models.tables import Effect, Item
 from workflows.types import (
     FINISH_ENTRY,
     RECORD_RULE_FAILED,
@@ -108,6 +108,9 @@ class OutcomeSteps:
     async def finish_entry(self, finish: EntryFinish) -> None:
         def work(session: Session) -> None:
             cancelled = list(finish.cancelled)
+            item = session.get(Item, finish.item_id)
+            archived = item is not None and item.archived_at is not None and item.entry_no == finish.entry_no
+            reason, why = ("archived", "the item was archived") if archived else ("left", "the item left the stage")
             if finish.before_plan and finish.pipeline_id is not None:
                 config, _ = load_automation(session, finish.pipeline_id)
                 stage = config.stages.get(finish.stage or "")
@@ -117,18 +120,18 @@ class OutcomeSteps:
                     session,
                     finish.item_id,
                     "rule_cancelled",
-                    f"Rule {name} cancelled: the item left the stage",
+                    f"Rule {name} cancelled: {why}",
                     at=finish.at,
                     key=outcome_key(finish.workflow_id, name, "cancelled"),
                     rule_name=name,
                     entry_no=finish.entry_no,
-                    reason="left",
+                    reason=reason,
                     version=finish.version or None,
                 )
             for name, rule_type in finish.left_waiting.items():
                 record_done(
                     session, finish.item_id, finish.workflow_id, finish.entry_no, name, rule_type, finish.at, {},
-                    "the item left the stage before the wait was over", version=finish.version,
+                    f"{why} before the wait was over", version=finish.version,
                 )
             for name, reason in finish.skipped.items():
                 add_timeline(

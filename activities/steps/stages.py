@@ -10,6 +10,7 @@ from activities.steps.planning import PlanningSteps, entry_began
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
 from models.domain.automation import AutomationConfig, TriggerConfig
+from models.domain.events import FieldChanged, ResponsibleChanged
 from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
@@ -154,11 +155,18 @@ def _entering(call: MatchCall, stage: str, trigger: str | None, as_user_id: int 
     )
 
 
+SELF_REPORTED = (FieldChanged.TYPE, ResponsibleChanged.TYPE)
+"""Events of the CRM's own edits: their `field_changed` timeline entry says what changed, so they are recorded again
+only when they fire a trigger."""
+
+
 def _record_event(
     session: Session, call: MatchCall, found: tuple[str, TriggerConfig] | None, misses: list[Miss]
 ) -> None:
     """The event on the item's timeline: the trigger it fired, or why each trigger of its type did not."""
     event = call.event
+    if found is None and event.type in SELF_REPORTED:
+        return
     if found is not None:
         stage, trigger = found
         text = f"Event {event.type} fired trigger {trigger.name}: the item moves to {stage}"

@@ -102,8 +102,10 @@ def list_items(
     responsible_id: RefId = None,
     contact_id: RefId = None,
     company_id: RefId = None,
+    archived: Annotated[bool, Query(description="List the archived items instead of the others")] = False,
 ):
     statement = select(Item).where(Item.entity_type == entity).order_by(Item.id)
+    statement = statement.where(col(Item.archived_at).is_not(None) if archived else col(Item.archived_at).is_(None))
     for column, value in (
         (Item.pipeline_id, pipeline_id),
         (Item.stage, stage),
@@ -188,6 +190,19 @@ def timeline(item: ItemDep, session: SessionDep, page: PageDep, response: Respon
     return paginate(session, statement, page, response)
 
 
+async def archive(item: ItemDep, session: SessionDep, client: ClientDep):
+    """Archive the item: its stage entry's waiting rules are cancelled (`data.reason: "archived"`), it leaves the
+    boards and `GET /deals` (`?archived=true` lists it), and moves and events for it are a 409 until it is
+    restored. Archiving it again is a 409."""
+    return items.item_public(await items.archive_item(session, client, item))
+
+
+async def restore(item: ItemDep, session: SessionDep, client: ClientDep):
+    """Bring an archived item back in its stage; its stage's rules do not run again. A 409 when it is not
+    archived."""
+    return items.item_public(await items.restore_item(session, client, item))
+
+
 async def pending(item: ItemDep, client: ClientDep, settings: SettingsDep, page: PageDep, response: Response):
     """The rules of the current stage entry still waiting: due time and why (delay, after previous, condition)."""
     return page_of(await items.pending_rules(client, settings, item), page, response)
@@ -214,6 +229,8 @@ def item_router(entity: Literal["deal", "lead"]) -> APIRouter:
          {"response_model": TimelinePublic, "status_code": status.HTTP_201_CREATED}),
         ("GET", one + "/timeline", timeline, f"{entity}_timeline", of_item, {"response_model": list[TimelinePublic]}),
         ("GET", one + "/pending", pending, f"{entity}_pending", of_item, {"response_model": list[dict[str, Any]]}),
+        ("POST", one + "/archive", archive, f"archive_{entity}", of_item, {"response_model": ItemPublic}),
+        ("POST", one + "/restore", restore, f"restore_{entity}", of_item, {"response_model": ItemPublic}),
     ]
     for method, path, endpoint, name, dependencies, options in routes:
         router.add_api_route(path, endpoint, methods=[method], name=name, dependencies=dependencies, **options)

@@ -24,6 +24,7 @@ from api.lookups import stages_of
 from api.schemas import ItemCreate, ItemPublic
 from models.domain.events import Event, FieldChanged, PaymentReceived, ResponsibleChanged
 from models.domain.timing import CUSTOM_FIELD_PREFIX
+from models.domain.wording import field_words
 from models.settings import Settings
 from models.tables import Callback, Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
 from workflows import client as workflow_client
@@ -46,10 +47,18 @@ def item_public(item: Item) -> dict[str, Any]:
 
 
 def require_started(item: Item) -> None:
-    """Events need an item that has entered a stage (its workflow runs)."""
+    """Events need an item that has entered a stage (its workflow runs) and is not archived."""
     if item.stage is None:
         raise HTTPException(status_code=status.HTTP_409_CONFLICT,
                             detail=f"{item.entity_type.capitalize()} {item.id} has not entered a stage yet")
+    require_active(item)
+
+
+def require_active(item: Item) -> None:
+    """Moves and events wait until an archived item is restored."""
+    if item.archived_at is not None:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT,
+                            detail=f"{item.entity_type.capitalize()} {item.id} is archived; restore it first")
 
 
 def check_references(session: Session, problems: Problems, values: dict[str, Any], where: tuple = ("body",)) -> None:
@@ -148,6 +157,7 @@ async def move_item(
     earlier = record.recall()
     if earlier is not None:
         return _recalled(earlier)
+    require_active(item)
     problems = Problems()
     if (problem := stage_problem(session, item.pipeline_id, stage)) is not None:
         problems.add(("body", "stage"), problem)
@@ -187,10 +197,12 @@ async def change_item(
     session: Session, client: Client, settings: Settings, item: Item, changes: dict[str, Any],
     by_user_id: int | None = None,
 ) -> list[str]:
-    """Writes `changes` (checked already; `fields` merged, a null removing one) and sends `field_changed`
-    (and `responsible_changed`) to the item; the names of the fields that changed."""
+    """Writes `changes` (checked already; `fields` merged, a null removing one), records them on the item's
+    timeline as one `field_changed` entry (each field from → to), and sends `field_changed` (and
+    `responsible_changed`) to the item; the names of the fields that changed."""
     changes = dict(changes)
     changed: list[str] = []
+    shown: list[dict[str, Any]] = []
     custom = changes.pop("fields", None)
     if custom:
         merged = dict(item.fields)
@@ -199,26 +211,80 @@ async def change_item(
                 merged.pop(name, None)
             else:
                 merged[name] = value
-        changed += sorted(
-            f"{CUSTOM_FIELD_PREFIX}{name}" for name in set(custom) if item.fields.get(name) != merged.get(name)
-        )
+        for name in sorted(set(custom)):
+            if item.fields.get(name) != merged.get(name):
+                changed.append(f"{CUSTOM_FIELD_PREFIX}{name}")
+                shown.append({"field": f"{CUSTOM_FIELD_PREFIX}{name}", "from": item.fields.get(name),
+                              "to": merged.get(name)})
         item.fields = merged
     previous_responsible = item.responsible_id
     for name, value in changes.items():
         if getattr(item, name) != value:
             changed.append(name)
+            shown.append({"field": name, "from": _plain(getattr(item, name)), "to": _plain(value)})
             setattr(item, name, value)
     if changed:
         item.updated_at = utcnow()
         session.add(item)
+        session.add(TimelineEntry(
+            item_id=item.id, kind="field_changed", text=_changes_text(shown), author_id=by_user_id,
+            entry_no=item.entry_no, data={"changes": shown, "by_user_id": by_user_id},
+        ))
         session.commit()
         session.refresh(item)
-    if changed and item.stage is not None:
+    if changed and item.stage is not None and item.archived_at is None:
         await tell(client, settings, item, FieldChanged(fields=changed, by_user_id=by_user_id))
         if "responsible_id" in changed:
             await tell(client, settings, item,
                        ResponsibleChanged(previous=previous_responsible, to=item.responsible_id, by_user_id=by_user_id))
     return changed
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as the timeline keeps it (JSON)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _changes_text(shown: list[dict[str, Any]]) -> str:
+    def value(raw: Any) -> str:
+        return "—" if raw in (None, "") else str(raw)
+
+    return "Changed " + "; ".join(f"{field_words(change['field'])} {value(change['from'])} → {value(change['to'])}"
+                                  for change in shown)
+
+
+async def archive_item(session: Session, client: Client, item: Item, *, by_user_id: int | None = None) -> Item:
+    """The item archived: its stage entry's waiting rules are cancelled (`reason: archived`), it leaves the boards
+    and lists, and moves and events are refused until it is restored. Archiving an archived item is a 409."""
+    if item.archived_at is not None:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT,
+                            detail=f"{item.entity_type.capitalize()} {item.id} is archived already")
+    item.archived_at = utcnow()
+    session.add(item)
+    session.add(TimelineEntry(item_id=item.id, kind="item_archived", text=f"{item.entity_type.capitalize()} archived",
+                              author_id=by_user_id, entry_no=item.entry_no, data={"stage": item.stage}))
+    session.commit()
+    if item.stage is not None:
+        await workflow_client.archive_item(client, item, True)
+    session.refresh(item)
+    return item
+
+
+async def restore_item(session: Session, client: Client, item: Item, *, by_user_id: int | None = None) -> Item:
+    """An archived item back in its stage, whose rules do not run again; a 409 for an item that is not archived."""
+    if item.archived_at is None:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT,
+                            detail=f"{item.entity_type.capitalize()} {item.id} is not archived")
+    if item.stage is not None:
+        await workflow_client.archive_item(client, item, False)
+    item.archived_at = None
+    session.add(item)
+    session.add(TimelineEntry(item_id=item.id, kind="item_restored",
+                              text=f"{item.entity_type.capitalize()} restored in {item.stage or 'no stage'}",
+                              author_id=by_user_id, entry_no=item.entry_no, data={"stage": item.stage}))
+    session.commit()
+    session.refresh(item)
+    return item
 
 
 def add_comment(session: Session, item: Item, text: str, author_id: int | None) -> TimelineEntry:
@@ -271,7 +337,8 @@ async def send_to_party_items(
     """An event on a contact or company reaches every deal and lead linked to it that has entered a stage."""
     link = Item.contact_id if owner_type == "contact" else Item.company_id
     items = list(session.exec(
-        select(Item).where(link == owner_id, col(Item.stage).is_not(None)).order_by(Item.id)
+        select(Item).where(link == owner_id, col(Item.stage).is_not(None), col(Item.archived_at).is_(None))
+        .order_by(Item.id)
     ).all())
     for item in items:
         await tell(client, settings, item, event, event_id=event_id)
@@ -290,7 +357,7 @@ async def send_once(
     if item_id is None or session.exec(select(TimelineEntry.id).where(TimelineEntry.key == key)).first():
         return
     item = session.get(Item, item_id)
-    if item is None or item.stage is None:
+    if item is None or item.stage is None or item.archived_at is not None:
         return
     data = event.data()
     try:
