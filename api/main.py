@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -19,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.console.routes import STATIC as CONSOLE_STATIC
 from api.console.routes import router as console_router
+from api.console.pages import ERROR_WORDS, error_page, wants_page
 from api.console.session import SignInNeeded
 from api.limits import BodyLimitMiddleware
 from api.texts import TextOnlyMiddleware
@@ -113,6 +115,12 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
             {"detail": "The request conflicts with the current data; read it again and retry"},
             status_code=status.HTTP_409_CONFLICT,
         )
+
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, exc: HTTPException) -> Response:
+        if wants_page(request) and exc.status_code in ERROR_WORDS:
+            return error_page(request, exc.status_code, exc.detail)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, exc: SignInNeeded) -> Response:

@@ -70,7 +70,9 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in
               ("title", "amount", "currency", "responsible_id", "contact_id", "script", "horizon")}
-    context = {"pipeline": pipeline, "stages": stages_of(session, pipeline_id), "values": values, "answer": None,
+    stages = stages_of(session, pipeline_id)
+    context = {"pipeline": pipeline, "stages": stages, "values": values, "answer": None,
+               "stage_names": {stage.code: stage.name for stage in stages},
                "users": session.exec(select(User).order_by(User.name)).all(),
                "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
     errors: dict[str, str] = {}
