@@ -413,6 +413,8 @@ class ItemPublic(SQLModel):
     stage: str | None
     amount: float | None
     currency: str | None
+    paid: float = 0
+    """The payments reported for it in its currency, added up."""
     responsible_id: int
     contact_id: int | None
     company_id: int | None

@@ -152,6 +152,8 @@ class Item(SQLModel, table=True):
     entry_no: int = 0
     amount: float | None = None
     currency: str | None = None
+    paid: float = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """The payments reported for it in its currency, added up as its workflow receives them (each once)."""
     responsible_id: int = Field(foreign_key="user.id")
     contact_id: int | None = Field(default=None, foreign_key="contact.id")
     company_id: int | None = Field(default=None, foreign_key="company.id")

@@ -26,8 +26,9 @@ import argparse
 import asyncio
 import os
 import time
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,18 @@ PRODUCTS = [
     {"name": "Sofa Oslo, grey", "quantity": 1, "price": 900, "tax": 23},
     {"name": "Armchair Bergen", "quantity": 2, "price": 150, "tax": 23},
 ]
+
+
+def order_total(products: list[dict[str, Any]]) -> float:
+    """What the client pays for the products, tax included, as the invoice adds it up: 1476.00 for PRODUCTS."""
+    cent = Decimal("0.01")
+    total = sum((Decimal(str(product["quantity"])) * Decimal(str(product["price"])) * (
+        1 + Decimal(str(product.get("tax") or 0)) / 100)).quantize(cent, ROUND_HALF_UP) for product in products)
+    return float(total)
+
+
+PAID_IN_FULL = {"field": "Deal.Paid", "op": ">=", "value": "{{Deal.Amount}}"}
+"""The payments reported for the deal cover its amount."""
 
 MY_COMPANY = {
     "name": "Oak & Linen Furniture",
@@ -137,7 +150,7 @@ def sales_automation(shop: Shop, delays: dict[str, str]) -> dict[str, Any]:
                  "settings": {
                      "subject": "Invoice {{Rule.invoice.number}} for {{Deal.Title}}",
                      "body": "Hello {{Deal.Contact.Name}},\n\nthank you for your order. Your invoice "
-                             "{{Rule.invoice.number}} of {{Deal.Amount}} {{Deal.Currency}} is attached; you can "
+                             "{{Rule.invoice.number}} of {{Rule.invoice.total}} {{Rule.invoice.currency}} is attached; you can "
                              "also view it here: {{Rule.invoice.public_url}}\n\n{{Deal.Responsible.Name}}\n"
                              "{{Constants.Shop}}",
                      "attachments": ["invoice"],
@@ -145,16 +158,16 @@ def sales_automation(shop: Shop, delays: dict[str, str]) -> dict[str, Any]:
             ]},
             "INVOICE": {
                 "rules": [
-                    {"name": "warehouse", "type": "create_task",
+                    {"name": "warehouse", "type": "create_task", "condition": PAID_IN_FULL,
                      "settings": {"title": "Prepare order “{{Deal.Title}}” for shipping",
                                   "description": "Paid in full. Client: {{Deal.Contact.Name}}, {{Deal.Contact.Phone}}",
                                   "responsible_id": "{{Constants.Warehouse}}", "deadline": "+1d"}},
                 ],
-                "triggers": [{"name": "paid", "type": "payment_received"}],
+                "triggers": [{"name": "paid", "type": "payment_received", "condition": PAID_IN_FULL}],
             },
             "WON": {"rules": [
                 {"name": "to delivery", "type": "copy_deal",
-                 "settings": {"pipeline_id": shop.delivery["id"], "stage": "NEW"}},
+                 "settings": {"pipeline_id": shop.delivery["id"], "stage": "NEW", "title": "Delivery: {{Deal.Title}}"}},
                 {"name": "repeat", "type": "create_repeat_lead", "delay": delays["repeat"],
                  "settings": {"title": "Follow-up: how is the sofa, {{Deal.Contact.Name}}?",
                               "pipeline_id": shop.leads["id"]}},
@@ -165,7 +178,8 @@ def sales_automation(shop: Shop, delays: dict[str, str]) -> dict[str, Any]:
 
 DELIVERY_AUTOMATION = {"stages": {"NEW": {"rules": [
     {"name": "on its way", "type": "send_sms",
-     "settings": {"text": "Your order {{Deal.Title}} is being prepared for delivery."}},
+     "settings": {"text": "Hello {{Deal.Contact.Name}}, your order is being prepared for delivery. We will call "
+                          "you to agree on the day."}},
 ]}}}
 
 LEADS_AUTOMATION = {"stages": {"NEW": {"rules": [
@@ -197,14 +211,16 @@ async def load_shop(http: httpx.AsyncClient, delays: dict[str, str] = DEMO_DELAY
 
 async def web_form_order(http: httpx.AsyncClient, shop: Shop, title: str, **extra: Any) -> dict[str, Any]:
     """What the shop's web form posts: a deal in the first stage of Sales."""
+    products = extra.pop("products", PRODUCTS)
     body = {"title": title, "pipeline_id": shop.sales["id"], "responsible_id": shop.manager["id"],
-            "contact_id": shop.contact["id"], "amount": 1200, "currency": "EUR", "products": PRODUCTS, **extra}
+            "contact_id": shop.contact["id"], "amount": order_total(products), "currency": "EUR",
+            "products": products, **extra}
     return ok(await http.post("/deals", json=body), 201)
 
 
 SHOP_STORY = [
     {"at": "+2d", "move": "PREPARE_DOCUMENTS"},
-    {"at": "+4d", "payment": {"amount": 1200, "currency": "EUR"}},
+    {"at": "+4d", "payment": {"amount": order_total(PRODUCTS), "currency": "EUR"}},
     {"at": "+6d", "move": "WON"},
 ]
 """A deal of the shop: left two days in "New" (the supervisor hears of it after 24 hours), its documents
@@ -215,7 +231,7 @@ def shop_simulation(shop: Shop, horizon: str = "7mo") -> dict[str, Any]:
     """The request that simulates `SHOP_STORY` for a sample deal of the shop over `horizon`."""
     return {
         "pipeline_id": shop.sales["id"],
-        "item": {"title": "Living room set", "amount": 1200, "currency": "EUR", "products": PRODUCTS,
+        "item": {"title": "Living room set", "amount": order_total(PRODUCTS), "currency": "EUR", "products": PRODUCTS,
                  "responsible_id": shop.manager["id"], "contact_id": shop.contact["id"]},
         "script": SHOP_STORY,
         "horizon": horizon,
@@ -262,9 +278,9 @@ async def _stage(http: httpx.AsyncClient, deal_id: int, stage: str) -> bool:
 async def walk(http: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
     """Creates three orders and takes the first one from the web form to "Won"."""
     order = await web_form_order(http, shop, "Living room set for Anna Nowak")
-    waiting = await web_form_order(http, shop, "Dining table Lund", amount=640, products=[
+    waiting = await web_form_order(http, shop, "Dining table Lund", products=[
         {"name": "Dining table Lund", "quantity": 1, "price": 640, "tax": 23}])
-    await web_form_order(http, shop, "Bookcase Tromsø", amount=310, products=[
+    await web_form_order(http, shop, "Bookcase Tromsø", products=[
         {"name": "Bookcase Tromsø", "quantity": 1, "price": 310, "tax": 23}])
     deal_id = order["id"]
     say(f"deal {deal_id} came in from the web form; waiting for the SMS")
@@ -274,8 +290,12 @@ async def walk(http: httpx.AsyncClient, shop: Shop) -> dict[str, Any]:
     say("moved to Prepare documents; waiting for the invoice email")
     await _wait("the invoice email", lambda: _messages(http, deal_id, "email"))
 
-    ok(await http.post(f"/deals/{deal_id}/payments", json={"amount": 1200, "currency": "EUR"}), 200, 202)
-    say("payment reported; waiting for the trigger to move the deal to Invoice")
+    total = order["amount"]
+    ok(await http.post(f"/deals/{deal_id}/payments", json={"amount": 100, "currency": "EUR"}), 200, 202)
+    say(f"a deposit of 100 EUR reported: {total - 100:.2f} EUR still to pay, so the deal stays")
+    ok(await http.post(f"/deals/{deal_id}/payments", json={"amount": round(total - 100, 2), "currency": "EUR"}),
+       200, 202)
+    say("the rest paid; waiting for the trigger to move the deal to Invoice")
     await _wait("the payment trigger", lambda: _stage(http, deal_id, "INVOICE"))
     await _wait("the warehouse task", lambda: _tasks(http, deal_id))
 

@@ -1,8 +1,8 @@
 """The product spec's worked example, end to end through the HTTP API, with the demo's own automation.
 
 A web form creates a deal → the client gets an SMS. "Prepare documents" → an invoice and an email with
-its link and PDF (read back from a real SMTP server). A payment → the trigger moves the deal to
-"Invoice" → a task for the warehouse. "Won" → a copy in Delivery (whose own rule texts the client), and
+its link and PDF (read back from a real SMTP server), both asking the same total. A deposit moves nothing; the
+payment of the rest → the trigger moves the deal to "Invoice" → a task for the warehouse, "paid in full". "Won" → a copy in Delivery (whose own rule texts the client), and
 six months later, on the time-skipping server, a repeat lead.
 """
 
@@ -18,6 +18,7 @@ from dateutil.relativedelta import relativedelta
 
 from scripts.demo import CLIENT, SHOP_DELAYS, load_shop, web_form_order
 from tests.communication.mailbox import Inbox, pdf_attachments, text_part
+from tests.documents.support import pdf_text
 from tests.crm import eventually, kinds, ok, timeline
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ async def test_furniture_shop_from_web_form_to_repeat_lead(shop_stack, inbox):
     pdf = await http.get(f"/documents/{invoice['id']}/pdf")
     assert pdf_attachments(mail) == [(f"{invoice['number']}.pdf", pdf.content)]
     text = text_part(mail)
-    assert f"Your invoice {invoice['number']} of 1200 EUR is attached" in text
+    asked = re.search(r"Total:? ?([0-9.,]+) EUR", pdf_text(pdf.content)).group(1)
+    assert asked == "1476.00" and order["amount"] == 1476
+    assert f"Your invoice {invoice['number']} of {asked} EUR is attached" in text
     tracked = re.search(r"view it here: http://testserver(/t/c/\S+/0)", text).group(1)
     redirect = await stack.anon.get(tracked)
     assert redirect.headers["location"] == invoice["public_url"]
@@ -73,9 +76,18 @@ async def test_furniture_shop_from_web_form_to_repeat_lead(shop_stack, inbox):
     [email] = await _get(http, "/messages", deal_id=deal_id, channel="email")
     assert email["status"] == "sent" and email["attachments"][0]["document_id"] == invoice["id"]
 
-    # The payment is reported: the trigger on "Invoice" moves the deal, and the warehouse gets a task.
-    ok(await http.post(f"/deals/{deal_id}/payments", json={"amount": 1200, "currency": "EUR"}), 202)
+    # A deposit does not cover the amount: the deal stays, and no task says "paid in full".
+    ok(await http.post(f"/deals/{deal_id}/payments?wait=true", json={"amount": 100, "currency": "EUR"}))
+    assert ok(await http.get(f"/deals/{deal_id}"))["paid"] == 100
+    [deposit] = [entry for entry in await timeline(http, deal_id, kind="event_received")
+                 if entry["data"]["type"] == "payment_received"]
+    assert "Deal.Paid = 100 is not >= 1476" in deposit["text"], deposit["text"]
+    assert ok(await http.get(f"/deals/{deal_id}"))["stage"] == "PREPARE_DOCUMENTS"
+    # The rest is paid: the trigger on "Invoice" moves the deal, and the warehouse gets a task.
+    ok(await http.post(f"/deals/{deal_id}/payments", json={"amount": 1376, "currency": "EUR"}), 202)
     [task] = await eventually(lambda: _get(http, "/tasks", deal_id=deal_id))
+    assert task["description"].startswith("Paid in full.")
+    assert ok(await http.get(f"/deals/{deal_id}"))["paid"] == 1476
     assert task["title"] == "Prepare order “Living room set” for shipping"
     assert task["responsible_id"] == shop.warehouse["id"]
     assert ok(await http.get(f"/deals/{deal_id}"))["stage"] == "INVOICE"
@@ -83,10 +95,11 @@ async def test_furniture_shop_from_web_form_to_repeat_lead(shop_stack, inbox):
     # "Won": a copy goes to Delivery and its own rule texts the client; the repeat lead is due in six months.
     ok(await http.post(f"/deals/{deal_id}/move", json={"stage": "WON"}))
     [copy] = await eventually(lambda: _get(http, "/deals", pipeline_id=shop.delivery["id"], stage="NEW"))
-    assert (copy["title"], copy["stage"], copy["source_item_id"]) == ("Living room set Copy", "NEW", deal_id)
-    assert (copy["amount"], copy["products"], copy["contact_id"]) == (1200, order["products"], shop.contact["id"])
+    assert (copy["title"], copy["stage"], copy["source_item_id"]) == ("Delivery: Living room set", "NEW", deal_id)
+    assert (copy["amount"], copy["products"], copy["contact_id"]) == (1476, order["products"], shop.contact["id"])
     [delivery_sms] = await eventually(lambda: _get(http, "/messages", deal_id=copy["id"], status="sent"))
-    assert delivery_sms["body"] == "Your order Living room set Copy is being prepared for delivery."
+    assert delivery_sms["body"] == ("Hello Anna Nowak, your order is being prepared for delivery. We will call you "
+                                    "to agree on the day.")
 
     scheduled = [entry for entry in await timeline(http, deal_id, kind="rule_scheduled")
                  if entry["rule_name"] == "repeat"]

@@ -140,6 +140,8 @@ def _document_results(ctx: RuleContext, made: MadeDocument) -> dict[str, Any]:
         "title": made.title,
         "public_url": public_url(ctx.deps.settings, made.public_token),
         "pdf_url": f"{base}/documents/{made.id}/pdf",
+        "total": made.total,
+        "currency": made.currency,
     }
 
 
@@ -152,7 +154,7 @@ class CreateDocument(RuleType[CreateDocumentSettings]):
         "my company's requisites, signature and stamp, extra fields and a public link for the client."
     )
     settings = CreateDocumentSettings
-    returns = ("document_id", "number", "title", "public_url", "pdf_url")
+    returns = ("document_id", "number", "title", "public_url", "pdf_url", "total", "currency")
     private_returns = ("public_url",)
 
     def check(self, settings: CreateDocumentSettings, env: RuleEnv) -> Iterable[Problem]:

@@ -83,12 +83,16 @@ class MadeDocument:
     title: str
     public_token: str | None
     has_pdf: bool
+    total: str | None = None
+    """What the document asks, tax included, as written on it: `1476.00`."""
+    currency: str | None = None
 
 
 def _made(document: Document) -> MadeDocument:
+    data = document.data or {}
     return MadeDocument(
         id=document.id, number=document.number, title=document.title, public_token=document.public_token,
-        has_pdf=document.pdf is not None,
+        has_pdf=document.pdf is not None, total=data.get("total"), currency=data.get("currency"),
     )
 
 

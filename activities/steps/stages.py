@@ -10,7 +10,8 @@ from activities.steps.planning import PlanningSteps, entry_began
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
 from models.domain.automation import AutomationConfig, TriggerConfig
-from models.domain.events import FieldChanged, ResponsibleChanged
+from models.domain.events import FieldChanged, PaymentReceived, ResponsibleChanged
+from models.domain.fields import number_or_none
 from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
@@ -125,6 +126,7 @@ class StageSteps:
                     select(Stage).where(Stage.pipeline_id == call.pipeline_id).order_by(Stage.position, Stage.id)
                 )
             ]
+            _add_payment(session, call, item)
             data = build_data(session, item, constants=config.constants, variables=config.variables)
             found, misses = scan(config, order, call.stage, call.event.type, call.event.data or {}, data)
             _record_event(session, call, found, misses)
@@ -160,6 +162,29 @@ SELF_REPORTED = (FieldChanged.TYPE, ResponsibleChanged.TYPE)
 only when they fire a trigger."""
 
 
+def _event_id(call: MatchCall) -> str | None:
+    """The event's id: the client's, else this step's own (the same on each of its attempts)."""
+    info = activity.info() if activity.in_activity() else None
+    return call.event.event_id or (f"{info.workflow_run_id}/{info.activity_id}" if info is not None else None)
+
+
+def _add_payment(session: Session, call: MatchCall, item: Item) -> None:
+    """A payment in the item's currency adds to what the item has been paid, before its triggers are asked (their
+    conditions may compare `Paid` with `Amount`). Once per event: an attempt that finds the event on the timeline
+    already added it."""
+    if call.event.type != PaymentReceived.TYPE:
+        return
+    event_id = _event_id(call)
+    if event_id and get_by(session, TimelineEntry, key=event_key(call.entity, call.item_id, event_id)) is not None:
+        return
+    payment = PaymentReceived.read(call.event.data or {})
+    amount = number_or_none(payment.amount)
+    if amount is None or (payment.currency and item.currency and payment.currency.upper() != item.currency.upper()):
+        return
+    item.paid = round((item.paid or 0) + amount, 2)
+    session.add(item)
+
+
 def _record_event(
     session: Session, call: MatchCall, found: tuple[str, TriggerConfig] | None, misses: list[Miss]
 ) -> None:
@@ -175,8 +200,7 @@ def _record_event(
         text = f"Event {event.type} moved nothing: {why}"
     else:
         text = f"Event {event.type} moved nothing: no trigger of this pipeline waits for it"
-    info = activity.info() if activity.in_activity() else None
-    event_id = event.event_id or (f"{info.workflow_run_id}/{info.activity_id}" if info is not None else None)
+    event_id = _event_id(call)
     add_timeline(
         session, call.item_id, "event_received", text, at=call.at,
         key=event_key(call.entity, call.item_id, event_id) if event_id else None, nulls=("matched",),

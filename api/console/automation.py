@@ -4,11 +4,14 @@ a form made from the catalogue's schemas and saved through the same checks as `P
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from api.console import forms
@@ -16,14 +19,20 @@ from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep
 from api.console.session import CSRF_FIELD, ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.lookups import get_pipeline, stages_of
+from api.simulation.plan import sample_plan, simulator
+from api.simulation.runner import SimulationsBusy
+from api.simulation.schemas import SampleItem, ScriptPart
 from api.usecases import versions
 from api.usecases.automation import Saved, checked_automation, current_automation, publish
 from api.usecases.rule_types import rule_catalogue, trigger_catalogue
+from models.domain.conditions import CONDITION_OPS
 from models.domain.rule_types import GROUPS
-from models.domain.wording import condition_words, delay_words
-from models.tables import Pipeline
+from models.domain.wording import OP_WORDS, condition_words, delay_words, time_after
+from models.tables import Pipeline, User
 
 router = APIRouter()
+SAMPLE_INPUTS = ("responsible_id", "amount", "currency", "horizon", "script")
+"""The draft simulation's sample item, as the rule form names its inputs (`sample_amount`)."""
 
 def _rule_types(session: Session) -> dict[str, dict[str, Any]]:
     return {kind["name"]: kind for kind in rule_catalogue(session)}
@@ -31,13 +40,6 @@ def _rule_types(session: Session) -> dict[str, dict[str, Any]]:
 
 def _trigger_types() -> dict[str, dict[str, Any]]:
     return {kind["name"]: kind for kind in trigger_catalogue()}
-
-
-@router.get("/pipelines", response_class=HTMLResponse)
-def pipelines(request: Request, user: UserDep, session: SessionDep):
-    rows = session.exec(select(Pipeline).order_by(Pipeline.id)).all()
-    counts = {row.id: len(stages_of(session, row.id)) for row in rows}
-    return page(request, "pipelines.html", user, pipelines=rows, counts=counts)
 
 
 @router.get("/pipelines/{pipeline_id}", response_class=HTMLResponse)
@@ -73,35 +75,54 @@ def _filter_words(filter_: dict[str, Any] | None) -> str:
     return "; ".join(shown)
 
 
+RULE_LABELS = {"name": "Name", "type": "Type", "start": "Starts", "delay": "Delay", "condition": "Condition"}
+TRIGGER_LABELS = {"name": "Name", "type": "Type", "filter": "Filter", "allow_backwards": "May move back",
+                  "condition": "Condition"}
+
+
+def _condition_text(piece: dict[str, Any], typed: Any) -> str:
+    if typed is not None:
+        return str(typed.get("condition") or "")
+    return json.dumps(piece["condition"], ensure_ascii=False) if piece.get("condition") else ""
+
+
+def _builder(pipeline: Pipeline, constants: dict[str, Any]) -> dict[str, Any]:
+    """What the condition builder offers: the item's fields, its people and the constants; the operators in words."""
+    return {"condition_fields": forms.placeholder_paths(pipeline.entity_type, constants),
+            "condition_ops": [[op, OP_WORDS[op]] for op in CONDITION_OPS]}
+
+
 def _rule_form(session: Session, pipeline: Pipeline, stage: str, original: str | None, rule: dict[str, Any],
-               errors: dict[str, str]) -> dict[str, Any]:
+               errors: dict[str, str], typed: Any) -> dict[str, Any]:
     types = _rule_types(session)
     kind = types.get(rule.get("type") or "")
-    delay = rule.get("delay")
-    delay = {"after": delay} if isinstance(delay, str) else (delay or {})
-    fields = forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings")) if kind else []
+    fields = forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings"), typed) if kind else []
     for field in fields:
         field.error = errors.get(field.name, "")
     constants = current_automation(session, pipeline.id).get("constants") or {}
     return {
         "part": "rules", "pipeline": pipeline, "stage": stage, "original": original, "piece": rule, "kind": kind,
-        "types": types, "groups": GROUPS, "fields": fields, "delay": delay, "errors": errors,
-        "condition": json.dumps(rule["condition"], ensure_ascii=False) if rule.get("condition") else "",
+        "types": types, "groups": GROUPS, "fields": fields, "errors": errors,
+        "delay": forms.typed_delay_inputs(typed) if typed is not None else forms.delay_inputs(rule.get("delay")),
+        "delay_kinds": forms.DELAY_KINDS, "date_fields": forms.DATE_FIELDS,
+        "condition": _condition_text(rule, typed), **_builder(pipeline, constants),
         "placeholders": forms.placeholder_paths(pipeline.entity_type, constants),
+        "users": session.exec(select(User).order_by(User.name)).all(),
     }
 
 
-def _trigger_form(pipeline: Pipeline, stage: str, original: str | None, trigger: dict[str, Any],
-                  errors: dict[str, str]) -> dict[str, Any]:
+def _trigger_form(session: Session, pipeline: Pipeline, stage: str, original: str | None, trigger: dict[str, Any],
+                  errors: dict[str, str], typed: Any) -> dict[str, Any]:
     types = _trigger_types()
     kind = types.get(trigger.get("type") or "")
-    fields = forms.schema_fields(kind["filter_schema"], "filter", trigger.get("filter")) if kind else []
+    fields = forms.schema_fields(kind["filter_schema"], "filter", trigger.get("filter"), typed) if kind else []
     for field in fields:
         field.error = errors.get(field.name, "")
+    constants = current_automation(session, pipeline.id).get("constants") or {}
     return {
         "part": "triggers", "pipeline": pipeline, "stage": stage, "original": original, "piece": trigger, "kind": kind,
-        "types": types, "fields": fields, "errors": errors,
-        "condition": json.dumps(trigger["condition"], ensure_ascii=False) if trigger.get("condition") else "",
+        "types": types, "fields": fields, "errors": errors, "condition": _condition_text(trigger, typed),
+        **_builder(pipeline, constants), "users": session.exec(select(User).order_by(User.name)).all(),
     }
 
 
@@ -118,10 +139,20 @@ def _stage_or_404(session: Session, pipeline_id: int, stage: str) -> str:
 
 
 def _form(session: Session, pipeline: Pipeline, part: str, stage: str, original: str | None, piece: dict[str, Any],
-          errors: dict[str, str], base_version: int, note: str = "") -> dict[str, Any]:
-    context = (_rule_form(session, pipeline, stage, original, piece, errors) if part == "rules"
-               else _trigger_form(pipeline, stage, original, piece, errors))
-    return {**context, "base_version": base_version, "note": note}
+          errors: dict[str, str], base_version: int, note: str = "", typed: Any = None) -> dict[str, Any]:
+    """The rule or trigger form: filled from `piece`, or, when a posted form comes back, with what was `typed`."""
+    context = (_rule_form(session, pipeline, stage, original, piece, errors, typed) if part == "rules"
+               else _trigger_form(session, pipeline, stage, original, piece, errors, typed))
+    shown = {"name", "start", "delay", "condition", "sample", *(field.name for field in context["fields"])}
+    elsewhere = [text for key, text in errors.items() if key not in shown and key != "form"]
+    if elsewhere:
+        context["errors"] = {**errors, "form": "; ".join([*filter(None, [errors.get("form")]), *elsewhere])}
+    sample = {"horizon": forms.DRAFT_HORIZON}
+    if typed is not None:
+        sample |= {name: str(typed.get(f"sample_{name}") or "")[:5000] for name in SAMPLE_INPUTS
+                   if typed.get(f"sample_{name}")}
+    stage_name = next((row.name for row in stages_of(session, pipeline.id) if row.code == stage), stage)
+    return {**context, "base_version": base_version, "note": note, "sample": sample, "stage_name": stage_name}
 
 
 def _named(pieces: list[dict[str, Any]], name: str) -> int | None:
@@ -156,38 +187,47 @@ def edit_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, 
                 **_form(session, pipeline, part, stage, name, pieces[position], {}, version))
 
 
-def _json_field(form: Any, name: str) -> Any:
-    text = (form.get(name) or "").strip()
+def _condition(form: Any, problems: dict[str, str]) -> Any:
+    text = (form.get("condition") or "").strip()
     if not text:
         return None
     try:
         return json.loads(text)
     except ValueError as error:
-        raise forms.FormProblem(name, f"is not JSON: {error}") from None
+        problems["condition"] = f"Condition: cannot be read ({error}); build it again with the rows above"
+        return None
 
 
-def _read_rule(session: Session, form: Any) -> dict[str, Any]:
+def _read_rule(session: Session, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rule a posted form describes, and what cannot even be read in it (by form field)."""
+    problems: dict[str, str] = {}
     kind = _rule_types(session).get(form.get("type") or "")
     rule: dict[str, Any] = {"name": (form.get("name") or "").strip(), "type": form.get("type") or "",
                             "start": form.get("start") or "on_entry"}
-    delay = {key: (form.get(f"delay_{key}") or "").strip() for key in ("after", "field", "offset", "at")}
-    delay = {key: value for key, value in delay.items() if value}
-    if form.get("delay_business_hours") == "on":
-        delay["business_hours"] = True
-    rule["delay"] = (delay["after"] if list(delay) == ["after"] else delay) if delay else None
-    rule["condition"] = _json_field(form, "condition")
-    rule["settings"] = forms.read_schema_fields(kind["settings_schema"], "settings", form) if kind else {}
-    return rule
+    rule["delay"] = forms.read_delay(forms.typed_delay_inputs(form), problems)
+    rule["condition"] = _condition(form, problems)
+    rule["settings"] = forms.read_schema_fields(kind["settings_schema"], "settings", form, problems) if kind else {}
+    return rule, problems
 
 
-def _read_trigger(form: Any) -> dict[str, Any]:
+def _read_trigger(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    problems: dict[str, str] = {}
     kind = _trigger_types().get(form.get("type") or "")
     trigger: dict[str, Any] = {"name": (form.get("name") or "").strip(), "type": form.get("type") or "",
                                "allow_backwards": form.get("allow_backwards") == "on"}
-    values = forms.read_schema_fields(kind["filter_schema"], "filter", form) if kind else {}
+    values = forms.read_schema_fields(kind["filter_schema"], "filter", form, problems) if kind else {}
     trigger["filter"] = {key: value for key, value in values.items() if value not in (False, [], None)} or None
-    trigger["condition"] = _json_field(form, "condition")
-    return trigger
+    trigger["condition"] = _condition(form, problems)
+    return trigger, problems
+
+
+def _labels(session: Session, part: str, piece: dict[str, Any]) -> dict[str, str]:
+    """Each form field's label, by the name the API's problems locate it with."""
+    if part == "rules":
+        kind = _rule_types(session).get(piece.get("type") or "")
+        return {**RULE_LABELS, **(forms.schema_labels(kind["settings_schema"], "settings") if kind else {})}
+    kind = _trigger_types().get(piece.get("type") or "")
+    return {**TRIGGER_LABELS, **(forms.schema_labels(kind["filter_schema"], "filter") if kind else {})}
 
 
 def _base_version(form: Any) -> int | None:
@@ -223,6 +263,63 @@ async def _publish(
                          in_flight=in_flight)
 
 
+def _put(config: dict[str, Any], stage: str, part: str, original: str | None, piece: dict[str, Any]) -> int:
+    """`piece` in the automation in the place of the one named `original` (else at the end of its stage); its place."""
+    pieces = _pieces(config, stage, part)
+    position = _named(pieces, original) if original else None
+    if position is None:
+        pieces.append(piece)
+        return len(pieces) - 1
+    pieces[position] = piece
+    return position
+
+
+@dataclass
+class PostedPiece:
+    """A rule or trigger form as posted, read: the piece it describes, in the automation saved now."""
+
+    pipeline: Pipeline
+    stage: str
+    original: str | None
+    base: int
+    note: str
+    config: dict[str, Any]
+    piece: dict[str, Any]
+    position: int
+    problems: dict[str, str]
+    form: Any
+
+
+async def _posted(request: Request, session: Session, pipeline_id: int, part: str) -> PostedPiece:
+    pipeline = get_pipeline(session, pipeline_id)
+    form = await request.form()
+    stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
+    original = str(form.get("original") or "") or None
+    config = current_automation(session, pipeline_id)
+    piece, problems = _read_rule(session, form) if part == "rules" else _read_trigger(form)
+    return PostedPiece(pipeline=pipeline, stage=stage, original=original, base=_base_version(form) or 0,
+                       note=str(form.get("note") or "")[:500], config=config, piece=piece,
+                       position=_put(config, stage, part, original, piece), problems=problems, form=form)
+
+
+def _form_again(request: Request, user: ConsoleUser, session: Session, posted: PostedPiece, part: str,
+                errors: dict[str, str], *, base_version: int | None = None,
+                status_code: int = status.HTTP_422_UNPROCESSABLE_CONTENT, **extra: Any) -> HTMLResponse:
+    """The form again with all that was typed into it, the problems next to their fields."""
+    base = posted.base if base_version is None else base_version
+    context = _form(session, posted.pipeline, part, posted.stage, posted.original, posted.piece, errors, base,
+                    posted.note, typed=posted.form)
+    return page(request, "piece_form.html", user, status_code=status_code, **{**context, **extra})
+
+
+def _refused_here(session: Session, posted: PostedPiece, part: str, refused: HTTPException) -> dict[str, str]:
+    """A 422 of the automation's checks as the form's problems, by field."""
+    if not isinstance(refused.detail, list):
+        return {"form": str(refused.detail)}
+    return forms.place_problems(refused.detail, ["body", "stages", posted.stage, part, posted.position],
+                                _labels(session, part, posted.piece))
+
+
 @router.post("/pipelines/{pipeline_id}/automation/{part}", response_class=HTMLResponse)
 async def save_piece(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
                      client: ClientDep, settings: SettingsDep):
@@ -230,55 +327,85 @@ async def save_piece(request: Request, pipeline_id: Id, part: Part, user: Change
     checked and saved as the next version, or nothing is. A form made from a version someone else has replaced
     since comes back with what was typed and the news of that save, ready to be saved on the new version."""
     require_admin(user)
-    pipeline = get_pipeline(session, pipeline_id)
-    form = await request.form()
-    stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
-    original = str(form.get("original") or "") or None
-    base = _base_version(form) or 0
-    note = str(form.get("note") or "")[:500]
-    config = current_automation(session, pipeline_id)
-    pieces = _pieces(config, stage, part)
+    posted = await _posted(request, session, pipeline_id, part)
+    if posted.problems:
+        return _form_again(request, user, session, posted, part, posted.problems)
     try:
-        piece = _read_rule(session, form) if part == "rules" else _read_trigger(form)
-    except forms.FormProblem as problem:
-        piece = {"name": form.get("name"), "type": form.get("type")}
-        return _form_again(request, user, session, pipeline, stage, original, part, piece,
-                           {problem.field_name: str(problem)}, base, note)
-    position = _named(pieces, original) if original else None
-    if position is None:
-        position = len(pieces)
-        pieces.append(piece)
-    else:
-        pieces[position] = piece
-    try:
-        saved = await _publish(request, user, session, client, settings, pipeline, config, form,
+        saved = await _publish(request, user, session, client, settings, posted.pipeline, posted.config, posted.form,
                                f"/ui/pipelines/{pipeline_id}/automation/{part}")
     except HTTPException as refused:
         if refused.status_code == status.HTTP_409_CONFLICT:
             current, _ = versions.current_version(session, pipeline_id)
-            still = original is not None and _named(_pieces(current_automation(session, pipeline_id), stage, part),
-                                                     original) is not None
+            original = posted.original
+            still = original is not None and _named(
+                _pieces(current_automation(session, pipeline_id), posted.stage, part), original) is not None
             news = (f"{refused.detail} Nothing of yours is saved yet; what you typed is below. Check it against "
                     f"version {current} (the board shows it), then save again.")
             if original and not still:
-                news += f" The {part[:-1]} {original} is no longer in {stage}: saving adds it again."
-            return _form_again(request, user, session, pipeline, stage, original if still else None, part, piece,
-                               {"form": news}, current, note, status.HTTP_409_CONFLICT)
+                news += f" The {part[:-1]} {original} is no longer in {posted.stage}: saving adds it again."
+            posted.original = original if still else None
+            return _form_again(request, user, session, posted, part, {"form": news}, base_version=current,
+                               status_code=status.HTTP_409_CONFLICT)
         if refused.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
             raise
-        errors = forms.place_problems(refused.detail, ["body", "stages", stage, part, position])
-        return _form_again(request, user, session, pipeline, stage, original, part, piece, errors, base, note)
+        return _form_again(request, user, session, posted, part, _refused_here(session, posted, part, refused))
     if isinstance(saved, HTMLResponse):
         return saved
-    saved_what = f"{part[:-1]} {piece['name']}"
+    saved_what = f"{part[:-1]} {posted.piece['name']}"
     return back(f"/ui/pipelines/{pipeline_id}?saved={quote(saved_what)}")
 
 
-def _form_again(request: Request, user: ConsoleUser, session: Session, pipeline: Pipeline, stage: str,
-                original: str | None, part: str, piece: dict[str, Any], errors: dict[str, str], base_version: int,
-                note: str, status_code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTMLResponse:
-    return page(request, "piece_form.html", user, status_code=status_code,
-                **_form(session, pipeline, part, stage, original, piece, errors, base_version, note))
+@router.post("/pipelines/{pipeline_id}/automation/{part}/simulate", response_class=HTMLResponse)
+async def simulate_draft(request: Request, pipeline_id: Id, part: Part, user: ChangeDep, session: SessionDep,
+                         settings: SettingsDep):
+    """The automation with this form's rule or trigger as typed, not saved, simulated for a sample item entering
+    the form's stage: the form again, all that was typed kept, with the simulation's table under it."""
+    require_admin(user)
+    posted = await _posted(request, session, pipeline_id, part)
+    if posted.problems:
+        return _form_again(request, user, session, posted, part, posted.problems)
+    try:
+        draft = checked_automation(session, posted.pipeline, settings, posted.config)
+    except HTTPException as refused:
+        return _form_again(request, user, session, posted, part, _refused_here(session, posted, part, refused))
+    form = posted.form
+    entity = posted.pipeline.entity_type
+    try:
+        sample = SampleItem.model_validate({
+            "title": f"Sample {entity}", "stage": posted.stage,
+            "responsible_id": str(form.get("sample_responsible_id") or "") or None,
+            "amount": str(form.get("sample_amount") or "").strip() or None,
+            "currency": str(form.get("sample_currency") or "").strip().upper() or None,
+        })
+        script = ScriptPart.model_validate({
+            "horizon": str(form.get("sample_horizon") or "").strip() or forms.DRAFT_HORIZON,
+            "script": forms.read_script(str(form.get("sample_script") or "")),
+        })
+    except forms.FormProblem as problem:
+        return _form_again(request, user, session, posted, part, {"sample": f"Script, {problem}"})
+    except ValidationError as error:
+        labels = {"responsible_id": "Sample responsible", "amount": "Sample amount", "currency": "Currency",
+                  "horizon": "Simulate for",
+                  "script": "Script"}
+        return _form_again(request, user, session, posted, part, {"sample": "; ".join(
+            f"{labels.get(str(problem['loc'][0]), problem['loc'][0])}: {forms.plain(problem['msg'])}"
+            for problem in error.errors())})
+    try:
+        plan = sample_plan(session, posted.pipeline, sample, script, draft, draft=True)
+        answer = await simulator(request).run(plan)
+    except HTTPException as refused:
+        return _form_again(request, user, session, posted, part, {"sample": "; ".join(
+            forms.plain(str(problem.get("msg"))) for problem in refused.detail)
+            if isinstance(refused.detail, list) else str(refused.detail)})
+    except SimulationsBusy as busy:
+        return _form_again(request, user, session, posted, part, {"sample": str(busy)},
+                           status_code=status.HTTP_429_TOO_MANY_REQUESTS)
+    start = datetime.fromisoformat(answer["started_at"])
+    for entry in answer["timeline"]:
+        entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
+    names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+    return _form_again(request, user, session, posted, part, {}, status_code=status.HTTP_200_OK, answer=answer,
+                       stage_names=names)
 
 
 @router.post("/pipelines/{pipeline_id}/automation/{part}/{stage}/{name}/delete")

@@ -64,20 +64,31 @@ def _shown(kind: str, value: Any) -> str:
     return str(value)
 
 
-def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | None) -> list[FormField]:
-    """One form field per property of the schema, filled with `values` (else the defaults)."""
+def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | None,
+                  typed: Any = None) -> list[FormField]:
+    """One form field per property of the schema, filled with `values` (else the defaults), or, when a posted
+    form comes back, with exactly what was `typed` into it."""
     values = values or {}
     required = set(schema.get("required") or [])
     fields = []
     for name, prop in (schema.get("properties") or {}).items():
         kind, options = _kind(prop)
-        value = values.get(name, prop.get("default"))
+        key = f"{prefix}.{name}"
+        if typed is not None:
+            shown, checked = str(typed.get(key) or ""), typed.get(key) in ("on", "true", "1")
+        else:
+            value = values.get(name, prop.get("default"))
+            shown, checked = _shown(kind, value), bool(value) if kind == "boolean" else False
         fields.append(FormField(
-            name=f"{prefix}.{name}", title=prop.get("title") or name, kind=kind, required=name in required,
-            description=prop.get("description") or "", options=options, value=_shown(kind, value),
-            checked=bool(value) if kind == "boolean" else False,
+            name=key, title=prop.get("title") or name, kind=kind, required=name in required,
+            description=prop.get("description") or "", options=options, value=shown, checked=checked,
         ))
     return fields
+
+
+def schema_labels(schema: dict[str, Any], prefix: str) -> dict[str, str]:
+    """The label each of the schema's form fields shows: `settings.text` → `Text`."""
+    return {f"{prefix}.{name}": prop.get("title") or name for name, prop in (schema.get("properties") or {}).items()}
 
 
 def _number(text: str) -> Any:
@@ -97,9 +108,10 @@ class FormProblem(ValueError):
         self.field_name = field_name
 
 
-def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any) -> dict[str, Any]:
+def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems: dict[str, str]) -> dict[str, Any]:
     """The values a posted form gives for the schema's properties; an empty field is left out (its default
-    applies). Text that cannot be read (bad JSON) is a FormProblem naming the field."""
+    applies). Text that cannot be read (bad JSON) is left out too, its problem added to `problems` under the
+    field's name."""
     values: dict[str, Any] = {}
     for name, prop in (schema.get("properties") or {}).items():
         kind, _ = _kind(prop)
@@ -120,7 +132,7 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any) -> dict[s
             try:
                 values[name] = json.loads(text)
             except ValueError as error:
-                raise FormProblem(key, f"is not JSON: {error}") from None
+                problems[key] = f"{prop.get('title') or name}: is not JSON ({error}); write it as JSON"
         elif kind == "text" and "anyOf" in _plain(prop):
             values[name] = _number(text)
         else:
@@ -128,19 +140,59 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any) -> dict[s
     return values
 
 
-def place_problems(problems: list[dict[str, Any]], where: list[Any]) -> dict[str, str]:
+PLAIN_MESSAGES = {
+    "Field required": "is required: fill it in",
+    "String should have at least 1 character": "is empty: fill it in",
+}
+"""Pydantic's words where a person would say it otherwise."""
+
+CONDITION_PARTS = {"field": "field", "op": "operator", "value": "value"}
+
+
+def plain(message: str) -> str:
+    """A check's message without the prefixes meant for programs."""
+    message = message.removeprefix("Value error, ")
+    return PLAIN_MESSAGES.get(message, message)
+
+
+def _sub_words(name: str, rest: list[str]) -> str:
+    """Where inside a field a problem is: `row 2, operator` for a condition's `any.1.op`."""
+    if name == "condition":
+        rows = [str(int(part) + 1) for part in rest if part.isdigit()]
+        last = CONDITION_PARTS.get(rest[-1]) if rest else None
+        return ", ".join(part for part in (f"row {'.'.join(rows)}" if rows else "", last or "") if part)
+    if name == "delay" and rest:
+        return {"after": "wait", "field": "date field", "offset": "before or after by", "at": "clock time"}.get(
+            rest[0], rest[0])
+    return ""
+
+
+def place_problems(problems: list[dict[str, Any]], where: list[Any], labels: dict[str, str]) -> dict[str, str]:
     """The 422 problems located at or below `where` (["body", "stages", "NEW", "rules", 0]) by form field name
-    (`name`, `delay`, `settings.text`); every other problem under `form`."""
+    (`name`, `delay`, `settings.text`), each as the field's label in the form and what is wrong (the API's
+    own location prefix left out); every other problem under `form`, as the API words it."""
     placed: dict[str, str] = {}
     for problem in problems:
-        loc = list(problem.get("loc") or [])
+        loc = [str(part) for part in problem.get("loc") or []]
         message = str(problem.get("msg", ""))
-        if loc[: len(where)] != where or len(loc) == len(where):
+        where_text = [str(part) for part in where]
+        if loc[: len(where)] != where_text or len(loc) == len(where):
             key = "form"
-            message = f"{'.'.join(str(part) for part in loc[1:])}: {message}"
+            message = f"{'.'.join(loc[1:])}: {message}" if loc[1:] else message
         else:
-            rest = [str(part) for part in loc[len(where):]]
-            key = ".".join(rest[:2]) if rest[0] in ("settings", "filter") and len(rest) > 1 else rest[0]
+            rest = loc[len(where):]
+            split = 2 if rest[0] in ("settings", "filter") and len(rest) > 1 else 1
+            key = ".".join(rest[:split])
+            inner = rest[split:]
+            located = f": {'.'.join(rest)}: "
+            if located in message:
+                message = message.split(located, 1)[1]
+            if key not in labels:
+                key = "form"
+                message = f"{'.'.join(rest)}: {plain(message)}"
+            else:
+                detail = _sub_words(key, inner)
+                message = f"{labels[key]}{f', {detail}' if detail else ''}: {plain(message)}"
         placed[key] = f"{placed[key]}; {message}" if key in placed else message
     return placed
 
@@ -159,3 +211,92 @@ def placeholder_paths(entity: str, constants: dict[str, Any] | None = None) -> l
     walk(entity_root(entity), ITEM_TREE)
     paths += [f"Constants.{name}" for name in (constants or {})]
     return paths
+
+
+# -- the delay editor: one kind of delay at a time ---------------------------------------------------------------
+
+DELAY_KINDS = {"now": "at once", "after": "after a time", "date": "before or after a date field",
+               "clock": "at a clock time"}
+DELAY_INPUTS = ("after", "field", "side", "offset", "at")
+DRAFT_HORIZON = "90d"
+"""How long a draft's simulation runs unless the admin says otherwise."""
+DATE_FIELDS = ("close_date", "created_at")
+"""The item's own date fields; custom ones are written `Fields.<name>`."""
+
+
+def delay_inputs(delay: Any) -> dict[str, Any]:
+    """A stored delay as the editor's inputs: its kind, and the values of that kind."""
+    delay = {"after": delay} if isinstance(delay, str) else dict(delay or {})
+    offset = str(delay.get("offset") or "")
+    kind = "date" if delay.get("field") else "after" if delay.get("after") else "clock" if delay.get("at") else "now"
+    return {"kind": kind, "after": delay.get("after") or "", "field": delay.get("field") or "",
+            "side": "before" if offset.startswith("-") else "after", "offset": offset.lstrip("+-"),
+            "at": delay.get("at") or "", "business_hours": bool(delay.get("business_hours"))}
+
+
+def typed_delay_inputs(form: Any) -> dict[str, Any]:
+    """The editor's inputs as posted; a form without a kind (a script's post) has the kind its values give."""
+    inputs: dict[str, Any] = {name: str(form.get(f"delay_{name}") or "").strip()[:100] for name in DELAY_INPUTS}
+    inputs["business_hours"] = form.get("delay_business_hours") in ("on", "true", "1")
+    kind = str(form.get("delay_kind") or "")
+    if not kind:
+        kind = "date" if inputs["field"] else "after" if inputs["after"] else "clock" if inputs["at"] else "now"
+    inputs["kind"] = kind
+    return inputs
+
+
+def read_delay(inputs: dict[str, Any], problems: dict[str, str]) -> Any:
+    """The delay the editor's inputs describe, in the form the API takes (`"24h"` or an object); what is missing
+    for the chosen kind is added to `problems` under `delay`."""
+    kind = inputs["kind"]
+    if kind not in DELAY_KINDS:
+        problems["delay"] = f"Delay: choose one of {', '.join(DELAY_KINDS.values())}"
+        return None
+    if kind == "now":
+        return None
+    delay: dict[str, Any] = {}
+    if kind == "after":
+        if not inputs["after"]:
+            problems["delay"] = "Delay, wait: write how long to wait, such as 30m, 24h, 3d or 6mo"
+        delay["after"] = inputs["after"]
+    elif kind == "date":
+        if not inputs["field"]:
+            problems["delay"] = "Delay, date field: name the date field, such as close_date or Fields.delivery_date"
+        delay["field"] = inputs["field"]
+        if inputs["offset"]:
+            delay["offset"] = ("-" if inputs["side"] == "before" else "") + inputs["offset"].lstrip("+-")
+    elif not inputs["at"]:
+        problems["delay"] = "Delay, clock time: write the time of day, such as 09:00"
+    if inputs["at"]:
+        delay["at"] = inputs["at"]
+    if inputs["business_hours"]:
+        delay["business_hours"] = True
+    return delay["after"] if list(delay) == ["after"] else delay
+
+
+# -- a simulation's script, one step per line -------------------------------------------------------------------
+
+SCRIPT_ACTIONS = {"move", "payment", "event"}
+
+
+def read_script(text: str) -> list[dict[str, Any]]:
+    """`+2d move PREPARE_DOCUMENTS`, `+4d payment 1200`, `+5d event document_opened`: one step per line."""
+    steps = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3 or words[1] not in SCRIPT_ACTIONS:
+            raise FormProblem("script", f"line {number}: write +<time> move <STAGE>, +<time> payment "
+                                              f"<amount> or +<time> event <type>")
+        at, action, value = words
+        if action == "payment":
+            try:
+                steps.append({"at": at, "payment": {"amount": float(value)}})
+            except ValueError:
+                raise FormProblem("script", f"line {number}: {value!r} is not an amount") from None
+        elif action == "event":
+            steps.append({"at": at, "event": {"type": value}})
+        else:
+            steps.append({"at": at, "move": value})
+    return steps

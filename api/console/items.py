@@ -5,6 +5,7 @@ JSON API uses; a refused form comes back with everything that was typed and the 
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text
+from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
 from api.console.session import ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import document_file
@@ -26,6 +27,7 @@ from api.simulation.schemas import ItemSimulate
 from api.usecases import items, tasks
 from api.usecases.automation import current_automation
 from api.usecases.documents import get_document
+from api.usecases.rule_types import rule_catalogue
 from api.errors import Problems
 from models.domain.wording import time_after
 from models.settings import Settings
@@ -282,7 +284,8 @@ async def _item(request: Request, user: ConsoleUser, session: Session, settings:
                        TimelineEntry.item_id == item.id, TimelineEntry.kind == "stage_changed")).all()
                     if e.entry_no}.items())]
     values = typed or {
-        "title": item.title, "amount": "" if item.amount is None else f"{item.amount:g}", "currency": item.currency or "",
+        "title": item.title, "amount": "" if item.amount is None else f"{item.amount:g}",
+        "currency": item.currency or "",
         "responsible_id": str(item.responsible_id), "contact_id": str(item.contact_id or ""),
         "close_date": item.close_date.isoformat() if item.close_date else "",
         **{f"field.{name}": "" if value is None else str(value) for name, value in item.fields.items()
@@ -290,7 +293,8 @@ async def _item(request: Request, user: ConsoleUser, session: Session, settings:
     }
     by_item = {"item_id": item.id}
     return page(
-        request, "item.html", user, status_code=status_code, item=item, timeline=_timeline(session, item, kind),
+        request, "item.html", user, status_code=status_code, item=item,
+        timeline=_timeline(session, item, kind, request.state.zone),
         kinds=kinds, kind=kind, entries=entries, stages=stages, stage_name=names.get(item.stage, item.stage),
         stage_names=names,
         pipeline=session.get(Pipeline, item.pipeline_id), errors=errors, values=values, simulation=simulation,
@@ -310,15 +314,38 @@ def item_timeline(request: Request, entity: Entity, item_id: Id, user: UserDep, 
                   kind: Annotated[str, Query(max_length=100)] = ""):
     """The item's timeline, newest first (the page refreshes it)."""
     item = items.get_item(session, entity, item_id)
-    return page(request, "timeline.html", user, timeline=_timeline(session, item, kind))
+    return page(request, "timeline.html", user, timeline=_timeline(session, item, kind, request.state.zone))
 
 
-def _timeline(session: Session, item: Item, kind: str) -> list[TimelineEntry]:
+ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
+TYPE_NAME = re.compile(r"\(([a-z][a-z0-9_]*)\)")
+PENDING_STATES = {"waiting_delay": "waiting for its time", "waiting_previous": "waiting for the rule before it",
+                  "waiting_rule": "waiting for a rule it reads", "running": "running now"}
+
+
+def _words(text: str, zone: str, titles: dict[str, str]) -> str:
+    """An engine's text as people read it: times in the company's zone to the minute, rule types by title."""
+    text = ISO_MOMENT.sub(lambda found: when(found.group(0), zone), text)
+    return TYPE_NAME.sub(lambda found: f"({titles.get(found.group(1), found.group(1))})", text)
+
+
+def _timeline(session: Session, item: Item, kind: str, zone: str) -> list[dict[str, Any]]:
+    """The item's timeline, newest first, in words: stage names for codes, times in the company's zone."""
     statement = select(TimelineEntry).where(TimelineEntry.item_id == item.id)
     if kind:
         statement = statement.where(TimelineEntry.kind == kind)
-    return list(session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
-                             .limit(500)).all())
+    names = {stage.code: stage.name for stage in stages_of(session, item.pipeline_id)}
+    titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
+    shown = []
+    for entry in session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
+                              .limit(500)).all():
+        text = entry.text
+        if entry.kind == "stage_changed":
+            before, after = entry.data.get("from"), entry.data.get("to")
+            text = text.replace(f"{before or '—'} → {after}",
+                                f"{names.get(before, before) or '—'} → {names.get(after, after)}", 1)
+        shown.append({"at": entry.at, "kind": entry.kind, "text": _words(text, zone, titles)})
+    return shown
 
 
 @router.get("/items/{entity}/{item_id}/pending", response_class=HTMLResponse)
@@ -331,7 +358,9 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
         problem = ""
     except Exception as error:  # the workflow service is away: the page says so and asks again later
         rules, problem = [], f"the workflow service did not answer: {type(error).__name__}"
-    return page(request, "pending.html", user, rules=rules, problem=problem, now=datetime.now(timezone.utc))
+    titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
+    return page(request, "pending.html", user, rules=rules, problem=problem, now=datetime.now(timezone.utc),
+                titles=titles, states=PENDING_STATES)
 
 
 @router.get("/documents/{document_id}/{kind}")

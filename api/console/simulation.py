@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path as PathParam, Request
 from fastapi.responses import HTMLResponse
@@ -24,32 +24,6 @@ from models.domain.wording import time_after
 from models.tables import Contact, User
 
 router = APIRouter()
-
-ACTIONS = {"move", "payment", "event"}
-
-
-def _script(text: str) -> list[dict[str, Any]]:
-    """`+2d move PREPARE_DOCUMENTS`, `+4d payment 1200`, `+5d event document_opened`: one step per line."""
-    steps = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        words = line.split()
-        if not words:
-            continue
-        if len(words) != 3 or words[1] not in ACTIONS:
-            raise forms.FormProblem("script", f"line {number}: write +<time> move <STAGE>, +<time> payment "
-                                              f"<amount> or +<time> event <type>")
-        at, action, value = words
-        if action == "payment":
-            try:
-                steps.append({"at": at, "payment": {"amount": float(value)}})
-            except ValueError:
-                raise forms.FormProblem("script", f"line {number}: {value!r} is not an amount") from None
-        elif action == "event":
-            steps.append({"at": at, "event": {"type": value}})
-        else:
-            steps.append({"at": at, "move": value})
-    return steps
-
 
 @router.get("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
 def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
@@ -77,7 +51,7 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
                "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
     errors: dict[str, str] = {}
     try:
-        script = _script(values["script"])
+        script = forms.read_script(values["script"])
         sample = SampleItem.model_validate({
             key: value for key, value in {
                 "title": values["title"], "amount": values["amount"] or None, "currency": values["currency"] or None,

@@ -247,6 +247,8 @@ def _plain(value: Any) -> Any:
 
 def _changes_text(shown: list[dict[str, Any]]) -> str:
     def value(raw: Any) -> str:
+        if isinstance(raw, float) and raw.is_integer():
+            return str(int(raw))
         return "—" if raw in (None, "") else str(raw)
 
     return "Changed " + "; ".join(f"{field_words(change['field'])} {value(change['from'])} → {value(change['to'])}"

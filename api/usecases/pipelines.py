@@ -144,8 +144,9 @@ async def remove_stage(
     ).all())
     if inside and move_items_to is None:
         raise field_error(("query", "move_items_to"),
-                          f"{len(inside)} {pipeline.entity_type}{'' if len(inside) == 1 else 's'} are in stage "
-                          f"{code}: say where they go with move_items_to", status.HTTP_409_CONFLICT)
+                          f"{len(inside)} {pipeline.entity_type}{' is' if len(inside) == 1 else 's are'} in stage "
+                          f"{code}: say where {'it goes' if len(inside) == 1 else 'they go'} with move_items_to",
+                          status.HTTP_409_CONFLICT)
     for item in inside:
         if item.archived_at is not None:
             item.stage = move_items_to

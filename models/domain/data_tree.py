@@ -48,6 +48,7 @@ def item_tree(
         "Title": item.title,
         "Amount": item.amount,
         "Currency": item.currency,
+        "Paid": item.paid,
         "Stage": item.stage,
         "StageName": stage_name,
         "Pipeline": pipeline_name,
@@ -66,7 +67,7 @@ def _shape(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _BLANK = SimpleNamespace(
-    id=None, title=None, amount=None, currency=None, stage=None, pipeline_id=None, close_date=None, created_at=None,
+    id=None, title=None, amount=None, currency=None, paid=None, stage=None, pipeline_id=None, close_date=None, created_at=None,
     fields=None,
 )
 ITEM_TREE: dict[str, Any] = {

@@ -73,6 +73,14 @@ def _value_words(value: Any) -> str:
     return str(value)
 
 
+OP_WORDS = {
+    "=": "is", "!=": "is not", ">": "is more than", ">=": "is at least", "<": "is less than", "<=": "is at most",
+    "in": "is one of", "not in": "is none of", "contains": "contains", "not contains": "does not contain",
+    "empty": "is empty", "not empty": "is not empty", "between": "is between",
+}
+"""Each condition operator as the condition builder offers it."""
+
+
 def condition_words(condition: Any) -> str:
     """A stored condition (leaf, `all`, `any`) in words; empty text for none."""
     if not condition:

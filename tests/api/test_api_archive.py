@@ -76,7 +76,7 @@ async def test_a_patch_is_one_field_changed_entry_naming_each_field_from_and_to(
         {"field": "amount", "from": 5000.0, "to": 6000.0},
         {"field": "close_date", "from": None, "to": "2027-03-01"},
     ]
-    assert "amount 5000.0 → 6000.0" in changed["text"]
+    assert "amount 5000 → 6000" in changed["text"]
     await stack.client.get_workflow_handle(f"deal-{item['id']}").query("current")
     received = await timeline(http, item["id"], kind="event_received")
     assert not [entry for entry in received if "moved nothing" in entry["text"]]

@@ -25,6 +25,18 @@ async def new_piece(page: Page, stage: str, what: str, kind: str, name: str) -> 
     await page.fill("input[name=name]", name)
 
 
+async def create_deal(page: Page, title: str, amount: str, currency: str, responsible_id: int) -> int:
+    """From a deals board: a new deal through the board's form; its page open. Its id."""
+    await page.click("summary")
+    await page.fill("input[name=title]", title)
+    await page.fill("input[name=amount]", amount)
+    await page.fill("input[name=currency]", currency)
+    await page.select_option("select[name=responsible_id]", str(responsible_id))
+    await page.click("form.inline >> text=Create")
+    await expect(page.locator("h1")).to_contain_text(title)
+    return int(page.url.rsplit("/", 1)[1])
+
+
 async def drag(page: Page, source: str, target: str) -> None:
     """A mouse drag, as a person does it (SortableJS listens to the pointer)."""
     start = await page.locator(source).bounding_box()
@@ -65,6 +77,7 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await new_piece(page, "NEW", "rule", "add_timeline_entry", "greet")
     await page.click("textarea[name='settings.text']")
     await page.click("button.placeholder[data-path='Deal.Title']")
+    await page.select_option("select[name=delay_kind]", "after")
     await page.fill("input[name=delay_after]", "soon")
     await page.click("text=Save rule")
     delay_error = page.locator("[data-field=delay] .error")
@@ -72,13 +85,16 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     assert ok(await http.get(f"/pipelines/{sales['id']}/automation"))["stages"] == {}
     assert await page.input_value("textarea[name='settings.text']") == "{{Deal.Title}}"
     await page.fill("textarea[name='settings.text']", "Welcome, {{Deal.Title}}")
-    await page.fill("input[name=delay_after]", "")
+    assert await page.input_value("input[name=delay_after]") == "soon"
+    await page.select_option("select[name=delay_kind]", "now")
+    await expect(page.locator("input[name=delay_after]")).to_be_hidden()
     await page.click("text=Save rule")
     await expect(page.locator("#saved")).to_contain_text("greet")
 
     # A second stage: a task on CALLED one day after entry, and a payment trigger.
     await new_piece(page, "CALLED", "rule", "create_task", "call back")
     await page.fill("input[name='settings.title']", "Call {{Deal.Title}} back")
+    await page.select_option("select[name=delay_kind]", "after")
     await page.fill("input[name=delay_after]", "1d")
     await page.check("input[name=delay_business_hours]")
     await page.click("text=Save rule")
@@ -97,15 +113,8 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
 
     # A deal, made on its board; then dragged to the next stage.
     await page.click("text=Deals board")
-    await page.click("summary")
-    await page.fill("input[name=title]", "Oak table")
-    await page.fill("input[name=amount]", "1200")
-    await page.fill("input[name=currency]", "EUR")
-    await page.select_option("select[name=responsible_id]", str(manager["id"]))
-    await page.click("form.inline >> text=Create")
-    await expect(page.locator("h1")).to_contain_text("Oak table")
+    deal_id = await create_deal(page, "Oak table", "1200", "EUR", manager["id"])
     await expect(page.locator("#timeline")).to_contain_text("Welcome, Oak table", timeout=15_000)
-    deal_id = int(page.url.rsplit("/", 1)[1])
 
     await page.click(".crumbs a")
     await drag(page, "li.item", "ul.item-list[data-stage=CALLED]")
@@ -115,9 +124,9 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await page.screenshot(path=str(SCREENSHOTS / "deals.png"), full_page=True)
 
     await page.click("ul.item-list[data-stage=CALLED] >> text=Oak table")
-    await expect(page.locator("#timeline")).to_contain_text("Stage NEW → CALLED (moved by user)", timeout=15_000)
+    await expect(page.locator("#timeline")).to_contain_text("Stage New → Called (moved by user)", timeout=15_000)
     await expect(page.locator("#pending-rules")).to_contain_text("call back")
-    await expect(page.locator("#pending-rules")).to_contain_text("waiting_delay")
+    await expect(page.locator("#pending-rules")).to_contain_text("waiting for its time")
     await page.screenshot(path=str(SCREENSHOTS / "item.png"), full_page=True)
     await page.select_option("select[name=kind]", "stage_changed")
     await expect(page.locator("#timeline li")).to_have_count(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.console.support import signed_in
-from tests.crm import automate, deal, ok, pipeline, user
+from tests.crm import automate, deal, ok, pipeline, timeline, user
 from tests.stacks import ADMIN_KEY, MEMBER_KEY
 
 
@@ -30,6 +30,12 @@ def routes(crm) -> list[tuple[str, str]]:
         ("POST", "/ui/logout"), ("POST", f"/ui/pipelines/{p}/automation/rules"), ("POST", f"/ui/pipelines/{p}/automation/triggers"),
         ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/hello/delete"), ("POST", f"/ui/pipelines/{p}/automation/rules/NEW/order"),
         ("POST", f"/ui/pipelines/{p}/items"), ("POST", f"/ui/items/deal/{d}/move"), ("POST", f"/ui/pipelines/{p}/simulate"),
+        ("GET", f"/ui/pipelines/{p}/stages"), ("POST", "/ui/pipelines"), ("POST", f"/ui/pipelines/{p}/rename"),
+        ("POST", f"/ui/pipelines/{p}/stages"), ("POST", f"/ui/pipelines/{p}/stages/NEW"),
+        ("POST", f"/ui/pipelines/{p}/stages/NEW/remove"), ("POST", f"/ui/pipelines/{p}/automation/rules/simulate"),
+        ("POST", f"/ui/items/deal/{d}/fields"), ("POST", f"/ui/items/deal/{d}/comments"),
+        ("POST", f"/ui/items/deal/{d}/archive"), ("POST", f"/ui/items/deal/{d}/restore"),
+        ("POST", f"/ui/items/deal/{d}/simulate"),
     ]
 
 
@@ -65,8 +71,18 @@ async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
         assert (await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/hello")).status_code == 403
         refused = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/hello/delete", data={"csrf_token": csrf})
         assert refused.status_code == 403
+        for path, data in [("/ui/pipelines", {"name": "Mine", "entity_type": "deal", "stage_name": "One", "stage_code": ""}),
+                           (f"/ui/pipelines/{p}/rename", {"name": "Mine"}),
+                           (f"/ui/pipelines/{p}/stages", {"name": "Extra"}),
+                           (f"/ui/pipelines/{p}/stages/NEW", {"name": "Renamed"}),
+                           (f"/ui/pipelines/{p}/stages/WON/remove", {"move_items_to": "NEW"}),
+                           (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry"})]:
+            refused = await client.post(path, data={**data, "csrf_token": csrf}, headers={"Accept": "text/html"})
+            assert refused.status_code == 403 and "Not for this key" in refused.text, (path, refused.status_code)
         moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON", "csrf_token": csrf})
         assert moved.json()["moved"] is True
+    pipelines = ok(await stack.http.get("/pipelines"))
+    assert [(row["name"], [stage["name"] for stage in row["stages"]]) for row in pipelines] == [("Sales", ["New", "Won"])]
 
 
 async def test_a_wrong_key_gets_no_session_and_signing_out_ends_it(stack, crm):
@@ -102,6 +118,39 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             ("/ui/items/deal/99999/move", {"stage": "WON"}),
             (f"/ui/pipelines/{p}/simulate", {"title": "S", "script": "+1d fly away", "horizon": "3y"}),
             ("/ui/pipelines/99999/automation/rules", {"stage": "NEW"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                     "settings.text": "t", "delay_kind": "sometime"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                     "settings.text": "t", "delay_kind": "clock"}),
+            (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                              "settings.text": "t", "sample_horizon": "3y"}),
+            (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                              "settings.text": "t", "sample_script": "+1d dance"}),
+            (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                              "settings.text": "t", "sample_responsible_id": "99999"}),
+            (f"/ui/pipelines/{p}/automation/triggers/simulate", {"stage": "NEW", "type": "nope", "name": "x"}),
+            ("/ui/pipelines", {"name": "", "entity_type": "deal", "stage_name": "One", "stage_code": ""}),
+            ("/ui/pipelines", {"name": "P", "entity_type": "thing", "stage_name": "One", "stage_code": ""}),
+            ("/ui/pipelines", {"name": "P", "entity_type": "deal", "stage_name": "One", "stage_code": "bad code"}),
+            ("/ui/pipelines", {"name": "P", "entity_type": "deal"}),
+            (f"/ui/pipelines/{p}/rename", {"name": ""}),
+            (f"/ui/pipelines/{p}/rename", {"name": "x" * 300}),
+            (f"/ui/pipelines/{p}/stages", {"name": "Again", "code": "NEW"}),
+            (f"/ui/pipelines/{p}/stages", {"name": "", "code": "EMPTY"}),
+            (f"/ui/pipelines/{p}/stages", {"name": "Lower", "code": "lower"}),
+            (f"/ui/pipelines/{p}/stages", {"name": "Odd", "semantic": "weird"}),
+            (f"/ui/pipelines/{p}/stages/NOPE", {"name": "Nope"}),
+            (f"/ui/pipelines/{p}/stages/NEW", {"semantic": "weird"}),
+            (f"/ui/pipelines/{p}/stages/NEW", {"name": ""}),
+            (f"/ui/pipelines/{p}/stages/NEW/remove", {}),
+            (f"/ui/pipelines/{p}/stages/NEW/remove", {"move_items_to": "NOPE"}),
+            (f"/ui/pipelines/{p}/stages/NEW/remove", {"move_items_to": "NEW"}),
+            (f"/ui/pipelines/{p}/stages/NOPE/remove", {"move_items_to": "NEW"}),
+            (f"/ui/items/deal/{d}/fields", {"title": "Sofa", "amount": "lots", "responsible_id": "1"}),
+            (f"/ui/items/deal/{d}/fields", {"title": "", "responsible_id": "1"}),
+            (f"/ui/items/deal/{d}/comments", {"text": ""}),
+            (f"/ui/items/deal/{d}/restore", {}),
+            (f"/ui/items/deal/{d}/simulate", {"horizon": "9y"}),
         ]:
             response = await client.post(path, data={**data, "csrf_token": csrf})
             assert 400 <= response.status_code < 500, (path, data, response.status_code, response.text[:300])
@@ -110,7 +159,16 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             response = await client.get(path)
             assert 400 <= response.status_code < 500, (path, response.status_code)
     assert ok(await stack.http.get(f"/pipelines/{p}/automation")) == before
-    assert ok(await stack.http.get(f"/deals/{d}"))["stage"] == "NEW"
+    seen = ok(await stack.http.get(f"/deals/{d}"))
+    assert (seen["stage"], seen["title"], seen["amount"], seen["archived_at"]) == ("NEW", "Sofa", None, None)
+    assert kinds_of(await timeline(stack.http, d)) == sorted(["stage_changed", "rule_scheduled", "comment", "rule_done"])
+    pipelines = ok(await stack.http.get("/pipelines"))
+    assert [(row["name"], [(stage["code"], stage["name"], stage["semantic"]) for stage in row["stages"]])
+            for row in pipelines] == [("Sales", [("NEW", "New", "process"), ("WON", "Won", "process")])]
+
+
+def kinds_of(entries: list[dict]) -> list[str]:
+    return sorted(entry["kind"] for entry in entries)
 
 
 async def test_rules_are_reordered_and_deleted_through_the_console_and_saved_whole(stack, crm):

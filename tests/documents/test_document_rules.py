@@ -95,6 +95,7 @@ async def test_documents_carry_number_parties_lines_totals_and_images_in_docx_an
     assert result == {
         "document_id": invoice["id"], "number": invoice["number"], "title": "Invoice for Oak set",
         "public_url": invoice["public_url"], "pdf_url": f"http://testserver/documents/{invoice['id']}/pdf",
+        "total": TOTAL, "currency": "EUR",
     }
 
     docx = await file_of(stack.http, invoice["id"], "docx")

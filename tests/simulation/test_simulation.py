@@ -133,7 +133,7 @@ async def test_a_simulation_shows_every_effect_and_changes_and_sends_nothing(sho
     assert warehouse["rule"] == "warehouse" and warehouse["responsible_id"] == shop.warehouse["id"]
     assert call["item"]["ref"] == "created-2" and call["title"].startswith("Call Anna Nowak")
     copy, lead = effects["items_created"]
-    assert (copy["entity"], copy["title"], copy["stage"]) == ("deal", "Living room set Copy", "NEW")
+    assert (copy["entity"], copy["title"], copy["stage"]) == ("deal", "Delivery: Living room set", "NEW")
     assert (lead["entity"], lead["stage"], lead["from"]) == ("lead", "NEW", {"entity": "deal", "ref": "item"})
     won = next(entry for entry in answer["timeline"] if entry["kind"] == "stage_changed" and entry["data"]["to"] == "WON")
     six_months_after_won = datetime.fromisoformat(won["at"]) + parse_duration("6mo")
