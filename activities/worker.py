@@ -12,9 +12,9 @@ from activities.rule import Deps
 from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
-from workflows.operations import ApplyVersionWorkflow
+from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow]
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
 
 
 def workflow_runner(sandbox: bool) -> SandboxedWorkflowRunner | UnsandboxedWorkflowRunner:

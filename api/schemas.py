@@ -594,3 +594,27 @@ class DocumentTemplatePublic(SQLModel):
     builtin: bool
     size: int | None = None
     created_at: UtcDatetime | None = None
+
+
+class FailureWindow(StrictModel):
+    """Which failed rules: those that failed in [since, until), of a pipeline, of a rule type."""
+
+    since: UtcDatetime | None = None
+    until: UtcDatetime | None = None
+    pipeline_id: Id | None = None
+    rule_type: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: datetime | None, info: Any) -> datetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise ValueError(f"until ({until.isoformat()}) must come after since ({since.isoformat()})")
+        return until
+
+
+class FailuresRetry(FailureWindow):
+    dry_run: bool = Field(default=True, description="Only count the rules a retry would run (the default)")
+    rate: Annotated[int, Field(ge=1, le=100)] = Field(default=10, description="At most this many rules a second")
+    automation: Literal["recorded", "current"] = Field(
+        default="recorded", description="Each rule as its entry recorded it, or as the automation is now")

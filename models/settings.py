@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     sms_http_body_template: str | None = Field(default=None, validation_alias=_env("SMS_HTTP_BODY_TEMPLATE"))
     sms_default_region: str = Field(default="US", validation_alias=_env("SMS_DEFAULT_REGION"))
 
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("STAGEFLOW_STRIPE_WEBHOOK_SECRET")
+    )
+    """The signing secret (`whsec_…`) of the Stripe webhook endpoint that posts to /payments/stripe; unset, that
+    route takes no events."""
+
     allow_private_urls: bool = Field(default=False, validation_alias=_env("STAGEFLOW_ALLOW_PRIVATE_URLS"))
     rule_max_attempts: int = Field(default=6, validation_alias=_env("STAGEFLOW_RULE_MAX_ATTEMPTS"))
     rule_retry_initial_seconds: float = Field(default=1.0, validation_alias=_env("STAGEFLOW_RULE_RETRY_INITIAL_SECONDS"))

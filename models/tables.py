@@ -195,6 +195,42 @@ class Effect(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Operation(SQLModel, table=True):
+    """Work over many items at once that runs as a workflow of its own (a bulk retry of failed rules): what was
+    asked, by whom, and whether it has finished. Its targets say how far it is."""
+
+    id: str = Field(primary_key=True)
+    kind: str
+    """`failures_retry`."""
+    workflow_id: str
+    params: dict = _json()
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class OperationTarget(SQLModel, table=True):
+    """One thing an operation does, chosen when it was asked for: a failed rule of one stage entry to run again."""
+
+    __table_args__ = (UniqueConstraint("operation_id", "workflow_id", "rule"),)
+    id: int | None = Field(default=None, primary_key=True)
+    operation_id: str = Field(foreign_key="operation.id", index=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    entity: str
+    pipeline_id: int
+    stage: str
+    entry_no: int
+    workflow_id: str
+    rule: str
+    rule_type: str
+    version: int = 0
+    """The automation version the entry ran when the rule failed (0: not known)."""
+    status: str = "pending"
+    """pending, done (the rule took effect, now or before), skipped, cancelled or failed."""
+    error: str = ""
+    finished_at: datetime | None = None
+
+
 class Task(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     item_id: int | None = Field(default=None, foreign_key="item.id", index=True)

@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.settings import Settings
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow, entry_summary, search_keys
-from workflows.operations import ApplyVersionWorkflow
+from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 from workflows.types import (
     GENERATION,
     SA_VERSION,
@@ -38,6 +38,7 @@ from workflows.types import (
     ItemState,
     ItemMove,
     MoveResult,
+    RetryInput,
     PendingRule,
     entry_workflow_id,
 )
@@ -166,6 +167,25 @@ async def start_apply(client: Client, settings: Settings, pipeline_id: int, vers
     await client.start_workflow(
         ApplyVersionWorkflow.run, order, id=workflow_id, task_queue=settings.temporal_task_queue,
         static_summary=f"version {version} of pipeline {pipeline_id} for the entries waiting",
+    )
+    return workflow_id
+
+
+def retry_workflow_id(operation_id: str) -> str:
+    return f"operation-{operation_id}/retry-failures"
+
+
+async def start_retry(client: Client, settings: Settings, operation_id: str, *, rate: int, automation: str) -> str:
+    """Starts running again the failed rules operation `operation_id` chose; its workflow id."""
+    workflow_id = retry_workflow_id(operation_id)
+    order = RetryInput(
+        operation_id=operation_id, rate=rate, automation=automation,
+        retry_initial_seconds=settings.rule_retry_initial_seconds, retry_max_attempts=settings.rule_max_attempts,
+        heartbeat_seconds=settings.rule_heartbeat_seconds,
+    )
+    await client.start_workflow(
+        RetryFailuresWorkflow.run, order, id=workflow_id, task_queue=settings.temporal_task_queue,
+        static_summary=f"failed rules run again, at most {rate} a second",
     )
     return workflow_id
 

@@ -565,7 +565,7 @@ class StageEntryWorkflow:
                 entry_no=self.entry.entry_no,
                 rule=rule.name,
                 rule_type=rule.type,
-                error=_failure_message(error),
+                error=failure_message(error),
                 at=workflow.now(),
                 version=rule.version or self.version,
             ),
@@ -640,7 +640,7 @@ class StageEntryWorkflow:
         )
 
 
-def _failure_message(error: FailureError) -> str:
+def failure_message(error: FailureError) -> str:
     cause = error.cause
     while cause is not None and getattr(cause, "cause", None) is not None and not str(cause):
         cause = cause.cause

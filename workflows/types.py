@@ -13,6 +13,8 @@ ITEM_WORKFLOW = "ItemWorkflow"
 ENTRY_WORKFLOW = "StageEntryWorkflow"
 APPLY_WORKFLOW = "ApplyVersionWorkflow"
 """Takes a saved automation version to the entries already waiting in its pipeline's stages (`in_flight=apply`)."""
+RETRY_WORKFLOW = "RetryFailuresWorkflow"
+"""Runs the failed rules an operation chose again, at most its rate per second (`POST /failures/retry`)."""
 # The engine's steps, each named once: the workflows call them by these names and the activities register under them.
 ENTER_STAGE = "enter_stage"
 MATCH_TRIGGER = "match_trigger"
@@ -29,6 +31,13 @@ RECORD_VERSION_APPLIED = "record_version_applied"
 """An entry follows a new automation version: the rules it removed are cancelled, the changed ones recorded."""
 ENTRIES_TO_APPLY = "entries_to_apply"
 """The next entries of a pipeline still running an older automation version, handed to the version's apply."""
+NEXT_RETRIES = "next_retries"
+"""The next failed rules a retry operation has not run again yet."""
+PREPARE_RETRY = "prepare_retry"
+"""One failed rule made ready to run again: its plan (as recorded, or as the automation is now), `rule_retried`."""
+RETRY_FINISHED = "retry_finished"
+"""How one failed rule's new run ended, for the operation's progress."""
+FINISH_OPERATION = "finish_operation"
 
 # The signals the workflows send each other.
 ITEM_EVENT = "event"
@@ -274,6 +283,52 @@ class ApplyBatch:
     entries: list[EntryRef] = field(default_factory=list)
     rules: dict[str, list[RulePlan]] = field(default_factory=dict)
     """The version's rules of each stage the entries are in."""
+
+
+@dataclass
+class RetryInput:
+    """A retry operation, carried across continue-as-new."""
+
+    operation_id: str
+    rate: int
+    """At most this many rules started per second."""
+    automation: str = "recorded"
+    """`recorded`: each rule as its entry planned it (its automation version); `current`: as the automation is now."""
+    retry_initial_seconds: float = 1.0
+    retry_max_attempts: int = 6
+    heartbeat_seconds: float = 0.0
+    started: int = 0
+    """Rules started so far (over every run of the workflow)."""
+
+
+@dataclass
+class RetryTarget:
+    id: int
+    """The operation target's row."""
+    operation_id: str
+    item_id: int
+    entity: str
+    workflow_id: str
+    rule: str
+    automation: str = "recorded"
+
+
+@dataclass
+class RetryPrepared:
+    """A failed rule ready to run again (`call`), or why it is not run (`status`: done, cancelled, failed)."""
+
+    call: RuleCall | None = None
+    status: str = ""
+    reason: str = ""
+    local: bool = False
+
+
+@dataclass
+class RetryDone:
+    target: RetryTarget
+    status: str
+    """done, skipped, cancelled or failed."""
+    error: str = ""
 
 
 @dataclass

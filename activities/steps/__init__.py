@@ -3,7 +3,8 @@ trigger, record outcomes), one activity per rule type, `rule.<type>`, from the r
 `rules.together`, which runs several database-only rules in one call.
 
 Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
-due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once).
+due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once), `versions` (a version's
+apply), `retries` (a bulk retry of failed rules).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from temporalio import activity
 
 from activities.steps.outcomes import OutcomeSteps
 from activities.steps.planning import CUSTOM_RULE_ACTIVITY, PlanningSteps
+from activities.steps.retries import RetrySteps
 from activities.steps.runner import RuleRunner
 from activities.steps.stages import StageSteps
 from activities.steps.together import RulesTogetherStep
@@ -46,6 +48,7 @@ class WorkerActivities:
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
         self.together = RulesTogetherStep(deps, self.runners)
         self.versions = VersionSteps(deps, self.planning)
+        self.retries = RetrySteps(deps, self.planning)
 
     def steps(self) -> list[Callable]:
         return [
@@ -60,6 +63,10 @@ class WorkerActivities:
             self.outcomes.record_version_applied,
             self.together.run_together,
             self.versions.entries_to_apply,
+            self.retries.next_retries,
+            self.retries.prepare_retry,
+            self.retries.retry_finished,
+            self.retries.finish_operation,
         ]
 
     def all(self) -> list[Callable]:

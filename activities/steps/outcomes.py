@@ -75,6 +75,7 @@ class OutcomeSteps:
                 rule_name=failure.rule,
                 entry_no=failure.entry_no,
                 error=failure.error,
+                rule_type=failure.rule_type,
                 workflow_id=failure.workflow_id,
                 workflow_url=link,
                 version=failure.version or None,

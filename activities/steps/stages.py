@@ -181,7 +181,7 @@ def _add_payment(session: Session, call: MatchCall, item: Item) -> None:
     amount = number_or_none(payment.amount)
     if amount is None or (payment.currency and item.currency and payment.currency.upper() != item.currency.upper()):
         return
-    item.paid = round((item.paid or 0) + amount, 2)
+    item.paid = round((item.paid or 0) + amount, 3)
     session.add(item)
 
 

@@ -9,6 +9,7 @@ from api.routes import (
     callbacks,
     document_templates,
     documents,
+    failures,
     health,
     hooks,
     items,
@@ -21,6 +22,7 @@ from api.routes import (
     settings,
     signing,
     simulations,
+    stripe,
     tasks,
     timeline,
     tracking,
@@ -52,3 +54,5 @@ api_router.include_router(tracking.router)
 api_router.include_router(hooks.router)
 api_router.include_router(callbacks.router)
 api_router.include_router(simulations.router)
+api_router.include_router(failures.router)
+api_router.include_router(stripe.router)

@@ -38,7 +38,7 @@ WATCHABLE_FIELDS = (*UPDATABLE_FIELDS, "responsible_id", "contact_id", "company_
 TASK_STATUSES = ("pending", "in_progress", "completed", "deferred")
 RESERVED_TIMELINE_KINDS = (
     "stage_changed", "rule_scheduled", "rule_done", "rule_skipped", "rule_cancelled", "rule_failed", "event_received",
-    "activity_completed", "rule_rescheduled", "rule_waiting",
+    "activity_completed", "rule_rescheduled", "rule_waiting", "rule_changed", "rule_retried",
 )
 
 

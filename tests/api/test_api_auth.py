@@ -42,6 +42,7 @@ ADMIN_ROUTES = {
     ("GET", "/simulations/{simulation_id}/public/documents/{token}/{kind}"),
     ("POST", "/deals/{deal_id}/simulate"),
     ("POST", "/leads/{lead_id}/simulate"),
+    ("POST", "/failures/retry"),
 }
 BAD_CREDENTIALS = [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}]
 

@@ -35,7 +35,8 @@ def routes(crm) -> list[tuple[str, str]]:
         ("POST", f"/ui/pipelines/{p}/stages/NEW/remove"), ("POST", f"/ui/pipelines/{p}/automation/rules/simulate"),
         ("POST", f"/ui/items/deal/{d}/fields"), ("POST", f"/ui/items/deal/{d}/comments"),
         ("POST", f"/ui/items/deal/{d}/archive"), ("POST", f"/ui/items/deal/{d}/restore"),
-        ("POST", f"/ui/items/deal/{d}/simulate"),
+        ("POST", f"/ui/items/deal/{d}/simulate"), ("GET", "/ui/failures"), ("POST", "/ui/failures/retry"),
+        ("GET", "/ui/operations/0123456789abcdef"),
     ]
 
 
@@ -76,7 +77,8 @@ async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
                            (f"/ui/pipelines/{p}/stages", {"name": "Extra"}),
                            (f"/ui/pipelines/{p}/stages/NEW", {"name": "Renamed"}),
                            (f"/ui/pipelines/{p}/stages/WON/remove", {"move_items_to": "NEW"}),
-                           (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry"})]:
+                           (f"/ui/pipelines/{p}/automation/rules/simulate", {"stage": "NEW", "type": "add_timeline_entry"}),
+                           ("/ui/failures/retry", {"dry_run": "1"})]:
             refused = await client.post(path, data={**data, "csrf_token": csrf}, headers={"Accept": "text/html"})
             assert refused.status_code == 403 and "Not for this key" in refused.text, (path, refused.status_code)
         moved = await client.post(f"/ui/items/deal/{crm['deal']['id']}/move", data={"stage": "WON", "csrf_token": csrf})
@@ -151,10 +153,18 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             (f"/ui/items/deal/{d}/comments", {"text": ""}),
             (f"/ui/items/deal/{d}/restore", {}),
             (f"/ui/items/deal/{d}/simulate", {"horizon": "9y"}),
+            ("/ui/failures/retry", {"rate": "fast"}),
+            ("/ui/failures/retry", {"rate": "500", "dry_run": "1"}),
+            ("/ui/failures/retry", {"since": "someday"}),
+            ("/ui/failures/retry", {"since": "2026-12-06", "until": "2026-12-01"}),
+            ("/ui/failures/retry", {"automation": "newest"}),
+            ("/ui/failures/retry", {"pipeline_id": "-3"}),
         ]:
             response = await client.post(path, data={**data, "csrf_token": csrf})
             assert 400 <= response.status_code < 500, (path, data, response.status_code, response.text[:300])
-        for path in [f"/ui/pipelines/{p}/automation/rules/NEW/nope", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
+        for path in ["/ui/failures?since=x", "/ui/failures?until=2020-01-01&since=2021-01-01", "/ui/operations/nope",
+                     "/ui/operations/0123456789abcdef", "/ui/operations/0123456789abcdef/progress",
+                     f"/ui/pipelines/{p}/automation/rules/NEW/nope", "/ui/pipelines/99999", f"/ui/items/lead/{d}",
                      f"/ui/pipelines/{p}/automation/rules/new?stage=bad", "/ui/documents/99999/pdf", "/ui/items/deal/0"]:
             response = await client.get(path)
             assert 400 <= response.status_code < 500, (path, response.status_code)

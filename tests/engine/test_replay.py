@@ -20,10 +20,10 @@ from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.engine.changed_workflows import ReorderedEntryWorkflow
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
-from workflows.operations import ApplyVersionWorkflow
+from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow]
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
 RELEASE = "v0.6.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
@@ -57,7 +57,7 @@ def _automation(manager_id: int, late: str, closing: bool = True) -> dict:
 async def _scenario(stack) -> dict[str, str]:
     """Creation, two rules due at once (one `rules.together` call), a delayed rule cancelled by a move, a rule that
     follows the close date (moved once), a new version applied to the waiting entry (one rule's delay moved, another
-    rule removed), a trigger move, a failed rule, a pending query. Each workflow id by the name its history keeps."""
+    rule removed), a trigger move, a failed rule run again by a retry operation (and failing again), a pending query. Each workflow id by the name its history keeps."""
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
     await automate(stack.http, flow["id"], _automation(manager["id"], "1h"))
@@ -72,9 +72,13 @@ async def _scenario(stack) -> dict[str, str]:
     ok(await stack.http.get(f"/deals/{item['id']}/pending"))
     ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_failed"))
+    retry = ok(await stack.http.post("/failures/retry", json={"pipeline_id": flow["id"], "dry_run": False}), 202)
+    progress = ok(await stack.http.get(f"/operations/{retry['operation_id']}"))
+    await stack.client.get_workflow_handle(progress["workflow_id"]).result()
     await eventually(lambda: _left(stack.http, item["id"]))
     return {"item": f"deal-{item['id']}", "entry-1": f"deal-{item['id']}/entry-1",
-            "entry-2": f"deal-{item['id']}/entry-2", "apply": applied["apply_workflow_id"]}
+            "entry-2": f"deal-{item['id']}/entry-2", "apply": applied["apply_workflow_id"],
+            "retry": progress["workflow_id"]}
 
 
 async def _left(http, item_id: int) -> list[dict]:
@@ -103,7 +107,7 @@ async def test_recorded_history_replays(path: Path):
 def test_histories_are_recorded_for_every_workflow_type():
     types = {json.loads(path.read_text())["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
              ["workflowType"]["name"] for path in _recorded()}
-    assert types == {"ItemWorkflow", "StageEntryWorkflow", "ApplyVersionWorkflow"}
+    assert types == {"ItemWorkflow", "StageEntryWorkflow", "ApplyVersionWorkflow", "RetryFailuresWorkflow"}
 
 
 async def test_a_non_deterministic_change_is_caught():

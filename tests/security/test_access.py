@@ -5,7 +5,8 @@ empty key (401 each) and every route with a member key (403 exactly on configura
 table the other way round: every route is called without a key, and the routes that do not answer 401 must be
 exactly the public ones listed here, so a new route (or a new route under a public prefix) cannot become
 public unnoticed. Each public route other than the service's own is reached only through an unguessable
-token: a well-formed token nobody was given is not found.
+token (a well-formed token nobody was given is not found) or a signature made with a secret the server is
+configured with (none here: the route takes nothing).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ BY_TOKEN = {
     ("GET", "/t/o/{token}.gif"), ("GET", "/t/c/{token}/{n}"),
     ("POST", "/hooks/{secret}"), ("POST", "/callbacks/{token}"),
 }
+BY_SIGNATURE = {("POST", "/payments/stripe")}
+"""Stripe's webhook: a `Stripe-Signature` made with STAGEFLOW_STRIPE_WEBHOOK_SECRET (tests/api/test_api_stripe.py)."""
 
 
 CONSOLE_SIGN_IN = {("GET", "/ui/login"), ("POST", "/ui/login")}
@@ -58,11 +61,12 @@ async def test_only_the_listed_routes_answer_without_a_key_and_those_only_with_a
         signs_in = response.status_code == HTTPStatus.SEE_OTHER and response.headers["location"] == "/ui/login"
         answered[(method, path)] = HTTPStatus.UNAUTHORIZED if path.startswith("/ui/") and signs_in else response.status_code
     public = {route for route, status in answered.items() if status != HTTPStatus.UNAUTHORIZED}
-    assert public == SERVICE | BY_TOKEN | CONSOLE_SIGN_IN, {
-        "public but not listed": sorted(public - SERVICE - BY_TOKEN - CONSOLE_SIGN_IN),
-        "listed but asking for a key": sorted(SERVICE | BY_TOKEN | CONSOLE_SIGN_IN - public),
+    listed = SERVICE | BY_TOKEN | BY_SIGNATURE | CONSOLE_SIGN_IN
+    assert public == listed, {
+        "public but not listed": sorted(public - listed),
+        "listed but asking for a key": sorted(listed - public),
     }
-    for route in BY_TOKEN:
+    for route in BY_TOKEN | BY_SIGNATURE:
         assert answered[route] == HTTPStatus.NOT_FOUND, (route, answered[route])
     for closing in ("revoke-link", "revoke-signing"):
         assert answered[("POST", f"/documents/{{document_id}}/{closing}")] == HTTPStatus.UNAUTHORIZED
