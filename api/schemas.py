@@ -15,9 +15,19 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, ConfigDict, JsonValue, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    JsonValue,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from sqlmodel import Field, SQLModel
 
+from activities.transports.channels import InvalidIdentity, channel_identity
 from api.deps import MAX_ID
 from models.domain.timing import as_utc
 
@@ -336,14 +346,47 @@ class CalendarSettings(StrictModel):
 # ---------------------------------------------------------------- contacts and companies
 
 
+def _channels(value: dict[str, Any]) -> dict[str, str]:
+    identities = {}
+    for channel, raw in value.items():
+        try:
+            identities[channel] = channel_identity(channel, raw, "ZZ")
+        except InvalidIdentity as error:
+            hint = "; give the number with its country code (+48 601 234 567)" if channel == "whatsapp" else ""
+            raise ValueError(f"{channel}: {error}{hint}") from None
+    return identities
+
+
+Channels = Annotated[dict[Literal["telegram", "whatsapp"], StrictStr | StrictInt], AfterValidator(_channels)]
+"""The client's identity on each messenger channel: `{"telegram": "<chat id>", "whatsapp": "+48601234567"}`."""
+
+
 class PartyBase(StrictModel):
     name: Name
     email: Email | None = None
     phone: Phone | None = None
+    channels: Channels = Field(default_factory=dict)
 
 
 class PartyCreate(PartyBase):
     pass
+
+
+class PartyUpdate(StrictModel):
+    """Changes to a contact or a company; `channels` replaces its identities (an empty object removes them)."""
+
+    name: Name | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    channels: Channels | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PartyUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give name, email, phone or channels")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null")
+        return self
 
 
 class PartyPublic(PartyBase):

@@ -1,6 +1,6 @@
 """Capability URLs stay out of the logs.
 
-The token in a public route's path is the whole of its secret: `/hooks/<secret>`, `/sign/<token>`,
+So do the Telegram bot tokens in the Bot API's URLs. The token in a public route's path is the whole of its secret: `/hooks/<secret>`, `/sign/<token>`,
 `/public/documents/<token>`, `/t/o/<token>.gif`, `/t/c/<token>/<n>` and `/callbacks/<token>`. uvicorn's access
 log prints every request's path, and a warning may print a URL. `RedactTokens` replaces that path segment
 with `***` in a record's arguments (keeping their number, which uvicorn's access formatter relies on), in the
@@ -23,12 +23,14 @@ CAPABILITY_TOKEN = re.compile(
     "(" + "|".join(re.escape(prefix) for prefix in SECRET_PREFIXES) + r")([^/?#.\s\"'<>]+)"
 )
 """A capability URL path: its prefix (group 1) and its token (group 2)."""
+BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
+"""A Telegram bot token, which the Bot API puts in the path of every call (`/bot<token>/sendMessage`)."""
 _PLAIN = (int, float, bool, type(None))
 
 
 def redact(text: str) -> str:
     """`text` with the token segment of every capability URL path in it replaced by `***`."""
-    return CAPABILITY_TOKEN.sub(rf"\g<1>{REDACTED}", text)
+    return BOT_TOKEN.sub(REDACTED, CAPABILITY_TOKEN.sub(rf"\g<1>{REDACTED}", text))
 
 
 def _redact_arg(value: Any) -> Any:

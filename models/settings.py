@@ -43,6 +43,30 @@ class Settings(BaseSettings):
     sms_http_body_template: str | None = Field(default=None, validation_alias=_env("SMS_HTTP_BODY_TEMPLATE"))
     sms_default_region: str = Field(default="US", validation_alias=_env("SMS_DEFAULT_REGION"))
 
+    telegram_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    """The bot's token from @BotFather; unset, Telegram messages are recorded, not sent."""
+    telegram_api_url: str = Field(default="https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    telegram_webhook_secret: SecretStr | None = Field(default=None, validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"))
+    """The `secret_token` given to `setWebhook`: Telegram sends it in `X-Telegram-Bot-Api-Secret-Token`."""
+    whatsapp_token: SecretStr | None = Field(default=None, validation_alias=_env("WHATSAPP_TOKEN"))
+    """A WhatsApp Cloud API access token; unset, WhatsApp messages are recorded, not sent."""
+    whatsapp_phone_number_id: str | None = Field(default=None, validation_alias=_env("WHATSAPP_PHONE_NUMBER_ID"))
+    whatsapp_api_url: str = Field(default="https://graph.facebook.com/v21.0", validation_alias=_env("WHATSAPP_API_URL"))
+    whatsapp_app_secret: SecretStr | None = Field(default=None, validation_alias=_env("WHATSAPP_APP_SECRET"))
+    """The Meta app's secret: the webhook's `X-Hub-Signature-256` is an HMAC of the body with it."""
+    whatsapp_verify_token: SecretStr | None = Field(default=None, validation_alias=_env("WHATSAPP_VERIFY_TOKEN"))
+    """The token typed into the app's webhook settings, echoed back when Meta verifies the callback URL."""
+    whatsapp_templates: str = Field(default="", validation_alias=_env("WHATSAPP_TEMPLATES"))
+    """The approved message templates rules may name, `name:language` separated by commas (`order_ready:en_US`)."""
+    calls_provider: str = Field(default="record", validation_alias=_env("CALLS_PROVIDER"))
+    """`record` (calls are recorded, not placed) or `twilio` (Twilio's Calls API, or one that speaks it)."""
+    twilio_account_sid: str | None = Field(default=None, validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from: str | None = Field(default=None, validation_alias=_env("TWILIO_FROM"))
+    """The number calls come from (E.164)."""
+    twilio_api_url: str = Field(default="https://api.twilio.com", validation_alias=_env("TWILIO_API_URL"))
+    call_voice_language: str = Field(default="en-US", validation_alias=_env("CALL_VOICE_LANGUAGE"))
+
     stripe_webhook_secret: SecretStr | None = Field(
         default=None, validation_alias=_env("STAGEFLOW_STRIPE_WEBHOOK_SECRET")
     )

@@ -105,6 +105,8 @@ class Contact(SQLModel, table=True):
     name: str
     email: str | None = None
     phone: str | None = None
+    channels: dict = _json()
+    """The client's identity on each messenger channel: `{"telegram": "<chat id>", "whatsapp": "+48…"}`."""
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -113,6 +115,7 @@ class Company(SQLModel, table=True):
     name: str
     email: str | None = None
     phone: str | None = None
+    channels: dict = _json()
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -283,17 +286,18 @@ class Notification(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
-    """Every email and SMS sent to a client, with its delivery status."""
+    """Every email, SMS, messenger message and call to a client, with its delivery status."""
 
     id: int | None = Field(default=None, primary_key=True)
     item_id: int | None = Field(default=None, foreign_key="item.id", index=True)
-    channel: str  # email | sms
+    channel: str  # email | sms | telegram | whatsapp | call
     to: str
     subject: str | None = None
     body: str = ""
-    status: str = "queued"  # queued | sent | failed
+    status: str = "queued"
+    """queued, sent, failed; a call: queued, ringing, answered, no-answer, busy, failed."""
     error: str | None = None
-    provider_id: str | None = None
+    provider_id: str | None = Field(default=None, index=True)
     tracking_token: str | None = Field(default=None, unique=True)
     links: list = _json(list)
     attachments: list = _json(list)

@@ -39,6 +39,8 @@ RULE_TYPES: dict[str, RuleType] = _registry(
     repeat_sales.CopyDeal(),
     communication.SendEmail(),
     communication.SendSms(),
+    communication.SendChannelMessage(),
+    communication.CallClient(),
     helpers.ChangeResponsible(),
     helpers.ChangeStage(),
     helpers.UpdateFields(),

@@ -1,4 +1,5 @@
-"""Client communication: send an email (over SMTP, with documents and tracking), send an SMS.
+"""Client communication: send an email (over SMTP, with documents and tracking), send an SMS, write on a messenger
+channel (Telegram, WhatsApp), call the client (a call is placed once; its status follows the provider's callbacks).
 
 Each send is recorded as a `Message` row keyed by the rule's effect key: the row is written
 ("queued") before anything leaves, then marked "sent". A keyed row already "sent" is never sent again,
@@ -13,7 +14,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 from sqlmodel import Session
@@ -21,6 +22,16 @@ from temporalio import activity
 
 from activities.keys import effect_key
 from activities.rule import RuleContext, RuleFailed
+from activities.transports.calls import Call, RecordingCaller
+from activities.transports.channels import (
+    TEXT_LIMITS,
+    ChannelMessage,
+    InvalidIdentity,
+    ProviderPermanentError,
+    ProviderTemporaryError,
+    approved_templates,
+    channel_identity,
+)
 from activities.transports.mail import (
     Attachment,
     InvalidAddress,
@@ -401,3 +412,188 @@ class SendSms(RuleType[SendSmsSettings]):
                 raise
             await _mark(ctx, send.message_id, status="sent", sent_at=utcnow(), provider_id=provider_id)
         return {"message_id": sends[0].message_id}
+
+
+# -- messenger channels ---------------------------------------------------------------------------
+
+
+def _channel_recipient(ctx: RuleContext, session: Session, channel: str) -> tuple[str, str]:
+    """`settings.to` rendered, else the contact's (or company's) identity on `channel`; and where it came from."""
+    if ctx.settings.to:
+        return ctx.render(ctx.settings.to).strip(), "settings.to"
+    item = session.get(Item, ctx.item_id)
+    for model, ident in ((Contact, item.contact_id), (Company, item.company_id)):
+        party = session.get(model, ident) if ident else None
+        if party is not None and (party.channels or {}).get(channel):
+            return str(party.channels[channel]), f"the {model.__name__.lower()} {party.name}'s {channel} identity"
+    raise RuleFailed(
+        f"no recipient: the {ctx.entity}'s contact and company have no {channel} identity; add it "
+        f'(PATCH /contacts/{{id}} {{"channels": {{"{channel}": …}}}}) or set settings.to'
+    )
+
+
+def _prepare_channel(ctx: RuleContext, session: Session, channel: str, text: str, region: str) -> tuple[int, str, bool]:
+    """The message row (made once, keyed), its recipient, and whether it went out already."""
+    raw, source = _channel_recipient(ctx, session, channel)
+    try:
+        to = channel_identity(channel, raw, region)
+    except InvalidIdentity as error:
+        raise RuleFailed(f"{source}: {error}") from error
+    message = get_by(session, Message, effect_key=ctx.effect_key)
+    if message is None:
+        message = Message(item_id=ctx.item_id, channel=channel, to=to, body=text, effect_key=ctx.effect_key)
+    elif message.status != "sent":
+        message.to, message.body, message.status, message.error = to, text, "queued", None
+    session.add(message)
+    session.flush()
+    return message.id, to, message.status == "sent"
+
+
+class SendChannelMessageSettings(BaseModel):
+    """`text` may carry a document's link as a placeholder (`{{Rule.invoice.public_url}}`)."""
+
+    model_config = settings_config(
+        {"channel": "telegram", "text": "Hello {{Deal.Contact.Name}}, your invoice: {{Rule.invoice.public_url}}"},
+        {"channel": "whatsapp", "template": "order_ready", "text": "Order ready (template order_ready)"},
+    )
+    channel: Literal["telegram", "whatsapp"]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_LIMITS["telegram"])]
+    """With a WhatsApp template: what the item's messages show (the client reads the template's own text)."""
+    template: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")] | None = None
+    """WhatsApp only: an approved template (WHATSAPP_TEMPLATES) sent instead of the text, as WhatsApp requires
+    when the client has not written in the last 24 hours."""
+    to: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Default: the contact's (else the company's) identity on the channel. A chat id, a number, or a placeholder."""
+
+    @field_validator("template")
+    @classmethod
+    def _template_on_whatsapp(cls, template: str | None, info: Any) -> str | None:
+        if template is not None and info.data.get("channel") != "whatsapp":
+            raise ValueError("only WhatsApp sends templates; leave it empty for Telegram")
+        return template
+
+
+class SendChannelMessage(RuleType[SendChannelMessageSettings]):
+    name = "send_channel_message"
+    group = "communication"
+    title = "Send message to a channel"
+    description = "Writes to the client on Telegram or WhatsApp: a text, or an approved WhatsApp template."
+    settings = SendChannelMessageSettings
+    returns = ("message_id", "provider_id")
+
+    def check(self, settings: SendChannelMessageSettings, env: RuleEnv) -> Iterable[Problem]:
+        problems: list[Problem] = []
+        if settings.template is not None and settings.template not in env.channel_templates:
+            approved = ", ".join(env.channel_templates) or "none (set WHATSAPP_TEMPLATES)"
+            problems.append((("template",), f"{settings.template!r} is not an approved template; approved: {approved}"))
+        if settings.to is not None and not has_placeholder(settings.to):
+            try:
+                channel_identity(settings.channel, settings.to, env.phone_region)
+            except InvalidIdentity as error:
+                problems.append((("to",), str(error)))
+        return problems
+
+    async def run(self, ctx: RuleContext) -> dict[str, Any]:
+        """Sends through the channel's provider (or records, when the channel has no token)."""
+        settings = ctx.settings
+        text = ctx.render(settings.text).strip()
+        if not text:
+            raise RuleFailed(f"settings.text: {settings.text!r} renders as an empty message")
+        if len(text) > TEXT_LIMITS[settings.channel]:
+            raise RuleFailed(f"settings.text: the message is {len(text)} characters once its placeholders are "
+                             f"filled; {settings.channel} takes {TEXT_LIMITS[settings.channel]}")
+        region = ctx.deps.settings.sms_default_region
+        message_id, to, done = await ctx.db(lambda session: _prepare_channel(ctx, session, settings.channel, text,
+                                                                            region))
+        if done:
+            sent = await ctx.db(lambda session: session.get(Message, message_id).provider_id)
+            return {"message_id": message_id, "provider_id": sent}
+        language = approved_templates(ctx.deps.settings).get(settings.template or "")
+        try:
+            sender = ctx.deps.transports.channel_sender(ctx.deps.settings, settings.channel)
+            provider_id = await sender.send(ChannelMessage(channel=settings.channel, to=to, text=text,
+                                                           key=ctx.effect_key, template=settings.template,
+                                                           language=language))
+        except ProviderPermanentError as error:
+            await _record_failure(ctx, message_id, error, permanent=True)
+            raise RuleFailed(f"the {settings.channel} message to {to} was refused: {error}") from error
+        except ProviderTemporaryError as error:
+            await _record_failure(ctx, message_id, error, permanent=False)
+            raise
+        await _mark(ctx, message_id, status="sent", sent_at=utcnow(), provider_id=provider_id)
+        return {"message_id": message_id, "provider_id": provider_id}
+
+
+# -- calls ----------------------------------------------------------------------------------------
+
+
+def _prepare_call(ctx: RuleContext, session: Session, text: str, region: str) -> tuple[int, str, str | None]:
+    """The call's message row (made once, keyed), the number, and the provider's id if the call was placed."""
+    raw, source = _recipients(ctx, session, "phone", "phone number")
+    try:
+        to = normalize_phone(raw[0], region)
+    except InvalidPhone as error:
+        raise RuleFailed(f"{source}: {error}") from error
+    message = get_by(session, Message, effect_key=ctx.effect_key)
+    if message is None:
+        message = Message(item_id=ctx.item_id, channel="call", to=to, body=text, effect_key=ctx.effect_key)
+    elif message.provider_id is None:
+        message.to, message.body, message.status, message.error = to, text, "queued", None
+    session.add(message)
+    session.flush()
+    return message.id, to, message.provider_id
+
+
+class CallClientSettings(BaseModel):
+    model_config = settings_config({"text": "Hello {{Deal.Contact.Name}}, your order {{Deal.Title}} is ready."})
+    text: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    """What the call says (read out by the provider's voice)."""
+    to: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Default: the item's contact (else company) phone. A number, or a placeholder."""
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        return check_recipients(value, PHONE_RE, "a phone number")
+
+
+class CallClient(RuleType[CallClientSettings]):
+    name = "call_client"
+    group = "communication"
+    title = "Call the client"
+    description = ("Phones the client through the telephony provider and reads the text out; how the call ends "
+                   "(answered, no answer, busy) comes back to the call-finished trigger.")
+    settings = CallClientSettings
+    returns = ("message_id", "call_id")
+
+    def check(self, settings: CallClientSettings, env: RuleEnv) -> Iterable[Problem]:
+        if settings.to is None or has_placeholder(settings.to):
+            return []
+        try:
+            normalize_phone(settings.to.split(",")[0].strip(), env.phone_region)
+        except InvalidPhone as error:
+            return [(("to",), f"{error}; give the number with its country code (+48 601 234 567)")]
+        return []
+
+    async def run(self, ctx: RuleContext) -> dict[str, Any]:
+        """Places the call once (a retried run finds it placed); its status follows from the provider's callbacks."""
+        text = ctx.render(ctx.settings.text).strip()
+        if not text:
+            raise RuleFailed(f"settings.text: {ctx.settings.text!r} renders as an empty text")
+        region = ctx.deps.settings.sms_default_region
+        message_id, to, placed = await ctx.db(lambda session: _prepare_call(ctx, session, text, region))
+        if placed is not None:
+            return {"message_id": message_id, "call_id": placed}
+        callback = f"{ctx.deps.settings.effective_public_url}/channels/calls/status"
+        try:
+            caller = ctx.deps.transports.caller(ctx.deps.settings)
+            call_id = await caller.place(Call(to=to, text=text, key=ctx.effect_key, status_callback=callback))
+        except ProviderPermanentError as error:
+            await _record_failure(ctx, message_id, error, permanent=True)
+            raise RuleFailed(f"the call to {to} was refused: {error}") from error
+        except ProviderTemporaryError as error:
+            await _record_failure(ctx, message_id, error, permanent=False)
+            raise
+        recorded = isinstance(caller, RecordingCaller)
+        await _mark(ctx, message_id, status="sent" if recorded else "queued", sent_at=utcnow(), provider_id=call_id)
+        return {"message_id": message_id, "call_id": call_id}

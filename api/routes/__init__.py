@@ -7,6 +7,7 @@ from api.routes import (
     api_keys,
     automation,
     callbacks,
+    channels,
     document_templates,
     documents,
     failures,
@@ -56,3 +57,4 @@ api_router.include_router(callbacks.router)
 api_router.include_router(simulations.router)
 api_router.include_router(failures.router)
 api_router.include_router(stripe.router)
+api_router.include_router(channels.router)

@@ -17,6 +17,7 @@ from api.schemas import (
     PartyCreate,
     PartyEventAccepted,
     PartyPublic,
+    PartyUpdate,
     RequisitesPublic,
     RequisitesUpdate,
 )
@@ -52,6 +53,16 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
     @router.get(one, response_model=PartyPublic, name=f"read_{owner_type}")
     def read(party_id: PartyId, session: SessionDep):
         return get_or_404(session, party_id)
+
+    @router.patch(one, response_model=PartyPublic, name=f"update_{owner_type}")
+    def update(party_id: PartyId, body: PartyUpdate, session: SessionDep):
+        """Changes the fields given; `channels` replaces the messenger identities."""
+        row = get_or_404(session, party_id)
+        row.sqlmodel_update(body.model_dump(exclude_unset=True))
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+        return row
 
     @router.put(one + "/requisites", response_model=RequisitesPublic, name=f"put_{owner_type}_requisites")
     def put_requisites(party_id: PartyId, body: RequisitesUpdate, session: SessionDep):

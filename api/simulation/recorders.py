@@ -1,5 +1,5 @@
 """The senders of a simulation's worker: nothing leaves. An email is accepted as if the SMTP server took it, an
-SMS as if the provider did (the message rows in the scratch database are the record), and an outbound call gets
+SMS, a messenger message or a call as if the provider did (the message rows in the scratch database are the record), and an outbound call gets
 the answer the request scripts for its rule, or an empty 200, and is recorded either way."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 from temporalio import activity
 
+from activities.transports.calls import Caller, RecordingCaller
+from activities.transports.channels import ChannelSender, RecordingSender
 from activities.transports.mail import MailSettings, SendResult
 from activities.transports.net import redact_url
 from activities.transports.senders import Transports
@@ -31,6 +33,12 @@ class Recorder:
     def sms_provider(self, settings: Any) -> SmsProvider:
         return RecordingProvider()
 
+    def channel_sender(self, settings: Any, channel: str) -> ChannelSender:
+        return RecordingSender()
+
+    def caller(self, settings: Any) -> Caller:
+        return RecordingCaller()
+
     async def http(self, rule: str, method: str, url: str, **options: Any) -> httpx.Response:
         answer = self.answers.get(rule)
         self.calls.append({
@@ -48,4 +56,5 @@ class Recorder:
         return httpx.Response(answer.status, json=answer.json_body, request=request)
 
     def transports(self) -> Transports:
-        return Transports(send_mail=self.send_mail, sms_provider=self.sms_provider, http=self.http)
+        return Transports(send_mail=self.send_mail, sms_provider=self.sms_provider, http=self.http,
+                          channel_sender=self.channel_sender, caller=self.caller)

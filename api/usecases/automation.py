@@ -30,6 +30,7 @@ from api.usecases.versions import current_version, get_version
 from models.domain.automation import AutomationConfig
 from models.domain.validation import AutomationInvalid, ValidationContext, validate_automation
 from models.item_data import load_automation
+from activities.transports.channels import approved_templates
 from models.settings import Settings
 from models.tables import Automation, AutomationVersion, DocumentTemplate, HookSecret, Pipeline, Stage, User, utcnow
 from workflows import client as workflow_client
@@ -58,6 +59,7 @@ def validation_context(session: Session, pipeline: Pipeline, settings: Settings)
         rule_types=rule_types(session),
         pipeline_id=pipeline.id,
         phone_region=settings.sms_default_region,
+        channel_templates=approved_templates(settings),
     )
 
 

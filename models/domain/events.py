@@ -122,6 +122,30 @@ class LinkClicked(Event):
 
 
 @dataclass(frozen=True)
+class ChannelReply(Event):
+    """The client wrote to the business on a messenger channel (Telegram, WhatsApp)."""
+
+    TYPE: ClassVar[str] = "channel_reply"
+    channel: str | None
+    text: str | None = None
+    sender: str | None = None
+    """The client's identity on the channel (chat id, number)."""
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CallFinished(Event):
+    """A call a rule placed ended: `answered`, or `missed` (busy, no answer, failed)."""
+
+    TYPE: ClassVar[str] = "call_finished"
+    outcome: str | None
+    status: str | None = None
+    """The provider's final status: completed, busy, no-answer, failed, canceled."""
+    message_id: int | None = None
+    rule_name: str | None = None
+
+
+@dataclass(frozen=True)
 class FieldChanged(Event):
     """Fields of the item changed (`close_date`, `Fields.<name>`), by a person or a client system."""
 

@@ -51,6 +51,8 @@ class RuleEnv:
     """Earlier rules of the same stage: name → type."""
     phone_region: str = "US"
     """The region a phone number without a country code is read in when the rule runs."""
+    channel_templates: Mapping[str, str] = field(default_factory=dict)
+    """The approved WhatsApp templates a rule may name, with their languages."""
 
     def pipeline_stages(self, pipeline_id: int | None) -> Sequence[str] | None:
         if pipeline_id is None or pipeline_id == self.pipeline_id:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from models.domain import conditions
 from models.domain.events import (
+    CallFinished,
+    ChannelReply,
     DocumentEvent,
     DocumentOpened,
     DocumentSigned,
@@ -122,6 +124,37 @@ class FieldChangedFilter(Filter):
         return bool(set(self.fields) & set(FieldChanged.read(data).fields or []))
 
 
+class ChannelReplyFilter(Filter):
+    model_config = settings_config({"channel": "telegram", "text_contains": ["yes"]})
+    channel: Literal["telegram", "whatsapp"] | None = None
+    """Default: a reply on any channel."""
+    text_contains: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
+    """Every word must appear in the reply (case-insensitive)."""
+
+    @field_validator("text_contains", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
+        reply = ChannelReply.read(data)
+        if self.channel and reply.channel != self.channel:
+            return False
+        text = str(reply.text or "").lower()
+        return all(word.lower() in text for word in self.text_contains)
+
+
+class CallFinishedFilter(Filter):
+    model_config = settings_config({"outcome": "missed"})
+    outcome: Literal["answered", "missed"] | None = None
+    """Default: any finished call."""
+
+    def matches(self, event: str, data: Mapping[str, Any], stage: str, trigger: str) -> bool:
+        return not self.outcome or CallFinished.read(data).outcome == self.outcome
+
+
 class WebhookFilter(Filter):
     """No fields: a call of the trigger's own secret URL names its stage and trigger."""
 
@@ -184,6 +217,11 @@ _TRIGGERS: list[TriggerType] = [
     TriggerType(EmailOpened.TYPE, "Email opened", "The client opens an e-mail sent by a rule."),
     TriggerType(LinkClicked.TYPE, "Email link clicked", "The client clicks a link in an e-mail sent by a rule."),
     TriggerType(FieldChanged.TYPE, "Field changed", "One of the chosen item fields changes.", FieldChangedFilter),
+    TriggerType(ChannelReply.TYPE, "Client replied on a channel",
+                "The client writes on Telegram or WhatsApp (the provider's webhook, matched to the contact's identity).",
+                ChannelReplyFilter),
+    TriggerType(CallFinished.TYPE, "Call finished", "A call a rule placed to the client ended, answered or missed.",
+                CallFinishedFilter),
     TriggerType(ResponsibleChanged.TYPE, "Responsible changed", "Another user becomes responsible for the item."),
     TriggerType(WebhookCalled.TYPE, "Inbound webhook",
                 "An outside system calls the trigger's secret URL (POST /hooks/{secret}).", WebhookFilter),

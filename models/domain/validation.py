@@ -60,6 +60,8 @@ class ValidationContext:
     """The pipeline being configured, when known."""
     phone_region: str = "US"
     """The region phone numbers without a country code are read in (STAGEFLOW_SMS_DEFAULT_REGION)."""
+    channel_templates: Mapping[str, str] = field(default_factory=dict)
+    """The approved WhatsApp templates a rule may name, with their languages (WHATSAPP_TEMPLATES)."""
 
     @property
     def entity_root(self) -> str:
@@ -568,6 +570,7 @@ class _Validation:
             templates=frozenset(self.ctx.templates),
             earlier=dict(earlier_types),
             phone_region=self.ctx.phone_region,
+            channel_templates=dict(self.ctx.channel_templates),
         )
 
 

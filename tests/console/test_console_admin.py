@@ -234,3 +234,31 @@ async def test_the_builder_reads_back_any_condition_and_saves_it_unchanged(conso
     await expect(page.locator("#saved")).to_contain_text("nested")
     [rule] = ok(await http.get(f"/pipelines/{sales['id']}/automation"))["stages"]["NEW"]["rules"]
     assert rule["condition"] == {"any": [NESTED["any"][0], {"any": [NESTED["any"][1]["all"][0], NESTED["any"][1]["all"][2]]}]}
+
+
+async def test_channel_rules_are_made_in_the_forms_and_the_item_page_shows_the_clients_identities(console, page):
+    url, http = console.extras["url"], console.http
+    manager = await user(http, "Marek Manager")
+    sales = await pipeline(http, ["NEW", "WON"], name="Sales")
+    contact = ok(await http.post("/contacts", json={"name": "Anna Nowak", "phone": "+48601234567",
+                                                    "channels": {"telegram": 123456789, "whatsapp": "+48601234567"}}),
+                 201)
+    await sign_in(page, url, ADMIN_KEY)
+    await page.goto(f"{url}/ui/pipelines/{sales['id']}")
+    await new_piece(page, "NEW", "rule", "send_channel_message", "telegram hello")
+    await page.select_option("select[name='settings.channel']", "telegram")
+    await page.fill("textarea[name='settings.text'], input[name='settings.text']", "Hello {{Deal.Contact.Name}}")
+    await page.click("text=Save rule")
+    await expect(page.locator("section[data-stage=NEW] .rule .meta")).to_contain_text("Send message to a channel")
+    await new_piece(page, "WON", "trigger", "call_finished", "missed call")
+    await page.select_option("select[name='filter.outcome']", "missed")
+    await page.click("text=Save trigger")
+    await expect(page.locator("section[data-stage=WON] .trigger .when")).to_contain_text("outcome missed")
+    stages = ok(await http.get(f"/pipelines/{sales['id']}/automation"))["stages"]
+    assert stages["NEW"]["rules"][0]["settings"]["channel"] == "telegram"
+    assert stages["WON"]["triggers"][0]["filter"] == {"outcome": "missed"}
+
+    item = await deal(http, sales["id"], manager["id"], title="Oak table", contact_id=contact["id"])
+    await page.goto(f"{url}/ui/items/deal/{item['id']}")
+    await expect(page.locator("#client")).to_contain_text("Telegram: 123456789")
+    await expect(page.locator("#client")).to_contain_text("WhatsApp: +48601234567")

@@ -31,8 +31,13 @@ BY_TOKEN = {
     ("GET", "/t/o/{token}.gif"), ("GET", "/t/c/{token}/{n}"),
     ("POST", "/hooks/{secret}"), ("POST", "/callbacks/{token}"),
 }
-BY_SIGNATURE = {("POST", "/payments/stripe")}
-"""Stripe's webhook: a `Stripe-Signature` made with STAGEFLOW_STRIPE_WEBHOOK_SECRET (tests/api/test_api_stripe.py)."""
+BY_SIGNATURE = {
+    ("POST", "/payments/stripe"), ("POST", "/channels/telegram/webhook"), ("GET", "/channels/whatsapp/webhook"),
+    ("POST", "/channels/whatsapp/webhook"), ("POST", "/channels/calls/status"),
+}
+"""Providers' webhooks: Stripe's `Stripe-Signature` (tests/api/test_api_stripe.py); Telegram's secret token,
+WhatsApp's `X-Hub-Signature-256` and verify token, the call provider's `X-Twilio-Signature`
+(tests/channels/)."""
 
 
 CONSOLE_SIGN_IN = {("GET", "/ui/login"), ("POST", "/ui/login")}

@@ -474,6 +474,9 @@ BAD_SETTINGS: dict[str, tuple[dict, list, str]] = {
     "copy_deal": ({"pipeline_id": 2, "stage": "WON"}, ["stage"], "not a stage of pipeline 2"),
     "send_email": ({"subject": "s", "body": "b", "to": "not-an-address"}, ["to"], "not an e-mail address"),
     "send_sms": ({"text": "x", "to": "call me"}, ["to"], "not a phone number"),
+    "send_channel_message": ({"channel": "telegram", "text": "x", "template": "order_ready"}, ["template"],
+                             "only WhatsApp"),
+    "call_client": ({"text": "Hello", "to": "call me"}, ["to"], "not a phone number"),
     "change_responsible": ({"user_id": 99}, ["user_id"], "user 99 does not exist"),
     "change_stage": ({"stage": "NEW"}, ["stage"], "already in stage 'NEW'"),
     "update_fields": ({"fields": {"colour": "red"}}, ["fields"], "'colour' cannot be set"),
@@ -601,7 +604,7 @@ def test_trigger_catalogue() -> None:
     catalogue = trigger_type_catalogue()
     assert {entry["name"] for entry in catalogue} == {
         "payment_received", "task_status", "document_opened", "document_signed", "email_opened", "link_clicked",
-        "field_changed", "responsible_changed", "webhook", "custom",
+        "field_changed", "channel_reply", "call_finished", "responsible_changed", "webhook", "custom",
     }
     custom = next(entry for entry in catalogue if entry["name"] == "custom")
     assert custom["filter_schema"]["required"] == ["event"]
