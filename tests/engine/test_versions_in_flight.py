@@ -59,7 +59,8 @@ async def test_a_rule_removed_with_apply_never_fires_and_the_timeline_says_why(t
 
     await apply(ts_stack, flow["id"], {"NEW": {"rules": [HELLO]}})
 
-    [cancelled] = [entry for entry in await timeline(ts_stack.http, item["id"]) if entry["kind"] == "rule_cancelled"]
+    # The apply has signalled the entry; the entry records what the version did to it right after.
+    [cancelled] = await eventually(lambda: timeline(ts_stack.http, item["id"], kind="rule_cancelled"))
     assert (cancelled["rule_name"], cancelled["data"]["reason"], cancelled["data"]["version"]) == ("check-in", "removed", 2)
     assert "version 2" in cancelled["text"]
     assert ok(await ts_stack.http.get(f"/deals/{item['id']}/pending")) == []
@@ -75,7 +76,7 @@ async def test_a_delay_changed_with_apply_is_rescheduled_and_fires_at_the_new_ti
 
     await apply(ts_stack, flow["id"], {"NEW": {"rules": [HELLO, later("check-in", "1mo"), later("added", "1d")]}})
 
-    [moved] = [entry for entry in await timeline(ts_stack.http, item["id"]) if entry["kind"] == "rule_rescheduled"]
+    [moved] = await eventually(lambda: timeline(ts_stack.http, item["id"], kind="rule_rescheduled"))
     assert moved["data"]["version"] == 2 and "version 2" in moved["text"]
     old, new = datetime.fromisoformat(moved["data"]["from"]), datetime.fromisoformat(moved["data"]["to"])
     assert 180 <= (old - entered_at).days <= 185 and 28 <= (new - entered_at).days <= 31
@@ -130,16 +131,21 @@ async def test_the_preview_counts_the_items_that_apply_then_cancels_and_reschedu
 
     await apply(stack, flow["id"], draft)
 
-    cancelled, rescheduled = {}, {}
-    for code, ids in items.items():
-        for item_id in ids:
-            for entry in await timeline(http, item_id):
-                if entry["kind"] == "rule_cancelled" and entry["data"].get("reason") == "removed":
-                    cancelled.setdefault((code, entry["rule_name"]), []).append(item_id)
-                if entry["kind"] == "rule_rescheduled" and entry["data"].get("version") == 2:
-                    rescheduled.setdefault((code, entry["rule_name"]), []).append(item_id)
-    assert {key: len(ids) for key, ids in cancelled.items()} == {("NEW", "soon"): 3, ("OFFER", "soon"): 4}
-    assert {key: len(ids) for key, ids in rescheduled.items()} == {("CALLED", "check"): 2}
+    async def applied() -> tuple[dict, dict] | None:
+        cancelled, rescheduled = {}, {}
+        for code, ids in items.items():
+            for item_id in ids:
+                for entry in await timeline(http, item_id):
+                    if entry["kind"] == "rule_cancelled" and entry["data"].get("reason") == "removed":
+                        cancelled.setdefault((code, entry["rule_name"]), []).append(item_id)
+                    if entry["kind"] == "rule_rescheduled" and entry["data"].get("version") == 2:
+                        rescheduled.setdefault((code, entry["rule_name"]), []).append(item_id)
+        counted = ({key: len(ids) for key, ids in cancelled.items()},
+                   {key: len(ids) for key, ids in rescheduled.items()})
+        return counted if counted == ({("NEW", "soon"): 3, ("OFFER", "soon"): 4}, {("CALLED", "check"): 2}) else None
+
+    # The apply has signalled every entry; each records what the version did to it right after.
+    assert await eventually(applied)
     for item_id in items["OFFER"]:
         assert [rule["rule"] for rule in ok(await http.get(f"/deals/{item_id}/pending"))] == ["check"]
     for item_id in items["CALLED"]:

@@ -155,13 +155,13 @@ class Cluster:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
+    def _spawn(self, name: str, argv: list[str], root: Path = ROOT, env: dict[str, str] | None = None) -> Process:
         number = sum(1 for process in self.processes if process.name == name) + 1
         log = self.logs / f"{name}-{number}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                argv, cwd=root, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -195,19 +195,23 @@ class Cluster:
             process, lambda: temporal_healthy(cli, self.temporal_address, self.env), "the server answers health checks"
         )
 
-    def start_worker(self) -> Process:
-        process = self._spawn("worker", [sys.executable, str(ROOT / "worker.py")])
+    def start_worker(self, name: str = "worker", root: Path = ROOT, env: dict[str, str] | None = None) -> Process:
+        """`python worker.py` of the code in `root` (another release's checkout, for an upgrade)."""
+        process = self._spawn(name, [sys.executable, str(root / "worker.py")], root, env)
         return self._ready(process, lambda: WORKER_READY in process.output(), "the worker polls its task queue")
 
-    def start_api(self) -> Process:
-        process = self._spawn("api", [
+    def start_api(self, name: str = "api", port: int | None = None, root: Path = ROOT,
+                  env: dict[str, str] | None = None) -> Process:
+        """The API of the code in `root` on `port` (default: the cluster's API port)."""
+        port = port or self.api_port
+        process = self._spawn(name, [
             sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.api_port),
-        ])
+            "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "20",
+        ], root, env)
 
         def healthy() -> bool:
             try:
-                return httpx.get(f"{self.api_url}/health", timeout=3).status_code == 200
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -224,6 +228,13 @@ class Cluster:
         process = self.running.pop(name)
         process.kill()
         return process
+
+    def terminate(self, name: str, grace: float = 60.0) -> float:
+        """SIGTERM to the running process called `name`, and the seconds it took to exit (a graceful stop)."""
+        process = self.running.pop(name)
+        began = time.monotonic()
+        process.stop(grace=grace)
+        return time.monotonic() - began
 
     def close(self) -> None:
         for process in reversed(self.processes):
