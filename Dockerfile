@@ -18,5 +18,6 @@ RUN pip install '.[postgres]' \
  && rm -rf build *.egg-info
 
 USER stageflow
-EXPOSE 8000
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+EXPOSE 8000 9100
+# On SIGTERM uvicorn stops accepting connections and gives the requests it has up to 20 s to finish.
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]

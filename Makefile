@@ -17,7 +17,7 @@ BENCH_ARGS ?=
 #   tests/unit, tests/transports, tests/test_compose.py  no database
 #   tests/console/test_console_browser.py    the browser's side; the console's routes run here
 PG_TESTS ?= tests/engine tests/api tests/documents tests/monitoring tests/sales tests/custom tests/variables \
-	tests/communication tests/simulation tests/console/test_console_routes.py tests/security \
+	tests/communication tests/simulation tests/recovery tests/channels tests/console/test_console_routes.py tests/security \
 	--ignore=tests/security/test_secrets.py \
 	--ignore=tests/security/test_log_redaction.py tests/test_furniture_shop.py \
 	tests/faults/test_fault_cancel_race.py tests/postgres/test_database_choice.py

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 
+from activities.metrics import RuleMetrics, worker_runtime
 from activities.services.pdf_runner import resume_pending_pdfs
 from activities.rule import Deps
 from activities.worker import build_worker
@@ -40,19 +43,31 @@ async def main() -> None:
     settings = get_settings()
     engine = make_engine(settings.effective_database_url)
     create_schema(engine)
-    client = await connect(settings)
+    runtime = worker_runtime(settings)
+    client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client, settings.temporal_namespace)
-    worker = build_worker(client, Deps(settings=settings, database=engine, client=client))
+    metrics = RuleMetrics(runtime.metric_meter if runtime is not None else None)
+    worker = build_worker(
+        client, Deps(settings=settings, database=engine, client=client, metrics=metrics),
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if runtime is not None:
+        log.info("worker metrics at http://0.0.0.0:%s/metrics", settings.worker_metrics_port)
     log.info("worker on task queue %s at %s", settings.temporal_task_queue, settings.effective_temporal_address)
     async with worker:
         resumed = await resume_pending_pdfs(engine)
         if resumed:
             log.info("resumed %d document PDF renders", resumed)
         await stop.wait()
+        log.info(
+            "stopping: no new tasks; running activities get up to %g s to finish", settings.worker_shutdown_seconds
+        )
+        stopping = time.monotonic()
+    log.info("stopped in %.1f s", time.monotonic() - stopping)
     engine.dispose()
 
 

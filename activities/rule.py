@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from activities import keys
+from activities.metrics import RuleMetrics
 from activities.transports.senders import Transports
 from models.db import session_scope
 from models.domain import placeholders
@@ -47,6 +48,8 @@ class Deps:
     """The Temporal client, for rules that start other items' workflows."""
     transports: Transports = field(default_factory=Transports)
     """How rules reach the outside: the real senders, or a simulation's recorders."""
+    metrics: RuleMetrics = field(default_factory=RuleMetrics)
+    """Where rule outcomes are counted: the worker's metrics endpoint, or nowhere."""
 
     async def db(self, work: Callable[[Session], Any]) -> Any:
         """Run `work(session)` in a thread, inside one transaction."""

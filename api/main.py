@@ -23,6 +23,7 @@ from api.console.routes import router as console_router
 from api.console.pages import ERROR_WORDS, error_page, wants_page
 from api.console.session import SignInNeeded
 from api.limits import BodyLimitMiddleware
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.texts import TextOnlyMiddleware
 from models.logs import install_redaction
 from api.routes import api_router
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
             "/settings/company": max(settings.max_body_bytes, COMPANY_MAX_BODY_BYTES),
         },
     )
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

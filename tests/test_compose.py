@@ -1,4 +1,5 @@
-"""docker-compose.yml wiring, checked without Docker: images, settings, secrets, dependencies, Temporal setup.
+"""docker-compose.yml wiring, checked without Docker: images, settings, secrets, dependencies, Temporal setup, the API
+replicas behind HAProxy and its readiness checks, graceful stops, and what Prometheus scrapes and Grafana shows.
 
 Variables are interpolated the way compose does it (`${X:-default}`, `${X:?message}`, `$$`), so the checks see
 what the containers would see.
@@ -6,6 +7,7 @@ what the containers would see.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -20,17 +22,23 @@ from workflows.types import SEARCH_ATTRIBUTES
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-APP_SERVICES = ("api", "worker")
+APIS = ("api-1", "api-2")
+WORKERS = ("worker-1", "worker-2")
+APP_SERVICES = (*APIS, *WORKERS)
 # Settings that only configure the embedded dev server `make run` starts; compose points TEMPORAL_ADDRESS at its
 # own Temporal server instead.
 EMBEDDED_ONLY = {"TEMPORAL_PORT", "TEMPORAL_UI_PORT"}
-REQUIRED = {"STAGEFLOW_API_KEY", "POSTGRES_PASSWORD", "TEMPORAL_POSTGRES_PASSWORD", "SMTP_HOST", "SMTP_FROM"}
+REQUIRED = {
+    "STAGEFLOW_API_KEY", "POSTGRES_PASSWORD", "TEMPORAL_POSTGRES_PASSWORD", "SMTP_HOST", "SMTP_FROM",
+    "GRAFANA_ADMIN_PASSWORD",
+}
 GIVEN = {
     "STAGEFLOW_API_KEY": "k" * 40,
     "POSTGRES_PASSWORD": "app-db-secret",
     "TEMPORAL_POSTGRES_PASSWORD": "temporal-db-secret",
     "SMTP_HOST": "smtp.example.com",
     "SMTP_FROM": "crm@example.com",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-secret",
 }
 
 _VAR = re.compile(
@@ -144,11 +152,11 @@ def test_api_and_worker_get_every_setting_the_code_reads():
         assert not missing, f"{name} does not set {sorted(missing)}"
         unknown = set(environment) - settings_env_names()
         assert not unknown, f"{name} sets variables no setting reads: {sorted(unknown)}"
-    assert services["api"]["environment"] == services["worker"]["environment"]
+    assert all(services[name]["environment"] == services["api-1"]["environment"] for name in APP_SERVICES)
 
 
 def test_the_resolved_environment_is_valid_settings(monkeypatch):
-    environment = resolved_compose()["services"]["api"]["environment"]
+    environment = resolved_compose()["services"]["api-1"]["environment"]
     for name in settings_env_names():
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
@@ -207,14 +215,18 @@ def test_dependencies_exist_and_their_conditions_can_be_met():
         assert deps.get("postgresql") == "service_healthy", f"{name} starts before its database is ready"
         assert deps.get("temporal-create-namespace") == "service_completed_successfully", (
             f"{name} starts before the namespace and search attributes exist")
-    assert "/health" in " ".join(services["api"]["healthcheck"]["test"])
+    for name in APIS:
+        assert "/health" in " ".join(services[name]["healthcheck"]["test"])
+    assert depends_on(services["api-2"]).get("api-1") == "service_healthy", "the replicas create tables one at a time"
+    for name in WORKERS:
+        assert depends_on(services[name]).get("api-1") == "service_healthy", f"{name} creates tables beside an API"
 
 
 def test_databases_are_separate_and_wired():
     services = resolved_compose()["services"]
     app_db = services["postgresql"]["environment"]
     assert services["postgresql"]["image"].startswith("postgres:16")
-    url = services["api"]["environment"]["DATABASE_URL"]
+    url = services["api-1"]["environment"]["DATABASE_URL"]
     assert url == (
         f"postgresql+psycopg://{app_db['POSTGRES_USER']}:{app_db['POSTGRES_PASSWORD']}@postgresql:5432/"
         f"{app_db['POSTGRES_DB']}"
@@ -237,7 +249,7 @@ def test_app_and_ui_reach_the_temporal_service_and_attributes_are_registered():
         assert host == "temporal" and port == "7233", f"{name} does not point at the temporal service"
     job = services["temporal-create-namespace"]
     script = " ".join(job["command"])
-    namespace = services["api"]["environment"]["TEMPORAL_NAMESPACE"]
+    namespace = services["api-1"]["environment"]["TEMPORAL_NAMESPACE"]
     assert job["environment"]["NAMESPACE"] == namespace
     assert "namespace create" in script
     for attribute in SEARCH_ATTRIBUTES:
@@ -248,9 +260,11 @@ def test_app_and_ui_reach_the_temporal_service_and_attributes_are_registered():
 
 def test_app_services_share_the_data_volume_and_the_image_has_postgres_support():
     services = resolved_compose()["services"]
-    data_dir = services["api"]["environment"]["STAGEFLOW_DATA_DIR"]
+    data_dir = services["api-1"]["environment"]["STAGEFLOW_DATA_DIR"]
     mounts = {name: [v for v in services[name]["volumes"] if v.endswith(f":{data_dir}")] for name in APP_SERVICES}
-    assert mounts["api"] and mounts["api"] == mounts["worker"], "documents written by the worker must reach the API"
+    assert mounts["api-1"], "the API keeps its documents in the data volume"
+    assert all(mounts[name] == mounts["api-1"] for name in APP_SERVICES), (
+        "documents written by a worker must reach the APIs")
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("psycopg[binary]") for dep in extras["postgres"])
     assert re.search(r"pip install [^\n]*\.\[postgres\]", DOCKERFILE.read_text())
@@ -261,3 +275,92 @@ def test_every_setting_is_documented_in_the_readme():
     configuration = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     undocumented = sorted(name for name in settings_env_names() if f"`{name}`" not in configuration)
     assert not undocumented, f"README's Configuration section does not list {undocumented}"
+
+
+def duration_seconds(text: str) -> float:
+    """A compose duration (`40s`, `1m30s`) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(text))
+    assert parts and "".join(number + unit for number, unit in parts) == str(text), f"not a duration: {text}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def mounted(service: dict, target: str) -> Path:
+    """The file of this repository a service mounts at `target`."""
+    for volume in service.get("volumes") or []:
+        source, _, rest = volume.partition(":")
+        if rest.split(":", 1)[0] == target and source.startswith("./"):
+            return ROOT / source
+    raise AssertionError(f"nothing of the repository is mounted at {target}")
+
+
+def test_two_replicas_behind_haproxy_that_checks_readiness():
+    services = resolved_compose()["services"]
+    assert {*APP_SERVICES, "haproxy", "prometheus", "grafana"} <= set(services), sorted(services)
+    assert "api" not in services and "worker" not in services
+    haproxy = services["haproxy"]
+    assert haproxy["image"].startswith("haproxy:")
+    assert any(str(port).endswith(":8000") for port in haproxy["ports"]), "the load balancer is the published API port"
+    for name in APIS:
+        assert not services[name].get("ports"), f"{name} is reached through haproxy only"
+        assert depends_on(haproxy).get(name) == "service_healthy"
+    config = mounted(haproxy, "/usr/local/etc/haproxy/haproxy.cfg").read_text()
+    lines = [line.split("#", 1)[0].strip() for line in config.splitlines()]
+    assert "option httpchk" in lines and "http-check send meth GET uri /ready" in lines
+    assert "http-check expect status 200" in lines
+    for name in APIS:
+        assert any(re.fullmatch(rf"server {name} {name}:8000 .*\bcheck\b.*", line) for line in lines), name
+    assert any(line.startswith("http-request deny") and "/metrics" in line for line in lines), (
+        "the API's metrics are for Prometheus on the compose network, not for the outside")
+
+
+def test_api_and_workers_stop_gracefully():
+    services = resolved_compose()["services"]
+    for name in APIS:
+        command = services[name]["command"]
+        assert command[0] == "uvicorn" and "--timeout-graceful-shutdown" in command, name
+        grace = float(command[command.index("--timeout-graceful-shutdown") + 1])
+        assert duration_seconds(services[name]["stop_grace_period"]) > grace, f"{name} is killed before it finishes"
+    cmd = re.search(r"^CMD\s+(\[.*\])", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert cmd and "--timeout-graceful-shutdown" in cmd.group(1)
+    for name in WORKERS:
+        worker = services[name]
+        assert worker["command"] == ["python", "worker.py"]
+        shutdown = float(worker["environment"]["STAGEFLOW_WORKER_SHUTDOWN_SECONDS"])
+        assert duration_seconds(worker["stop_grace_period"]) > shutdown, f"{name} is killed before its activities end"
+
+
+def test_prometheus_scrapes_every_replica_and_worker_and_grafana_shows_them():
+    services = resolved_compose()["services"]
+    port = services["worker-1"]["environment"]["STAGEFLOW_WORKER_METRICS_PORT"]
+    assert port and int(port) > 0
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    scrape = yaml.safe_load(mounted(prometheus, "/etc/prometheus/prometheus.yml").read_text())["scrape_configs"]
+    targets = {
+        job["job_name"]: {target for group in job["static_configs"] for target in group["targets"]} for job in scrape
+    }
+    assert targets["stageflow-api"] == {f"{name}:8000" for name in APIS}
+    assert targets["stageflow-worker"] == {f"{name}:{port}" for name in WORKERS}
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in scrape)
+
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    provisioning = mounted(grafana, "/etc/grafana/provisioning")
+    source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
+    provider = yaml.safe_load((provisioning / "dashboards" / "stageflow.yml").read_text())["providers"][0]
+    folder = provider["options"]["path"]
+    dashboard_file = mounted(grafana, f"{folder}/stageflow-dashboard.json")
+    assert dashboard_file == ROOT / "deploy" / "grafana" / "stageflow-dashboard.json"
+    dashboard = json.loads(dashboard_file.read_text())
+    queries = " ".join(
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+        if target.get("datasource", {}).get("uid") == source["uid"]
+    )
+    for metric in ("stageflow_http_requests_total", "stageflow_http_request_duration_seconds_bucket",
+                   "stageflow_rules_total", "stageflow_rule_lateness_seconds_bucket", "stageflow_trigger_matches_total",
+                   "temporal_workflow_task_schedule_to_start_latency_bucket",
+                   "temporal_activity_schedule_to_start_latency_bucket", "temporal_worker_task_slots_used"):
+        assert metric in queries, f"no panel of the dashboard shows {metric}"
+    assert "histogram_quantile(0.99" in queries and "histogram_quantile(0.5" in queries

@@ -62,6 +62,7 @@ class OutcomeSteps:
     @activity.defn(name=RECORD_RULE_FAILED)
     async def record_rule_failed(self, failure: RuleFailure) -> None:
         link = self.deps.settings.workflow_ui_link(failure.workflow_id)
+        metrics = self.deps.metrics
 
         def work(session: Session) -> None:
             if session.get(Effect, effect_key(failure.workflow_id, failure.rule)) is not None:
@@ -80,6 +81,7 @@ class OutcomeSteps:
                 workflow_url=link,
                 version=failure.version or None,
             )
+            metrics.after_commit(session, lambda: metrics.rule_finished(failure.rule_type, "failed"))
 
         await self.deps.db(work)
 

@@ -21,14 +21,15 @@ from temporalio.exceptions import ApplicationError
 from activities.steps.outcomes import record_waiting
 from activities.steps.planning import rule_text
 from activities.keys import effect_key, outcome_key
+from activities.metrics import lateness
 from activities.rule import Deps, RuleContext, RuleFailed
 from models.domain import conditions, placeholders
 from models.domain.problems import located, problems_of
 from models.domain.rule_types import RuleType
 from models.domain.data_tree import data_tree
 from models.item_data import build_data, item_tree
-from models.store import add_timeline, insert_once
-from models.tables import Effect, Item
+from models.store import add_timeline, get_by, insert_once
+from models.tables import Effect, Item, TimelineEntry
 from workflows.types import ItemEvent, ItemMove, RuleCall, RuleOutcome, WaitSpec
 
 STORED_PREFIX = "<kept in the database: "
@@ -103,13 +104,18 @@ class RuleRunner:
         stage; skipped when its condition is false; otherwise the item and the rule's data tree (built on `tree`, the
         item's part of it, when one is given)."""
         if recorded is not None:
+            self.deps.metrics.after_commit(session, self.deps.metrics.effect_found)
             return _outcome_from(recorded)
         if item is None or item.entry_no != call.entry_no:
+            cancelled = outcome_key(call.workflow_id, call.rule.name, "cancelled")
+            first = self.deps.metrics.enabled and get_by(session, TimelineEntry, key=cancelled) is None
             add_timeline(
                 session, call.item_id, "rule_cancelled", f"Rule {rule_text(call.rule)} cancelled: the item left the stage",
-                at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "cancelled"), rule_name=call.rule.name,
+                at=call.at, key=cancelled, rule_name=call.rule.name,
                 entry_no=call.entry_no, reason="left", version=call.rule.version or None,
             )
+            if first:
+                self._count(session, call, "cancelled")
             return RuleOutcome(status="cancelled", reason="the item left the stage")
         results = _stored_results(session, call)
         if tree is None:
@@ -128,8 +134,16 @@ class RuleRunner:
                     at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "skipped"),
                     rule_name=call.rule.name, entry_no=call.entry_no, reason=reason, version=call.rule.version or None,
                 )
+                self._count(session, call, "skipped")
                 return outcome
         return item, data
+
+    def _count(self, session: Session, call: RuleCall, outcome: str) -> None:
+        """The rule's run ends with `outcome`, counted once the transaction that records it commits."""
+        metrics = self.deps.metrics
+        if metrics.enabled:
+            late = lateness(call.rule.due)
+            metrics.after_commit(session, lambda: metrics.rule_finished(call.rule.type, outcome, late))
 
     def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome) -> None:
         effect = Effect(
@@ -148,6 +162,7 @@ class RuleRunner:
         )
         if insert_once(session, Effect.__table__, effect.model_dump(), "key", "key") is None:
             return  # recorded by an earlier attempt
+        self._count(session, call, "done")
         if outcome.wait is not None:
             record_waiting(session, call, outcome.wait)
             return

@@ -130,6 +130,9 @@ class StageSteps:
             data = build_data(session, item, constants=config.constants, variables=config.variables)
             found, misses = scan(config, order, call.stage, call.event.type, call.event.data or {}, data)
             _record_event(session, call, found, misses)
+            if found is not None or misses:
+                metrics = self.deps.metrics
+                metrics.after_commit(session, lambda: metrics.trigger_checked(found is not None))
             if found is None:
                 return MatchResult(), None
             stage, trigger = found

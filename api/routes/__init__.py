@@ -15,6 +15,7 @@ from api.routes import (
     hooks,
     items,
     messages,
+    metrics,
     notifications,
     parties,
     pipelines,
@@ -32,6 +33,7 @@ from api.routes import (
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(metrics.router)
 api_router.include_router(users.router)
 api_router.include_router(api_keys.router)
 api_router.include_router(pipelines.router)

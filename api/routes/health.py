@@ -1,4 +1,6 @@
-"""GET /health: the database and Temporal, checked on each call (no key needed)."""
+"""GET /health and GET /ready: the database and Temporal, checked on each call (no key needed). /ready is for
+load balancers and orchestrators: 200 only when both answer, 503 otherwise, so traffic goes to replicas that can
+serve it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
 
 from api.deps import ClientDep
 from api.schemas import Health
@@ -35,12 +38,8 @@ async def _check(name: str, probe) -> str:
     return "ok"
 
 
-@router.get(
-    "/health",
-    response_model=Health,
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Health, "description": "A dependency is down"}},
-)
-async def health(request: Request, client: ClientDep):
+async def _checked(request: Request, client: Client) -> JSONResponse:
+    """Both dependencies checked: 200 with `ok` for each, or 503 naming what failed."""
     database = await _check("database", run_in_threadpool(_ping_database, request.app.state.engine))
     temporal = await _check(
         "temporal",
@@ -48,4 +47,19 @@ async def health(request: Request, client: ClientDep):
     )
     ok = database == "ok" and temporal == "ok"
     body = Health(status="ok" if ok else "error", database=database, temporal=temporal)
-    return JSONResponse(body.model_dump(), status_code=status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE)
+    code = status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(body.model_dump(), status_code=code)
+
+
+DOWN = {status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Health, "description": "A dependency is down"}}
+
+
+@router.get("/health", response_model=Health, responses=DOWN)
+async def health(request: Request, client: ClientDep):
+    return await _checked(request, client)
+
+
+@router.get("/ready", response_model=Health, responses=DOWN)
+async def ready(request: Request, client: ClientDep):
+    """Whether this replica can take traffic: its database and Temporal both answer."""
+    return await _checked(request, client)

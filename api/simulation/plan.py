@@ -25,7 +25,7 @@ from models.tables import Pipeline
 def simulator(request: Request) -> Simulator:
     app = request.app
     if getattr(app.state, "simulator", None) is None:
-        app.state.simulator = Simulator(app.state.settings, app.state.engine)
+        app.state.simulator = Simulator(app.state.settings, app.state.engine, getattr(app.state, "metrics", None))
     return app.state.simulator
 
 

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.services.pdf_runner import render_pending_pdf
 from activities.rule import Deps
 from activities.worker import build_worker
+from api.metrics import ApiMetrics
 from api.schemas import ItemCreate
 from api.simulation.recorders import Recorder
 from api.simulation.schemas import ScriptStep, WebhookAnswer
@@ -91,9 +92,10 @@ def _iso(moment: datetime | None) -> str | None:
 class Simulator:
     """The service's simulations: how many run, where their scratch databases and answers are kept."""
 
-    def __init__(self, settings: Settings, database: Engine) -> None:
+    def __init__(self, settings: Settings, database: Engine, metrics: ApiMetrics | None = None) -> None:
         self.settings = settings
         self.database = database
+        self.metrics = metrics
         self.running = 0
 
     @property
@@ -131,11 +133,16 @@ class Simulator:
         if self.running >= self.settings.simulation_limit:
             raise SimulationsBusy(f"{self.running} simulations are running, the most this service runs at once")
         self.running += 1
+        outcome = "failed"
         try:
             await asyncio.to_thread(self.prune)
-            return await Run(self, plan).go()
+            answer = await Run(self, plan).go()
+            outcome = "done"
+            return answer
         finally:
             self.running -= 1
+            if self.metrics is not None:
+                self.metrics.simulation(outcome)
 
 
 class Run:

@@ -11,10 +11,11 @@ from fastapi.routing import iter_route_contexts
 
 from tests.crm import eventually, ok, pipeline, user
 
-PUBLIC_PREFIXES = ("/health", "/public/", "/sign/", "/hooks/", "/callbacks/", "/t/", "/docs", "/openapi.json", "/redoc",
-                   "/ui", "/payments/stripe", "/channels/")
-"""Routes without an API key: public links, docs, the console (its session has tests of its own), and the webhooks of
-Stripe and of the messenger and call providers (their signatures have tests of their own)."""
+PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/public/", "/sign/", "/hooks/", "/callbacks/", "/t/", "/docs",
+                   "/openapi.json", "/redoc", "/ui", "/payments/stripe", "/channels/")
+"""Routes without an API key: the service's health, readiness and metrics (the metrics' own key has tests in
+tests/operations/), public links, docs, the console (its session has tests of its own), and the webhooks of Stripe and
+of the messenger and call providers (their signatures have tests of their own)."""
 SAMPLE_PARAMS = {"code": "sample_code", "token": "sample-token-0123456789", "kind": "pdf", "secret": "sample"}
 
 

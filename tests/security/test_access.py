@@ -22,8 +22,10 @@ from tests.crm import automate, deal, ok, pipeline, user
 from tests.security.findings import record
 
 SERVICE = {
-    ("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+    ("GET", "/health"), ("GET", "/ready"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"), ("GET", "/metrics"),
 }
+"""The service's own routes; /metrics asks for a key only when STAGEFLOW_METRICS_KEY is set (not here)."""
 BY_TOKEN = {
     ("GET", "/public/documents/{token}"), ("GET", "/public/documents/{token}/{kind}"),
     ("GET", "/sign/{token}"), ("GET", "/sign/{token}/pdf"), ("GET", "/sign/{token}/signed.pdf"),

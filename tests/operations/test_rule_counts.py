@@ -1,0 +1,126 @@
+"""Each rule is counted once, at the outcome that was stored: rules that start together run in one transaction,
+and when one of them fails that transaction is undone and they run again one by one; the rules done in the undone
+transaction are not counted then, only when their outcome is stored for good. A rule run again after its outcome
+was stored counts as an effect found, not as another run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.metrics import RuleMetrics
+from activities.rule import Deps
+from activities.steps.runner import RuleRunner
+from activities.rules import RULE_TYPES
+from activities.worker import build_worker
+from tests.crm import automate, deal, eventually, pipeline, timeline, user
+from tests.stacks import Stack, open_stack, stack_settings
+from workflows.types import RuleCall, RulePlan
+
+
+@dataclass
+class Counted:
+    stack: Stack
+    buffer: MetricBuffer
+    metrics: RuleMetrics
+    seen: Counter = field(default_factory=Counter)
+    records: Counter = field(default_factory=Counter)
+
+    def read(self) -> Counter:
+        """(metric, labels…) → the sum of the values recorded so far (`records`: how many times each metric was
+        recorded)."""
+        for update in self.buffer.retrieve_updates():
+            labels = tuple(sorted((key, str(value)) for key, value in update.attributes.items()))
+            self.seen[(update.metric.name, labels)] += update.value
+            self.records[update.metric.name] += 1
+        return self.seen
+
+    def rules(self) -> Counter:
+        counted = Counter()
+        for (name, labels), value in self.read().items():
+            if name == "stageflow_rules_total":
+                values = dict(labels)
+                counted[(values["type"], values["outcome"])] += value
+        return +counted
+
+    def total(self, name: str) -> float:
+        return sum(value for (metric, _), value in self.read().items() if metric == name)
+
+
+@pytest.fixture
+async def counted(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Counted]:
+    """A stack whose worker counts its rules into a metric buffer."""
+    buffer = MetricBuffer(10_000)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    async with AsyncExitStack() as exit_stack:
+        stack = await open_stack(exit_stack, dev_env, stack_settings(tmp_path), worker=False)
+        metrics = RuleMetrics(runtime.metric_meter)
+        stack.deps = Deps(settings=stack.settings, database=stack.engine, client=dev_env.client, metrics=metrics)
+        await exit_stack.enter_async_context(build_worker(dev_env.client, stack.deps))
+        yield Counted(stack, buffer, metrics)
+
+
+def note(name: str, text: str, **extra) -> dict:
+    return {"name": name, "type": "add_timeline_entry", "settings": {"text": text}, **extra}
+
+
+async def test_rules_undone_with_their_batch_are_counted_once_when_stored(counted: Counted):
+    http = counted.stack.http
+    manager = await user(http, "Manager")
+    flow = await pipeline(http, ["NEW", "WON"])
+    await automate(http, flow["id"], {"NEW": {"rules": [
+        note("one", "first"),
+        note("two", "second"),
+        note("broken", "{{Deal.Fields.missing.deeper}}"),
+        note("never", "large", condition={"all": [{"field": "Deal.Amount", "op": ">", "value": 1_000_000}]}),
+        {"name": "ping", "type": "notify_employee", "settings": {"text": "hi", "user_ids": [manager["id"]]}},
+    ]}})
+    item = await deal(http, flow["id"], manager["id"], title="Sofa", amount=10)
+
+    async def finished():
+        story = await timeline(http, item["id"])
+        ended = [entry for entry in story if entry["kind"] in ("rule_done", "rule_failed", "rule_skipped")]
+        return story if len(ended) == 5 else None
+
+    story = await eventually(finished, timeout=30)
+    on_timeline = Counter(entry["kind"] for entry in story if entry["kind"].startswith("rule_"))
+    assert (on_timeline["rule_done"], on_timeline["rule_failed"], on_timeline["rule_skipped"]) == (3, 1, 1)
+    await eventually(lambda: counted.rules() == Counter({
+        ("add_timeline_entry", "done"): 2, ("add_timeline_entry", "failed"): 1, ("add_timeline_entry", "skipped"): 1,
+        ("notify_employee", "done"): 1,
+    }), timeout=10)
+    assert counted.total("stageflow_effects_found_total") == 0
+    assert counted.records["stageflow_rule_lateness_seconds"] == 4  # every rule that ran and was due: not `broken`
+
+
+async def test_a_rule_run_again_after_its_outcome_was_stored_is_an_effect_found(counted: Counted):
+    http = counted.stack.http
+    manager = await user(http, "Manager")
+    flow = await pipeline(http, ["NEW"])
+    item = await deal(http, flow["id"], manager["id"], title="Sofa")
+    runner = RuleRunner(counted.stack.deps, RULE_TYPES["add_timeline_entry"])
+    call = RuleCall(
+        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
+        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
+        rule=RulePlan(index=0, name="again", type="add_timeline_entry", activity="rule.add_timeline_entry",
+                      settings={"text": "once"}, due=_now()),
+    )
+    first = await ActivityEnvironment().run(runner.run, call)
+    second = await ActivityEnvironment().run(runner.run, call)
+    assert first.status == second.status == "done"
+    assert counted.rules() == Counter({("add_timeline_entry", "done"): 1})
+    assert counted.total("stageflow_effects_found_total") == 1
+    comments = [entry for entry in await timeline(http, item["id"]) if entry["kind"] == "comment"]
+    assert [entry["text"] for entry in comments] == ["once"]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
