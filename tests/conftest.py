@@ -70,3 +70,11 @@ async def ts_stack(ts_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
     async with AsyncExitStack() as exit_stack:
         settings = stack_settings(tmp_path, temporal_search_attributes=False)
         yield await open_stack(exit_stack, ts_env, settings)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test (`item.report_call`), for fixtures that print logs of a failed test."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

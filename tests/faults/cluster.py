@@ -253,6 +253,20 @@ class Cluster:
         )
 
 
+@contextmanager
+def cluster_of_test(request: Any, root: Path, **settings: str) -> Iterator[Cluster]:
+    """A test's cluster, not started; closed at the end, the tail of every log printed when the test failed (the
+    report is kept on the test by the hook in tests/conftest.py)."""
+    installation = Cluster(root, **settings)
+    try:
+        yield installation
+    finally:
+        installation.close()
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            print(installation.log_tails())
+
+
 # -- the outside world -----------------------------------------------------------------------------
 
 
