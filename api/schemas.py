@@ -386,6 +386,8 @@ class PartyUpdate(StrictModel):
             raise ValueError("give name, email, phone or channels")
         if "name" in self.model_fields_set and self.name is None:
             raise ValueError("name cannot be null")
+        if "channels" in self.model_fields_set and self.channels is None:
+            raise ValueError("channels cannot be null (give {} to remove them)")
         return self
 
 
@@ -397,6 +399,15 @@ class PartyPublic(PartyBase):
 class EventCreate(StrictModel):
     type: EventType
     data: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _payment_as_payments_take_it(cls, data: dict[str, Any], info: Any) -> dict[str, Any]:
+        """A `payment_received` posted as an event is checked as `POST …/payments` checks a payment: it adds to what
+        the item has been paid."""
+        if info.data.get("type") == "payment_received":
+            PaymentCreate.model_validate(data)
+        return data
 
 
 class PartyEventAccepted(Accepted):

@@ -24,13 +24,16 @@ CAPABILITY_TOKEN = re.compile(
 )
 """A capability URL path: its prefix (group 1) and its token (group 2)."""
 BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
+QUERY_SECRET = re.compile(r"(hub\.verify_token=)[^&\s\"']+")
+"""The WhatsApp verify token Meta sends in the callback URL's query when it checks the webhook."""
 """A Telegram bot token, which the Bot API puts in the path of every call (`/bot<token>/sendMessage`)."""
 _PLAIN = (int, float, bool, type(None))
 
 
 def redact(text: str) -> str:
     """`text` with the token segment of every capability URL path in it replaced by `***`."""
-    return BOT_TOKEN.sub(REDACTED, CAPABILITY_TOKEN.sub(rf"\g<1>{REDACTED}", text))
+    text = CAPABILITY_TOKEN.sub(rf"\g<1>{REDACTED}", text)
+    return QUERY_SECRET.sub(rf"\g<1>{REDACTED}", BOT_TOKEN.sub(REDACTED, text))
 
 
 def _redact_arg(value: Any) -> Any:

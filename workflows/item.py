@@ -112,8 +112,8 @@ class ItemWorkflow:
     @workflow.update
     async def archive(self, request: Archiving) -> MoveResult:
         """Archived, the item's current entry is cancelled (its waiting rules are recorded as cancelled because the
-        item was archived) and moves and events wait for a restore; restored, it is back in its stage, whose rules
-        do not run again."""
+        item was archived) and moves and events are refused until a restore; restored, it is back in its stage, whose
+        rules do not run again."""
         async with self.lock:
             if request.archived and not self.state.archived and self.state.entry_no:
                 self._cancel_entry(entry_workflow_id(self.state.entity, self.state.item_id, self.state.entry_no))
@@ -156,8 +156,10 @@ class ItemWorkflow:
     async def _handle(self, event: ItemEvent) -> tuple[EventHandled, Awaitable[MoveResult] | None]:
         """Matches the event; when a trigger fired, the move that remains (entering the stage unless the match
         did, starting its entry) is handed back to be awaited."""
-        if self._seen(event.event_id) or self.state.archived:
-            return EventHandled(stage=self.state.stage), None  # handled before, or the item is archived
+        if self.state.archived or self._seen(event.event_id):
+            # The item is archived (the API refuses its events; one sent just before is dropped, and not taken as
+            # seen, so the same event sent after a restore is taken), or the event was handled before.
+            return EventHandled(stage=self.state.stage), None
         if event.type == FieldChanged.TYPE and self.state.entry_no:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
@@ -198,7 +200,7 @@ class ItemWorkflow:
     async def rule_move(self, request: ItemMove) -> None:
         """A move asked for by a rule (change stage); deduplicated by its request id."""
         async with self.lock:
-            if self._seen(request.request_id) or self.state.archived:
+            if self.state.archived or self._seen(request.request_id):
                 return
             await self._move(request)
 

@@ -80,6 +80,7 @@ class ApplyVersionWorkflow:
                 except FailureError as error:  # the entry finished meanwhile: nothing waits there any more
                     workflow.logger.info("entry of %s %s not told: %s", entry.entity, entry.item_id, error)
                 order.reached += 1
+                order.after_item_id = max(order.after_item_id, entry.item_id)
         workflow.continue_as_new(order)
 
 

@@ -276,6 +276,9 @@ class ApplyInput:
     batch: int = 100
     reached: int = 0
     """Entries told so far (over every run of the workflow)."""
+    after_item_id: int = 0
+    """The last item of the batches told: the next batch starts after it (a batch taken by a step whose answer was
+    lost is taken again, its entries told then)."""
 
 
 @dataclass

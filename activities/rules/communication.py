@@ -433,7 +433,8 @@ def _channel_recipient(ctx: RuleContext, session: Session, channel: str) -> tupl
 
 
 def _prepare_channel(ctx: RuleContext, session: Session, channel: str, text: str, region: str) -> tuple[int, str, bool]:
-    """The message row (made once, keyed), its recipient, and whether it went out already."""
+    """The message row (made once, keyed), its recipient, and whether it went out already (the provider gave it an
+    id: its status may have moved on to delivered or read since)."""
     raw, source = _channel_recipient(ctx, session, channel)
     try:
         to = channel_identity(channel, raw, region)
@@ -442,11 +443,11 @@ def _prepare_channel(ctx: RuleContext, session: Session, channel: str, text: str
     message = get_by(session, Message, effect_key=ctx.effect_key)
     if message is None:
         message = Message(item_id=ctx.item_id, channel=channel, to=to, body=text, effect_key=ctx.effect_key)
-    elif message.status != "sent":
+    elif message.provider_id is None:
         message.to, message.body, message.status, message.error = to, text, "queued", None
     session.add(message)
     session.flush()
-    return message.id, to, message.status == "sent"
+    return message.id, to, message.provider_id is not None
 
 
 class SendChannelMessageSettings(BaseModel):

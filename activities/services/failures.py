@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from activities.keys import effect_key, outcome_key, stage_change_key
-from models.tables import Effect, Item, TimelineEntry
+from models.tables import Effect, Item, Operation, OperationTarget, TimelineEntry
 
 FAILED_TYPE = re.compile(r"^Rule .* \(([a-z][a-z0-9_]*)\) failed: ")
 """The rule type in the text of a `rule_failed` entry written before the entry's data named it."""
@@ -45,11 +45,12 @@ def open_failures(
     pipeline_id: int | None = None, rule_type: str | None = None,
 ) -> list[FailedRule]:
     """Every rule of a stage entry that failed in the window (by when it failed) and has not been settled since,
-    oldest first; one per entry and rule, with its latest error."""
+    oldest first; one per entry and rule, with its latest error. An archived item's are left out: its entry was
+    cancelled."""
     statement = (
         select(TimelineEntry, Item.entity_type, Item.pipeline_id)
         .join(Item, col(Item.id) == TimelineEntry.item_id)
-        .where(TimelineEntry.kind == "rule_failed")
+        .where(TimelineEntry.kind == "rule_failed", col(Item.archived_at).is_(None))
         .order_by(col(TimelineEntry.at), col(TimelineEntry.id))
     )
     if since is not None:
@@ -105,3 +106,13 @@ def _entry_stages(session: Session, entries: list[tuple[str, int, int]]) -> dict
                 col(TimelineEntry.key).in_(keys[start:start + 500]))):
             stages[key] = str((data or {}).get("to") or "")
     return stages
+
+
+def being_retried(session: Session) -> set[tuple[str, str]]:
+    """(entry workflow id, rule) of the failed rules an unfinished retry operation is still to run: a second
+    operation leaves them to it, so that no rule runs in two operations at once."""
+    return set(session.exec(
+        select(OperationTarget.workflow_id, OperationTarget.rule)
+        .join(Operation, col(Operation.id) == OperationTarget.operation_id)
+        .where(OperationTarget.status == "pending", col(Operation.finished_at).is_(None))
+    ).all())

@@ -14,8 +14,8 @@ from activities.steps.planning import rule_text
 from activities.keys import effect_key, outcome_key, part_key
 from activities.rule import Deps
 from models.item_data import load_automation
-from models.store import add_timeline
-from models.tables import Effect, Item
+from models.store import add_timeline, get_by
+from models.tables import Effect, Item, TimelineEntry
 from workflows.types import (
     FINISH_ENTRY,
     RECORD_RULE_FAILED,
@@ -64,14 +64,22 @@ class OutcomeSteps:
         link = self.deps.settings.workflow_ui_link(failure.workflow_id)
         metrics = self.deps.metrics
 
+        info = activity.info()
+        # Once per step: its attempts share a key (another workflow, or a later step, records its own failure).
+        key = part_key(effect_key(failure.workflow_id, failure.rule), "failed", info.workflow_id, info.workflow_run_id,
+                       info.activity_id)
+
         def work(session: Session) -> None:
             if session.get(Effect, effect_key(failure.workflow_id, failure.rule)) is not None:
                 return
+            if get_by(session, TimelineEntry, key=key) is not None:
+                return  # recorded by an earlier attempt of this step
             add_timeline(
                 session,
                 failure.item_id,
                 "rule_failed",
                 f"Rule {failure.rule} ({failure.rule_type}) failed: {failure.error}",
+                key=key,
                 at=failure.at,
                 rule_name=failure.rule,
                 entry_no=failure.entry_no,

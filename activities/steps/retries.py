@@ -62,6 +62,8 @@ class RetrySteps:
             row = session.get(OperationTarget, target.id)
             if session.get(Effect, effect_key(target.workflow_id, target.rule)) is not None:
                 return RetryPrepared(status="done", reason="it took effect before this retry")
+            if session.get(Item, row.item_id).archived_at is not None:
+                return RetryPrepared(status="cancelled", reason="the item was archived")
             config, version = self._automation(session, row, target.automation)
             stage = config.stages.get(row.stage)
             rules = stage.rules if stage is not None else []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -171,6 +173,10 @@ def _event_id(call: MatchCall) -> str | None:
     return call.event.event_id or (f"{info.workflow_run_id}/{info.activity_id}" if info is not None else None)
 
 
+MAX_PAYMENT = 1e15
+"""The largest payment added up, as `POST /deals/{id}/payments` takes."""
+
+
 def _add_payment(session: Session, call: MatchCall, item: Item) -> None:
     """A payment in the item's currency adds to what the item has been paid, before its triggers are asked (their
     conditions may compare `Paid` with `Amount`). Once per event: an attempt that finds the event on the timeline
@@ -182,7 +188,10 @@ def _add_payment(session: Session, call: MatchCall, item: Item) -> None:
         return
     payment = PaymentReceived.read(call.event.data or {})
     amount = number_or_none(payment.amount)
-    if amount is None or (payment.currency and item.currency and payment.currency.upper() != item.currency.upper()):
+    currency = payment.currency if payment.currency is None or isinstance(payment.currency, str) else ""
+    if amount is None or not math.isfinite(amount) or not 0 <= amount <= MAX_PAYMENT or currency == "":
+        return  # not a payment anyone can add up: its event is still recorded and matched as sent
+    if currency and item.currency and currency.upper() != item.currency.upper():
         return
     item.paid = round((item.paid or 0) + amount, 3)
     session.add(item)

@@ -1,5 +1,7 @@
-"""The step of a version's apply (`ApplyVersionWorkflow`): the next entries of the pipeline that still run an older
-automation version, taken for the new one in the same transaction, with the new version's rules of their stages.
+"""The step of a version's apply (`ApplyVersionWorkflow`): the next entries of the pipeline, after the last item the
+apply told, that run an older automation version (or this one: entries a step took before its answer was lost, and
+entries begun on this version since, which ignore it), taken for the new one in the same transaction, with the new
+version's rules of their stages.
 
 The apply is started before the save that asks for it commits (so that no process can die between a committed save
 and its apply): the step waits for the version to be saved by that very apply, and finds nothing to do when the
@@ -42,7 +44,8 @@ class VersionSteps:
                 select(Item)
                 .where(
                     Item.pipeline_id == order.pipeline_id, col(Item.stage).is_not(None), Item.entry_no > 0,
-                    or_(col(Item.entry_version).is_(None), col(Item.entry_version) < order.version),
+                    Item.id > order.after_item_id,
+                    or_(col(Item.entry_version).is_(None), col(Item.entry_version) <= order.version),
                 )
                 .order_by(Item.id)
                 .limit(order.batch)

@@ -16,8 +16,6 @@ from xml.sax.saxutils import escape
 from activities.transports.channels import ProviderPermanentError, call_provider, secret_value
 from activities.transports.sms import key_digest
 
-CALL_STATUSES = ("queued", "ringing", "answered", "no-answer", "busy", "failed")
-"""A call's status as its message row shows it."""
 PROVIDER_STATUSES = {
     "queued": "queued", "initiated": "queued", "ringing": "ringing", "in-progress": "answered",
     "completed": "answered", "busy": "busy", "no-answer": "no-answer", "failed": "failed", "canceled": "failed",
@@ -79,7 +77,7 @@ class TwilioCaller:
         credentials = base64.b64encode(f"{self.account_sid}:{self._token}".encode()).decode()
         response = await call_provider(
             "The call provider", "POST", f"{self.api_url}/2010-04-01/Accounts/{self.account_sid}/Calls.json",
-            allow_private=self.allow_private, content=urlencode(self.form(call)),
+            allow_private=self.allow_private, once=True, content=urlencode(self.form(call)),
             headers={"Authorization": f"Basic {credentials}", "Content-Type": "application/x-www-form-urlencoded"},
         )
         try:

@@ -63,12 +63,24 @@ def raise_for_status(response: httpx.Response, provider: str) -> None:
         raise ProviderPermanentError(f"{provider} refused the request with {status}: {response.text[:200]}")
 
 
-async def call_provider(provider: str, method: str, url: str, *, allow_private: bool, **options: Any) -> httpx.Response:
-    """One call of a provider's API, its failures sorted into temporary and permanent."""
+AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+"""Failures after the request may have reached the provider: it may have acted on it."""
+
+
+async def call_provider(provider: str, method: str, url: str, *, allow_private: bool, once: bool = False,
+                        **options: Any) -> httpx.Response:
+    """One call of a provider's API, its failures sorted into temporary and permanent. With `once` (an act that must
+    not happen twice, such as placing a call), a failure after the request may have reached the provider is
+    permanent: the act is not tried again."""
     try:
         response = await safe_request(method, url, allow_private=allow_private, timeout=15, **options)
     except (UrlRefused, ResponseTooLarge) as error:
         raise ProviderPermanentError(redact(f"{provider} call refused: {error}")) from None
+    except AMBIGUOUS as error:
+        if once:
+            raise ProviderPermanentError(redact(
+                f"{provider} may have acted on the request ({type(error).__name__}): not sent again")) from None
+        raise ProviderTemporaryError(redact(f"{provider} did not answer: {type(error).__name__}: {error}")) from None
     except httpx.HTTPError as error:
         raise ProviderTemporaryError(redact(f"{provider} unreachable: {type(error).__name__}: {error}")) from None
     raise_for_status(response, provider)

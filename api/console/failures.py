@@ -37,11 +37,14 @@ def _moment(text: str, zone: str, end: bool) -> str | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return text
-    if len(text) <= 10:
-        moment = datetime.combine(moment.date() + timedelta(days=1 if end else 0), time.min)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(zone))
-    return moment.astimezone(timezone.utc).isoformat()
+    try:
+        if len(text) <= 10:
+            moment = datetime.combine(moment.date() + timedelta(days=1 if end else 0), time.min)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
+        return moment.astimezone(timezone.utc).isoformat()
+    except OverflowError:
+        return text
 
 
 def _typed(form: Any) -> dict[str, str]:

@@ -30,6 +30,8 @@ TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WHATSAPP_SIGNATURE_HEADER = "X-Hub-Signature-256"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 CALL_STATUS_PATH = "/channels/calls/status"
+DELIVERY_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+"""A WhatsApp message's status only moves forward: a late `sent` receipt never undoes `delivered`."""
 
 
 def _not_configured(setting: str) -> HTTPException:
@@ -153,7 +155,7 @@ def _whatsapp_status(session: Session, delivery: dict[str, Any]) -> dict[str, An
     if state == "failed":
         errors = delivery.get("errors") or [{}]
         message.status, message.error = "failed", str((errors[0] or {}).get("title") or "failed")[:2000]
-    elif message.status != "read":
+    elif DELIVERY_ORDER.get(state, 0) > DELIVERY_ORDER.get(message.status, 0):
         message.status = state
     session.add(message)
     session.commit()

@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, delete, select
 from temporalio.client import Client
 
-from activities.services.failures import FailedRule, open_failures
+from activities.services.failures import FailedRule, being_retried, open_failures
 from api.errors import not_found
 from api.schemas import FailuresRetry, FailureWindow
 from models.settings import Settings
@@ -65,8 +65,10 @@ async def retry_failures(
     session: Session, client: Client, settings: Settings, order: FailuresRetry, *, created_by: str,
 ) -> dict[str, Any]:
     """The dry run's count; or the operation that runs the failed rules again (its targets chosen now, in one
-    transaction, then its workflow started; a workflow that cannot be started leaves no operation behind)."""
-    failures = _failures(session, order)
+    transaction, then its workflow started; a workflow that cannot be started leaves no operation behind). Rules an
+    unfinished operation is still to run are left to it."""
+    taken = being_retried(session)
+    failures = [rule for rule in _failures(session, order) if (rule.workflow_id, rule.rule) not in taken]
     if order.dry_run:
         return {"dry_run": True, "count": len(failures)}
     operation_id = secrets.token_hex(8)

@@ -263,11 +263,20 @@ async def archive_item(session: Session, client: Client, item: Item, *, by_user_
                             detail=f"{item.entity_type.capitalize()} {item.id} is archived already")
     item.archived_at = utcnow()
     session.add(item)
-    session.add(TimelineEntry(item_id=item.id, kind="item_archived", text=f"{item.entity_type.capitalize()} archived",
-                              author_id=by_user_id, entry_no=item.entry_no, data={"stage": item.stage}))
+    marked = TimelineEntry(item_id=item.id, kind="item_archived", text=f"{item.entity_type.capitalize()} archived",
+                           author_id=by_user_id, entry_no=item.entry_no, data={"stage": item.stage})
+    session.add(marked)
+    # Committed first: the entry's cancellation reads it to record "archived" as the reason.
     session.commit()
     if item.stage is not None:
-        await workflow_client.archive_item(client, item, True)
+        try:
+            await workflow_client.archive_item(client, item, True)
+        except BaseException:
+            item.archived_at = None  # the workflow did not hear of it: nothing is archived
+            session.add(item)
+            session.delete(marked)
+            session.commit()
+            raise
     session.refresh(item)
     return item
 

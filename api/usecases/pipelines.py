@@ -142,18 +142,19 @@ async def remove_stage(
     inside = list(session.exec(
         select(Item).where(Item.pipeline_id == pipeline.id, Item.stage == code).order_by(Item.id)
     ).all())
+    archived = [item for item in inside if item.archived_at is not None]
+    if archived:
+        raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=(
+            f"{len(archived)} archived {pipeline.entity_type}{'' if len(archived) == 1 else 's'} "
+            f"({', '.join(str(item.id) for item in archived[:10])}) {'is' if len(archived) == 1 else 'are'} in stage "
+            f"{code}: restore {'it' if len(archived) == 1 else 'them'} first, then remove the stage"))
     if inside and move_items_to is None:
         raise field_error(("query", "move_items_to"),
                           f"{len(inside)} {pipeline.entity_type}{' is' if len(inside) == 1 else 's are'} in stage "
                           f"{code}: say where {'it goes' if len(inside) == 1 else 'they go'} with move_items_to",
                           status.HTTP_409_CONFLICT)
     for item in inside:
-        if item.archived_at is not None:
-            item.stage = move_items_to
-            session.add(item)
-            session.commit()
-        else:
-            await items.move_item(session, client, settings, item, move_items_to)
+        await items.move_item(session, client, settings, item, move_items_to)
     row = session.get(Automation, pipeline.id)
     if row is not None and code in (row.config.get("stages") or {}):
         number = row.version + 1

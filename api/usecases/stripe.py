@@ -77,6 +77,8 @@ class Payment:
     item_id: int
     amount: float
     currency: str
+    key: str = ""
+    """The payment's own id as the item's event id (`payment_id`): the same payment twice is one payment."""
 
 
 def currency_exponent(currency: str) -> int:
@@ -165,6 +167,19 @@ def _currency(source: dict[str, Any]) -> str:
     return value.upper()
 
 
+class NamesNoItem(Exception):
+    """A payment whose metadata names no deal or lead: one of the account's other payments, not for this service."""
+
+
+def payment_id(kind: str, source: dict[str, Any], event_id: str) -> str:
+    """What identifies the payment itself, whichever event reports it: the PaymentIntent's id (a Checkout Session's
+    and an Invoice's `payment_intent`), else the event's own id. A payment reported by two events is one payment."""
+    intent = source.get("id") if kind == "payment_intent.succeeded" else source.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    return f"stripe-{intent}" if isinstance(intent, str) and EVENT_ID.match(intent) else f"stripe-{event_id}"
+
+
 def _item_named(source: dict[str, Any]) -> tuple[Entity, int]:
     """The deal or lead the object's metadata names: (entity, id); a 422 naming the field when it names none,
     both, or an id that is not a whole number in range."""
@@ -173,8 +188,7 @@ def _item_named(source: dict[str, Any]) -> tuple[Entity, int]:
         metadata = {}
     named = [field for field in ("deal_id", "lead_id") if metadata.get(field) not in (None, "")]
     if not named:
-        raise field_error(METADATA, "names no item: set deal_id (or lead_id) in the metadata of the PaymentIntent, "
-                                    "Checkout Session or Invoice")
+        raise NamesNoItem("the metadata names no item (deal_id or lead_id): a payment of something else")
     if len(named) > 1:
         raise field_error(METADATA, "names both deal_id and lead_id: give one")
     field = named[0]
@@ -208,8 +222,12 @@ def read_payment(kind: str, event: dict[str, Any]) -> Payment | str:
     amount = from_minor_units(minor, currency)
     if amount > MAX_AMOUNT:
         raise field_error((*OBJECT, field), f"is more than {MAX_AMOUNT:.0f} {currency}, the largest payment taken")
-    entity, item_id = _item_named(source)
-    return Payment(entity=entity, item_id=item_id, amount=amount, currency=currency)
+    try:
+        entity, item_id = _item_named(source)
+    except NamesNoItem as ignored:
+        return str(ignored)
+    return Payment(entity=entity, item_id=item_id, amount=amount, currency=currency,
+                   key=payment_id(kind, source, str(event.get("id"))))
 
 
 def paid_item(session: Session, payment: Payment) -> Item:
@@ -233,10 +251,12 @@ def _reached_before(session: Session, item: Item, event_id: str) -> bool:
 async def take_event(
     session: Session, client: Client, settings: Settings, payload: bytes, signature: str | None,
 ) -> StripeReceipt:
-    """A Stripe webhook delivery: verified, read, and sent to the item it names as its payment (the event's id as
-    the event id, so a redelivery is one payment). 404 while no signing secret is set, 400 for a signature that
-    does not verify or a body that is not an event, 422 naming the field for an event that names no item or one
-    that does not exist, 409 for an item that has not entered a stage or is archived; nothing changes then."""
+    """A Stripe webhook delivery: verified, read, and sent to the item it names as its payment (the PaymentIntent's
+    id as the event id, so a redelivery, or the same payment reported by a Checkout Session and its PaymentIntent,
+    is one payment). 404 while no signing secret is set, 400 for a signature that does not verify or a body that is
+    not an event, 200 ignored for a payment whose metadata names no item (the account's other payments), 422 naming
+    the field for an item that does not exist, 409 for an item that has not entered a stage or is archived; nothing
+    changes then."""
     event = verified_event(payload, signature, webhook_secret(settings))
     kind = _text(event, "type", EVENT_ID, "the event's type, such as payment_intent.succeeded")
     event_id = _text(event, "id", EVENT_ID, "the event's id (evt_…)")
@@ -246,8 +266,9 @@ async def take_event(
     item = paid_item(session, read)
     receipt = StripeReceipt(status="accepted", event_id=event_id, type=kind, amount=read.amount,
                             currency=read.currency, **{f"{read.entity}_id": read.item_id})
-    if _reached_before(session, item, event_id):
+    if _reached_before(session, item, read.key):
         return receipt.model_copy(update={
-            "status": "duplicate", "reason": f"event {event_id} reached {read.entity} {read.item_id} before"})
-    await items.report_payment(client, settings, item, read.amount, read.currency, event_id=event_id)
+            "status": "duplicate", "reason": f"payment {read.key.removeprefix('stripe-')} reached {read.entity} "
+                                             f"{read.item_id} before"})
+    await items.report_payment(client, settings, item, read.amount, read.currency, event_id=read.key)
     return receipt

@@ -201,7 +201,10 @@ def as_utc(moment: datetime) -> datetime:
     """A time in UTC; one without a zone (as SQLite gives it back) is taken as UTC."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is out of the range of times in UTC") from None
 
 
 def to_local(moment: datetime, calendar: CalendarSpec) -> datetime:

@@ -80,3 +80,16 @@ async def test_a_patch_is_one_field_changed_entry_naming_each_field_from_and_to(
     await stack.client.get_workflow_handle(f"deal-{item['id']}").query("current")
     received = await timeline(http, item["id"], kind="event_received")
     assert not [entry for entry in received if "moved nothing" in entry["text"]]
+
+
+async def test_a_stage_holding_an_archived_item_is_not_removed_until_it_is_restored(stack):
+    http = stack.http
+    flow, item = await waiting_deal(stack)
+    ok(await http.post(f"/deals/{item['id']}/archive"))
+    refused = await http.delete(f"/pipelines/{flow['id']}/stages/NEW", params={"move_items_to": "WON"})
+    assert refused.status_code == 409 and "archived" in refused.json()["detail"], refused.text
+    assert [stage["code"] for stage in ok(await http.get(f"/pipelines/{flow['id']}"))["stages"]] == ["NEW", "WON"]
+    ok(await http.post(f"/deals/{item['id']}/restore"))
+    removed = await http.delete(f"/pipelines/{flow['id']}/stages/NEW", params={"move_items_to": "WON"})
+    assert removed.status_code == 204, removed.text
+    assert ok(await http.get(f"/deals/{item['id']}"))["stage"] == "WON"

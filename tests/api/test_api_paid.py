@@ -39,3 +39,19 @@ async def test_payments_add_up_once_each_and_a_trigger_waits_for_the_whole_amoun
 
 async def _entries(http, item_id: int, rule: str) -> list[dict]:
     return [entry for entry in await timeline(http, item_id, kind="comment") if entry["rule_name"] == rule]
+
+
+async def test_a_payment_posted_as_an_event_is_checked_as_payments_are(stack):
+    http = stack.http
+    manager = await user(http, "Marek")
+    flow = await pipeline(http, ["NEW", "PAID"])
+    await automate(http, flow["id"], {"PAID": {"triggers": [{"name": "paid", "type": "payment_received"}]}})
+    item = await deal(http, flow["id"], manager["id"], amount=310, currency="EUR")
+    for data, field in [({"amount": 10, "currency": 5}, "currency"), ({"amount": "Infinity"}, "amount"),
+                        ({"amount": -3}, "amount"), ({"currency": "EUR"}, "amount"), ({"amount": 1e16}, "amount")]:
+        answer = await http.post(f"/deals/{item['id']}/events", json={"type": "payment_received", "data": data})
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][-1] == field, answer.text
+    ok(await http.post(f"/deals/{item['id']}/events?wait=true",
+                       json={"type": "payment_received", "data": {"amount": 310, "currency": "EUR"}}))
+    seen = ok(await http.get(f"/deals/{item['id']}"))
+    assert (seen["paid"], seen["stage"]) == (310, "PAID")

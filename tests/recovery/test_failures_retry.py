@@ -138,3 +138,17 @@ async def test_bad_failure_queries_and_unknown_operations_are_refused(stack):
     assert (await stack.member.post("/failures/retry", json={"dry_run": False})).status_code == 403
     assert (await stack.member.get("/failures")).status_code == 200
     assert (await stack.anon.get("/failures")).status_code == 401
+
+
+async def test_an_archived_items_failed_rules_are_not_listed_nor_run_again(mail_stack, inbox):
+    http = mail_stack.http
+    inbox.refuse(REFUSAL)
+    flow, ids = await _deals(http, 2, email_rule())
+    await eventually(lambda: _all_failed(http, ids), timeout=60, interval=0.3)
+    ok(await http.post(f"/deals/{ids[0]}/archive"))
+    assert ok(await http.get("/failures", params={"pipeline_id": flow["id"]}))["total"] == 1
+    inbox.refuse(None)
+    started = ok(await http.post("/failures/retry", json={"pipeline_id": flow["id"], "dry_run": False}), 202)
+    progress = await eventually(lambda: _operation_done(http, started["operation_id"]), timeout=60, interval=0.3)
+    assert (progress["total"], progress["done"]) == (1, 1)
+    assert [str(message["To"]) for message in inbox.messages] == ["client1@example.com"]
