@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 with workflow.unsafe.imports_passed_through():
     from models.domain.versions import FOLLOWED
     from workflows.types import (
+        AGAIN,
         APPLY_VERSION,
         BEGIN_ENTRY,
         CALLBACK,
@@ -31,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         RECORD_WAIT_END,
         RESCHEDULE_RULE,
         RULE_MOVE,
+        RULES_OUTSIDE_TOGETHER,
+        RULES_TOGETHER,
         SA_VERSION,
         SCHEDULE_RULE,
         CallbackSignal,
@@ -44,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         Rescheduled,
         RuleCall,
         RuleFailure,
-        RULES_TOGETHER,
         RuleOutcome,
         RulePlan,
         RulesTogether,
@@ -110,6 +112,7 @@ class StageEntryWorkflow:
         self.after_waits: set[str] = set()
         self.reschedules = 0
         self.together: dict[str, asyncio.Future] = {}
+        self.together_calls: dict[str, RuleCall] = {}
         self.plans: dict[str, RulePlan] = {}
         """Each rule as the entry runs it now: as planned, or as a newer automation version has it."""
         self.version = 0
@@ -283,33 +286,50 @@ class StageEntryWorkflow:
         return None
 
     def _start_together(self) -> None:
-        """The first rules of the chains that only touch the database, are due now and read no other rule's
-        results start in one `rules.together` call; each chain then waits for its rule's outcome from it."""
+        """The first rules of the chains that are due now and read no other rule's results start together: those that
+        only touch the database in one `rules.together` call, and (engine generation 2) those that reach the outside
+        in one `rules.outside_together` call; each chain then waits for its rule's outcome from its call."""
         now = workflow.now()
-        rules = [
+        due = [
             chain[0] for chain in self._chains()
-            if chain[0].local and not chain[0].depends_on and chain[0].due is not None and chain[0].due <= now
+            if not chain[0].depends_on and chain[0].due is not None and chain[0].due <= now
             and not (self.follow and anchor_field(chain[0].delay))
         ]
+        self._together([rule for rule in due if rule.local], local=True)
+        if self.entry.engine >= 2:
+            self._together([rule for rule in due if not rule.local], local=False)
+
+    def _together(self, rules: list[RulePlan], *, local: bool) -> None:
         if len(rules) < 2:
             return
         loop = asyncio.get_running_loop()
-        self.together = {rule.name: loop.create_future() for rule in rules}
-        asyncio.ensure_future(self._run_together(rules))
+        for rule in rules:
+            self.together[rule.name] = loop.create_future()
+            self.together_calls[rule.name] = self._call(rule)
+        asyncio.ensure_future(self._run_together(rules, local=local))
 
-    async def _run_together(self, rules: list[RulePlan]) -> None:
-        calls = [self._call(rule) for rule in rules]
+    async def _run_together(self, rules: list[RulePlan], *, local: bool) -> None:
+        calls = [self.together_calls[rule.name] for rule in rules]
+        batch = RulesTogether(calls=calls, max_attempts=self.plan.retry_max_attempts)
+        summary = ", ".join(f"{rule.name} ({rule.type})" for rule in rules)
         try:
-            outcomes = await workflow.execute_local_activity(
-                RULES_TOGETHER, RulesTogether(calls=calls, max_attempts=self.plan.retry_max_attempts),
-                result_type=list[RuleOutcome], retry_policy=self._retry(),
-                start_to_close_timeout=timedelta(seconds=sum(rule.timeout_seconds for rule in rules)),
-                summary=", ".join(f"{rule.name} ({rule.type})" for rule in rules),
-            )
+            if local:
+                outcomes = await workflow.execute_local_activity(
+                    RULES_TOGETHER, batch, result_type=list[RuleOutcome], retry_policy=self._retry(),
+                    start_to_close_timeout=timedelta(seconds=sum(rule.timeout_seconds for rule in rules)),
+                    summary=summary,
+                )
+            else:
+                heartbeat = self.plan.heartbeat_seconds
+                outcomes = await workflow.execute_activity(
+                    RULES_OUTSIDE_TOGETHER, batch, result_type=list[RuleOutcome], retry_policy=self._retry(),
+                    start_to_close_timeout=timedelta(seconds=max(rule.timeout_seconds for rule in rules)),
+                    heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None, summary=summary,
+                )
         except BaseException as error:
-            for future in self.together.values():
-                if not future.done():
-                    future.set_exception(error)
+            for rule in rules:
+                if not self.together[rule.name].done():
+                    self.together[rule.name].set_exception(error)
             return
         for rule, outcome in zip(rules, outcomes):
             self.together[rule.name].set_result(outcome)
@@ -523,22 +543,33 @@ class StageEntryWorkflow:
         outcome = await together
         if outcome.status == "failed":
             raise ApplicationError(outcome.reason, type=outcome.result.get("error_type"), non_retryable=True)
+        if outcome.status == AGAIN:
+            return await self._retry_alone(rule, outcome.result.get("attempt", 1))
         return outcome
 
-    def _retry(self) -> RetryPolicy:
+    async def _retry_alone(self, rule: RulePlan, made: int) -> RuleOutcome:
+        """A rule of a `rules.outside_together` call whose attempt failed: after the wait its retry policy gives,
+        the attempts left in an activity of its own, spaced as its policy spaces them."""
+        first = self.plan.retry_initial_seconds * 2 ** (made - 1)
+        await workflow.sleep(min(first, 300), summary=f"{rule.name}: retry")
+        left = max(self.plan.retry_max_attempts - made, 1) if self.plan.retry_max_attempts else 0
+        retry = self._retry(initial=min(first * 2, 300), attempts=left)
+        return await self._run_rule(rule, self.together_calls[rule.name], retry)
+
+    def _retry(self, *, initial: float | None = None, attempts: int | None = None) -> RetryPolicy:
         return RetryPolicy(
-            initial_interval=timedelta(seconds=self.plan.retry_initial_seconds),
+            initial_interval=timedelta(seconds=self.plan.retry_initial_seconds if initial is None else initial),
             backoff_coefficient=2.0,
             maximum_interval=timedelta(minutes=5),
-            maximum_attempts=self.plan.retry_max_attempts,
+            maximum_attempts=self.plan.retry_max_attempts if attempts is None else attempts,
             non_retryable_error_types=["RuleFailed"],
         )
 
-    async def _run_rule(self, rule: RulePlan, call: RuleCall) -> RuleOutcome:
+    async def _run_rule(self, rule: RulePlan, call: RuleCall, retry: RetryPolicy | None = None) -> RuleOutcome:
         """The rule's activity. Shielded: leaving the stage never interrupts a rule that already started;
         the activity itself refuses to act once the item has left. Rules that only touch the database run
         as local activities; the others heartbeat, so a lost worker's rule is retried within seconds."""
-        retry = self._retry()
+        retry = retry or self._retry()
         timeout = timedelta(seconds=rule.timeout_seconds)
         summary = f"{rule.name} ({rule.type})"
         if rule.local:

@@ -27,6 +27,9 @@ RECORD_WAIT_END = "record_wait_end"
 FINISH_ENTRY = "finish_entry"
 RULES_TOGETHER = "rules.together"
 """The local activity that runs, in one call, the database-only rules of an entry that are due at its start."""
+RULES_OUTSIDE_TOGETHER = "rules.outside_together"
+"""The activity that runs, in one call and side by side, the rules of an entry that reach the outside and are due at
+its start (engine generation 2); a rule that would be retried is retried in an activity of its own."""
 RECORD_VERSION_APPLIED = "record_version_applied"
 """An entry follows a new automation version: the rules it removed are cancelled, the changed ones recorded."""
 ENTRIES_TO_APPLY = "entries_to_apply"
@@ -51,13 +54,14 @@ CALLBACK = "callback"
 APPLY_VERSION = "apply_version"
 """A new automation version for the entry's waiting rules (`StageEntryWorkflow.apply_version`)."""
 
-GENERATION = 1
+GENERATION = 2
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
 `workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
 generation 1, the step that enters a stage (`enter_stage`, or `match_trigger` entering the trigger's stage) also
 plans the entry and starts its workflow, with the plan as its input; before, the item workflow started each entry
-as a child workflow, which loaded its plan itself."""
+as a child workflow, which loaded its plan itself. In generation 2, an entry's rules that reach the outside and are
+due at its start run in one `rules.outside_together` call (`EntryInput.engine`)."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -197,6 +201,8 @@ class EntryInput:
     plan: EntryPlan | None = None
     """The entry's plan, made in the step that entered the stage and started this workflow; None in entries
     started as child workflows (before 0.5.0), which load it themselves."""
+    engine: int = 0
+    """The generation the entry began under (`GENERATION`); 0 in entries started before generation 2."""
 
 
 @dataclass
@@ -399,7 +405,7 @@ class WaitSpec:
 
 @dataclass
 class RuleOutcome:
-    status: str  # done | skipped | cancelled
+    status: str  # done | skipped | cancelled; from a call of rules run together also failed, or again
     result: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
@@ -417,6 +423,11 @@ class RulesTogether:
     calls: list[RuleCall]
     max_attempts: int = 0
     """The attempts the call gets: on the last one, a rule that would be retried is reported as failed instead."""
+
+
+AGAIN = "again"
+"""The status `rules.outside_together` reports for a rule whose attempt failed and that is to be retried: the entry
+retries it in an activity of its own, with the attempts left (`RuleOutcome.result["attempt"]` is the one made)."""
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The engine's activities: the steps the workflows call (enter a stage, plan an entry, schedule a rule, match a
 trigger, record outcomes), one activity per rule type, `rule.<type>`, from the registry it is given, and
-`rules.together`, which runs several database-only rules in one call.
+`rules.together`, which runs several database-only rules in one call, and `rules.outside_together`, which runs several
+rules that reach the outside in one call.
 
 Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
 due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once), `versions` (a version's
@@ -62,6 +63,7 @@ class WorkerActivities:
             self.outcomes.finish_entry,
             self.outcomes.record_version_applied,
             self.together.run_together,
+            self.together.run_outside_together,
             self.versions.entries_to_apply,
             self.retries.next_retries,
             self.retries.prepare_retry,

@@ -19,7 +19,10 @@ from models.item_data import build_data, load_automation
 from models.store import add_timeline, get_by
 from models.tables import CrmActivity, Item, Stage, TimelineEntry
 from workflows.client import start_entry
-from workflows.types import ENTER_STAGE, MATCH_TRIGGER, EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
+from workflows.types import (
+    ENTER_STAGE, GENERATION, MATCH_TRIGGER, EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id,
+    item_workflow_id,
+)
 
 
 def enter(session: Session, call: EnterCall) -> Item:
@@ -93,6 +96,7 @@ class StageSteps:
         return EntryInput(
             item_id=item.id, entity=call.entity, pipeline_id=item.pipeline_id, stage=call.stage,
             entry_no=call.entry_no, entered_at=began, parent_workflow_id=item_workflow_id(call.entity, item.id),
+            engine=GENERATION,
             plan=self.planning.plan(
                 session, item, item.pipeline_id, call.stage, call.entry_no,
                 entry_workflow_id(call.entity, item.id, call.entry_no), began, automation,

@@ -1,4 +1,5 @@
-"""Rules that start together and only touch the database, run in one local activity call (`rules.together`).
+"""Rules that start together run in one call: database-only ones in one local activity (`rules.together`), those that
+reach the outside side by side in one regular activity (`rules.outside_together`).
 
 An entry's rules that are due when it starts and need nothing from each other cost one call instead of one each,
 and one transaction: one read prepares them all (what each recorded before, the item, its data tree), then each
@@ -8,10 +9,16 @@ through its own runner: keyed by its effect key, recorded as done (or skipped) o
 a retry of the call finds what an earlier attempt did and does not do it again. A rule that fails for good is
 reported as failed without stopping the others; a rule that would be retried makes the whole call retry (the
 rules done already are found done), and on the call's last attempt it is reported as failed instead.
+
+Rules that reach the outside wait for other systems, so they run side by side, each within its own timeout, while the
+call heartbeats; they share the call's round trips through the server and its one read. A rule that fails for good is
+reported as failed; one that would be retried is reported as to be retried (`AGAIN`) and the entry retries it in an
+activity of its own with the attempts left, so that it neither holds back nor repeats the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -22,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.steps.runner import RuleRunner, prepare_together
 from activities.rule import Deps
-from workflows.types import RULES_TOGETHER, RuleOutcome, RulesTogether
+from workflows.types import AGAIN, RULES_OUTSIDE_TOGETHER, RULES_TOGETHER, RuleCall, RuleOutcome, RulesTogether
 
 
 def _failed(error: BaseException) -> RuleOutcome:
@@ -31,7 +38,8 @@ def _failed(error: BaseException) -> RuleOutcome:
     shown = error.__cause__ or error
     if isinstance(shown, ApplicationError):
         return RuleOutcome(status="failed", reason=shown.message, result={"error_type": shown.type or "Error"})
-    return RuleOutcome(status="failed", reason=str(shown), result={"error_type": type(shown).__name__})
+    return RuleOutcome(status="failed", reason=str(shown) or type(shown).__name__,
+                       result={"error_type": type(shown).__name__})
 
 
 class RulesTogetherStep:
@@ -73,6 +81,38 @@ class RulesTogetherStep:
         if again is not None:
             raise again
         return outcomes
+
+    @activity.defn(name=RULES_OUTSIDE_TOGETHER)
+    async def run_outside_together(self, batch: RulesTogether) -> list[RuleOutcome]:
+        info = activity.info()
+        last = bool(batch.max_attempts) and info.attempt >= batch.max_attempts
+        prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, batch.calls))
+        runs = await asyncio.gather(
+            *(self._run(call, ready) for call, ready in zip(batch.calls, prepared)), return_exceptions=True
+        )
+        outcomes: list[RuleOutcome] = []
+        for call, run in zip(batch.calls, runs):
+            if isinstance(run, RuleOutcome):
+                outcomes.append(run)
+            elif not isinstance(run, Exception):
+                raise run
+            elif last or (isinstance(run, ApplicationError) and run.non_retryable):
+                outcomes.append(_failed(run))
+            else:
+                activity.logger.warning("rule %s of %s failed, to be retried: %s", call.rule.name, call.workflow_id,
+                                        run, exc_info=run)
+                outcomes.append(RuleOutcome(status=AGAIN, reason=str(run) or type(run).__name__,
+                                            result={"attempt": info.attempt}))
+        return outcomes
+
+    async def _run(self, call: RuleCall, ready) -> RuleOutcome:
+        """One rule of the call, within its own timeout (a rule that exceeds it is retried, as its activity would
+        be)."""
+        timeout = call.rule.timeout_seconds
+        try:
+            return await asyncio.wait_for(self.runners[call.rule.activity].run(call, ready), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
 
 
 def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:

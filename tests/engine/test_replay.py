@@ -24,7 +24,7 @@ from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
-RELEASE = "v0.6.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.7.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -50,12 +50,14 @@ def _automation(manager_id: int, late: str, closing: bool = True) -> dict:
         "NEW": {"rules": new},
         "INVOICE": {"rules": [
             {"name": "ping", "type": "notify_supervisor", "settings": {"text": "no supervisor here"}},
+            {"name": "tell", "type": "notify_employee", "settings": {"text": "invoice out", "user_ids": [manager_id]}},
         ], "triggers": [{"name": "paid", "type": "payment_received"}]},
     }
 
 
 async def _scenario(stack) -> dict[str, str]:
-    """Creation, two rules due at once (one `rules.together` call), a delayed rule cancelled by a move, a rule that
+    """Creation, two rules due at once (one `rules.together` call), two rules that reach the outside due at once (one
+    `rules.outside_together` call, one of them failing), a delayed rule cancelled by a move, a rule that
     follows the close date (moved once), a new version applied to the waiting entry (one rule's delay moved, another
     rule removed), a trigger move, a failed rule run again by a retry operation (and failing again), a pending query. Each workflow id by the name its history keeps."""
     manager = await user(stack.http, "Manager")

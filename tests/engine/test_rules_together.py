@@ -1,10 +1,13 @@
 """Database-only rules due at an entry's start run in one `rules.together` call, each keyed, recorded and failing
-on its own; the Temporal UI names every rule of the call."""
+on its own; the Temporal UI names every rule of the call. Rules that reach the outside run side by side in one
+`rules.outside_together` call (through the API: tests/custom/test_outside_together.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from datetime import datetime, timezone
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -15,7 +18,7 @@ from activities.rule import Deps
 from models.db import create_schema, make_engine
 from models.settings import get_settings
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
-from workflows.types import RULES_TOGETHER, RuleCall, RuleOutcome, RulePlan, RulesTogether
+from workflows.types import AGAIN, RULES_TOGETHER, RuleCall, RuleOutcome, RulePlan, RulesTogether
 
 
 def note(name: str, text: str, **extra) -> dict:
@@ -85,27 +88,30 @@ async def _finished(http, deal_id: int, rules: set[str]) -> list[dict] | None:
 
 
 class Runner:
-    """A rule type's runner that fails with `fail` on every run, or succeeds."""
+    """A rule type's runner that fails with `fail` on every run after waiting `wait` seconds, or succeeds."""
 
-    def __init__(self, fail: BaseException | None = None) -> None:
+    def __init__(self, fail: BaseException | None = None, wait: float = 0.0) -> None:
         self.fail = fail
+        self.wait = wait
         self.calls = 0
         self.prepared: list[str] = []
+        self.started: list[float] = []
 
     def prepare(self, session, call: RuleCall, key, recorded, item, tree) -> None:
         self.prepared.append(call.rule.name)
 
     async def run(self, call: RuleCall, ready=None, deps=None) -> RuleOutcome:
         self.calls += 1
+        if self.wait:
+            self.started.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(self.wait)
         if self.fail is not None:
             raise self.fail
         return RuleOutcome(status="done", result={"rule": call.rule.name})
 
 
-def _call(name: str, activity: str) -> RuleCall:
-    from datetime import datetime, timezone
-
-    plan = RulePlan(index=0, name=name, type="t", activity=activity, local=True)
+def _call(name: str, activity: str, *, local: bool = True, timeout: float = 120.0) -> RuleCall:
+    plan = RulePlan(index=0, name=name, type="t", activity=activity, local=local, timeout_seconds=timeout)
     return RuleCall(item_id=1, entity="deal", pipeline_id=1, stage="NEW", entry_no=1, workflow_id="deal-1/entry-1",
                     rule=plan, at=datetime.now(timezone.utc))
 
@@ -147,3 +153,30 @@ async def test_a_rule_to_retry_retries_the_call_and_on_its_last_attempt_is_repor
         assert [(o.status, o.reason) for o in outcomes] == [
             ("failed", "database busy"), ("done", ""), ("failed", "bad settings")]
         assert [o.result.get("error_type") for o in outcomes] == ["RuntimeError", None, "RuleFailed"]
+
+
+@pytest.mark.parametrize("attempt", [1, 3])
+async def test_outside_rules_of_one_call_run_side_by_side_and_each_ends_on_its_own(attempt, tmp_path):
+    slow = [Runner(wait=0.3), Runner(wait=0.3)]
+    flaky = Runner(RuntimeError("gateway busy"))
+    final = Runner(ApplicationError("unknown customer", type="RuleFailed", non_retryable=True))
+    hanging = Runner(wait=5)
+    step = _step(tmp_path, {"rule.a": slow[0], "rule.b": slow[1], "rule.flaky": flaky, "rule.final": final,
+                            "rule.hanging": hanging})
+    batch = RulesTogether(calls=[
+        _call("a", "rule.a", local=False), _call("b", "rule.b", local=False), _call("c", "rule.flaky", local=False),
+        _call("d", "rule.final", local=False), _call("e", "rule.hanging", local=False, timeout=0.5),
+    ], max_attempts=3)
+    env = ActivityEnvironment()
+    env.info = env.info.__class__(**{**env.info.__dict__, "attempt": attempt})
+
+    outcomes = await env.run(step.run_outside_together, batch)
+
+    retried = AGAIN if attempt < 3 else "failed"
+    assert [(o.status, o.reason) for o in outcomes] == [
+        ("done", ""), ("done", ""), (retried, "gateway busy"), ("failed", "unknown customer"),
+        (retried, "the rule ran past its timeout of 0.5 s"),
+    ]
+    if attempt < 3:
+        assert outcomes[2].result == {"attempt": attempt}
+    assert abs(slow[0].started[0] - slow[1].started[0]) < 0.2, "the rules of one call run side by side"
