@@ -14,7 +14,9 @@ and the API as a real uvicorn process, both on a SQLite app database, driven ove
   timers      --timers items each waiting on a six-month rule: creation time, worker peak RSS, Temporal database
               growth; then --fire items whose rule falls due at one common moment shortly after they are all
               created (a short delay, so the dev server's real timers fire them): every rule fires exactly once;
-  documents   invoices rendered to DOCX + PDF per second (bench/documents.py).
+  documents   invoices rendered to DOCX + PDF per second (bench/documents.py);
+  n8n         (only when named) n8n on the same machine, webhook -> 5 Edit Fields nodes -> one HTTP call, executions/s
+              beside stageflow's K=5 entries of the same run (bench/n8n.py).
 
 Prints a table and writes bench/results/latest.json. Options: --help.
 """
@@ -52,6 +54,8 @@ import stack  # noqa: E402
 from bare import BareItemWorkflow, BareSignalWorkflow, BareWorkflow  # noqa: E402
 
 PARTS = ("throughput", "latency", "timers", "firing", "documents", "simulation")
+OPTIONAL_PARTS = ("n8n",)
+"""Parts run only when named in --parts: n8n downloads n8n and Node.js from npm (bench/n8n.py)."""
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 API_KEY = "bench-" + secrets.token_urlsafe(16)
 
@@ -605,6 +609,26 @@ async def start_stageflow(run_dir: Path, procs: stack.Processes, address: str, n
     return crm, http
 
 
+async def n8n_part(run_dir: Path, procs: stack.Processes, args) -> dict[str, Any]:
+    """n8n's executions/s on the same machine while stageflow's processes stand idle (bench/n8n.py)."""
+    import n8n as n8nbench
+
+    node, entry = n8nbench.install(log)
+    endpoint = n8nbench.Endpoint()
+    try:
+        app = n8nbench.N8n(run_dir, node, entry, endpoint.url)
+        await app.start(procs)
+        await n8nbench.executions(app, 20, args.concurrency, bounded)
+        calls_before = endpoint.calls
+        measured = await n8nbench.executions(app, args.entries, args.concurrency, bounded)
+        measured["endpoint_called_once_each"] = endpoint.calls - calls_before == args.entries
+        measured["version"] = n8nbench.N8N_VERSION
+        procs.stop(app.proc)
+    finally:
+        endpoint.close()
+    return measured
+
+
 def machine() -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -676,6 +700,10 @@ async def run(args) -> dict[str, Any]:
                         "cpu_ratio": round(bare["cpu_ms_per_workflow"]["total"] / flow["cpu_ms_per_entry"]["total"], 2),
                     })
 
+            if "n8n" in args.parts:
+                result["n8n"] = await n8n_part(run_dir, procs, args)
+                log(f"n8n: {result['n8n']}")
+
             if args.events:
                 bare_lat = await bare_signal_latency(client, "bare", args.events, "run")
                 log(f"bare signal -> query: p50 {bare_lat['p50_ms']} ms, p99 {bare_lat['p99_ms']} ms")
@@ -686,9 +714,11 @@ async def run(args) -> dict[str, Any]:
                 log(f"in the item workflows' histories: {flow_lat['history']}")
                 bare_update = await bare_update_latency(client, "bare", args.events, "run")
                 log(f"bare update round trip: p50 {bare_update['p50_ms']} ms, p99 {bare_update['p99_ms']} ms")
-                waited = await trigger_wait_latency(crm, args.events, args.concurrency)
+                with Profiler(profile_dir, [crm.worker, crm.api], "latency-wait"):
+                    waited = await trigger_wait_latency(crm, args.events, args.concurrency)
                 log(f"payment?wait=true -> answer with the new stage: p50 {waited['p50_ms']} ms")
-                load = await create_latency(crm, client, min(args.events, 200), (8, 32))
+                with Profiler(profile_dir, [crm.worker, crm.api], "create"):
+                    load = await create_latency(crm, client, min(args.events, 200), (8, 32))
                 log(f"POST /deals under load: {load}")
                 result["latency"] = {"bare_signal_query": bare_lat, "stageflow_payment_to_stage": flow_lat,
                                      "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2),
@@ -770,6 +800,20 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"| create p50 / p99, {concurrency} in flight (update-with-start / `POST /deals`) | "
                          f"{b2['p50_ms']} / {b2['p99_ms']} ms | {p2['p50_ms']} / {p2['p99_ms']} ms | "
                          f"{round(p2['p50_ms'] / b2['p50_ms'], 2)}× |")
+    if "n8n" in result:
+        n = result["n8n"]
+        mark = "" if n["every_execution_saved"] and n["endpoint_called_once_each"] else " (NOT every execution saved once)"
+        lines += ["", f"| n8n {n['version']}, webhook → 5 Edit Fields → HTTP call | n8n | stageflow | ratio |",
+                  "|---|---|---|---|"]
+        for row in result.get("throughput", []):
+            if row["k"] != 5:
+                continue
+            flow = row["stageflow"]
+            lines.append(f"| executions/s beside stage entries/s, K=5 {row['rule_type']} | {n['per_second']}{mark} | "
+                         f"{flow['per_second']} | {round(flow['per_second'] / n['per_second'], 2)} |")
+            lines.append(f"| CPU per execution / entry, K=5 {row['rule_type']} | {n['cpu_ms_per_execution']} ms | "
+                         f"{flow['cpu_ms_per_entry']['total']} ms | "
+                         f"{round(n['cpu_ms_per_execution'] / flow['cpu_ms_per_entry']['total'], 2)} |")
     if "timers" in result:
         t = result["timers"]
         lines += [
@@ -819,7 +863,8 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=50, help="invoices to render (default 50; 0 skips)")
     parser.add_argument("--simulations", type=int, default=5, help="simulations of the shop's story (default 5; 0 skips)")
     parser.add_argument("--parts", type=lambda text: set(text.split(",")), default=set(PARTS),
-                        help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
+                        help=f"comma-separated parts to run (default all: {','.join(PARTS)}; "
+                             f"also {','.join(OPTIONAL_PARTS)}, run only when named)")
     parser.add_argument("--app-root", default=str(ROOT), help="run the API and worker from this checkout")
     parser.add_argument("--worker-options", default="", help="JSON of Worker options (bench/tuned_worker.py)")
     parser.add_argument("--profile", default="", help="write py-spy profiles of the worker and API to this directory")
@@ -827,6 +872,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS), help=f"JSON file to write (default {RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the run directory (databases, logs)")
     args = parser.parse_args()
+    unknown = args.parts - set(PARTS) - set(OPTIONAL_PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))} (known: {', '.join(PARTS + OPTIONAL_PARTS)})")
     if args.fire is None:
         args.fire = 2000
     for part, option in (("timers", "timers"), ("firing", "fire"), ("documents", "documents"), ("latency", "events"),

@@ -203,19 +203,28 @@ async def wait_for_log(proc: Proc, text: str, timeout: float = 90.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def wait_for_health(proc: Proc, url: str, timeout: float = 90.0) -> None:
+async def wait_until_answers(proc: Proc, answers, what: str, timeout: float = 90.0) -> None:
+    """Until `answers(http)` is true (an HTTP error counts as not yet), while `proc` runs; else an error saying
+    `proc` `what` in time, with the end of its log."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as http:
         while True:
             proc.check()
             try:
-                if (await http.get(url + "/health")).status_code == 200:
+                if await answers(http):
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{proc.name} is not healthy at {url} within {timeout:.0f} s:\n{proc.tail()}")
+                raise RuntimeError(f"{proc.name} {what} within {timeout:.0f} s:\n{proc.tail()}")
             await asyncio.sleep(0.3)
+
+
+async def wait_for_health(proc: Proc, url: str, timeout: float = 90.0) -> None:
+    async def healthy(http: httpx.AsyncClient) -> bool:
+        return (await http.get(url + "/health")).status_code == 200
+
+    await wait_until_answers(proc, healthy, f"is not healthy at {url}", timeout)
 
 
 def file_bytes(path: Path) -> int:

@@ -4,6 +4,8 @@ come back, every e-mail is delivered and every webhook called exactly once."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections import Counter
 
@@ -24,20 +26,25 @@ FINISH_BOUND = 90.0
 
 
 async def attempts_per_rule(address: str, workflow_ids: list[str]) -> dict[str, list[int]]:
-    """Rule name → the attempt number that finished each of its activities, read from the workflow histories."""
+    """Rule activity (`rule.<type>`) → the attempts each rule took, read from the workflow histories: those of the
+    call that ran it with others (`rules.outside_together`, whose summary names each of its rules) and those of its
+    own activity."""
     client = await Client.connect(address)
     found: dict[str, list[int]] = {}
     for workflow_id in workflow_ids:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
-        scheduled = {}
+        scheduled: dict[int, list[tuple[str, str]]] = {}
+        tries: Counter = Counter()
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                scheduled[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+                summary = json.loads(event.user_metadata.summary.data)
+                scheduled[event.event_id] = re.findall(r"([^,]+?) \(([a-z_]+)\)(?:, |$)", summary)
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 attributes = event.activity_task_started_event_attributes
-                kind = scheduled[attributes.scheduled_event_id]
-                if kind.startswith("rule."):
-                    found.setdefault(kind, []).append(attributes.attempt)
+                for rule in scheduled[attributes.scheduled_event_id]:
+                    tries[rule] += attributes.attempt
+        for (_name, kind), attempts in tries.items():
+            found.setdefault(f"rule.{kind}", []).append(attempts)
     return found
 
 

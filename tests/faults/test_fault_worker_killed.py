@@ -102,13 +102,16 @@ async def _next_worker_finishes(cluster: Cluster, engine, items: list[int], expe
     return bool(complete), recovery
 
 
-ENTERING = ("note", "mark", "ping")  # two database-only rules (one `rules.together` call) and a regular one
+ENTERING = ("note", "mark", "ping", "call")
+"""Two database-only rules (one `rules.together` call) and two that reach the outside (one `rules.outside_together`
+call)."""
 
 
 @pytest.mark.timeout(300)
 async def test_worker_killed_while_payments_move_items_into_a_stage_with_rules(cluster: Cluster):
     """kill -9 of the worker while payments move 100 items into PAID, whose rules start at once: the steps that
-    enter the stage and start each entry's workflow, and the entries' `rules.together` calls, are cut off mid-way.
+    enter the stage and start each entry's workflow, and the entries' `rules.together` and `rules.outside_together`
+    calls, are cut off mid-way.
     The next worker finishes them: every item enters PAID once, each entry's workflow runs once, every rule takes
     effect once."""
     cluster.start()
@@ -122,6 +125,8 @@ async def test_worker_killed_while_payments_move_items_into_a_stage_with_rules(c
                 {"name": "mark", "type": "add_timeline_entry", "settings": {"text": "Ship it", "kind": "shipping"}},
                 {"name": "ping", "type": "notify_employee",
                  "settings": {"user_ids": [courier["id"]], "text": "Deliver {{Deal.Title}}"}},
+                {"name": "call", "type": "notify_employee",
+                 "settings": {"user_ids": [manager["id"]], "text": "Call the client of {{Deal.Title}}"}},
             ],
             "triggers": [{"name": "paid", "type": "payment_received"}],
         }})
