@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from temporalio import activity
 
 from activities import keys
 from activities.metrics import RuleMetrics
@@ -103,6 +104,15 @@ class RuleContext(Generic[S]):
     @property
     def rule_name(self) -> str:
         return self.call.rule.name
+
+    @property
+    def attempt(self) -> int:
+        """The rule's attempt running now, counting those made in a `rules.outside_together` call (1 outside an
+        activity)."""
+        try:
+            return activity.info().attempt + self.call.attempts_before
+        except RuntimeError:
+            return 1
 
     @property
     def rule_type(self) -> str:

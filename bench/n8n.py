@@ -39,7 +39,10 @@ def cache_dir() -> Path:
 
 def _npm(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
     with open(log, "ab") as out:
-        done = subprocess.run(["npm", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            done = subprocess.run(["npm", *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=3600)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"npm {' '.join(args)} took over an hour; its log: {log}") from None
     if done.returncode:
         raise RuntimeError(f"npm {' '.join(args)} failed; its log: {log}")
 
@@ -202,6 +205,11 @@ class N8n:
                     and (await http.post(self.webhook, json={"title": "warm-up"})).status_code == 200)
 
         await stack.wait_until_answers(self.proc, webhook_answers, "did not answer its webhook", timeout=180)
+        deadline = time.monotonic() + 60
+        while self.succeeded() < 1:  # the answered warm-up call, saved before anything is counted
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"n8n did not save its first execution within 60 s; its log: {self.log}")
+            await asyncio.sleep(0.1)
 
     @property
     def base(self) -> str:
@@ -234,8 +242,12 @@ async def executions(n8n: N8n, count: int, concurrency: int, bounded) -> dict[st
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency + 4)) as http:
         async def fire(i: int) -> None:
             nonlocal failures
-            answer = await http.post(n8n.webhook, json={"title": f"Bench deal {i}", "amount": i})
-            failures += answer.status_code != 200
+            try:
+                answer = await http.post(n8n.webhook, json={"title": f"Bench deal {i}", "amount": i})
+            except httpx.HTTPError:
+                failures += 1
+            else:
+                failures += answer.status_code != 200
 
         started = time.perf_counter()
         await bounded(count, concurrency, fire)

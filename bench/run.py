@@ -805,6 +805,7 @@ def table(result: dict[str, Any]) -> str:
         mark = "" if n["every_execution_saved"] and n["endpoint_called_once_each"] else " (NOT every execution saved once)"
         lines += ["", f"| n8n {n['version']}, webhook → 5 Edit Fields → HTTP call | n8n | stageflow | ratio |",
                   "|---|---|---|---|"]
+        lines.append(f"| executions/s, CPU per execution | {n['per_second']}{mark}, {n['cpu_ms_per_execution']} ms | | |")
         for row in result.get("throughput", []):
             if row["k"] != 5:
                 continue

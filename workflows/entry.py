@@ -322,13 +322,23 @@ class StageEntryWorkflow:
             else:
                 heartbeat = self.plan.heartbeat_seconds
                 outcomes = await workflow.execute_activity(
-                    RULES_OUTSIDE_TOGETHER, batch, result_type=list[RuleOutcome], retry_policy=self._retry(),
-                    start_to_close_timeout=timedelta(seconds=max(rule.timeout_seconds for rule in rules)),
+                    RULES_OUTSIDE_TOGETHER, batch, result_type=list[RuleOutcome],
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    start_to_close_timeout=timedelta(seconds=max(rule.timeout_seconds for rule in rules))
+                    + STEP_TIMEOUT,
                     heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None, summary=summary,
                 )
         except BaseException as error:
+            # The call of rules that reach the outside is their first attempt: failed as a whole, each is retried
+            # on its own (the rules it had done are found done by their keys).
+            again = not local and not is_cancelled_exception(error) and self.plan.retry_max_attempts != 1
             for rule in rules:
-                if not self.together[rule.name].done():
+                if self.together[rule.name].done():
+                    continue
+                if again:
+                    self.together[rule.name].set_result(RuleOutcome(status=AGAIN, reason=str(error),
+                                                                    result={"attempt": 1}))
+                else:
                     self.together[rule.name].set_exception(error)
             return
         for rule, outcome in zip(rules, outcomes):
@@ -536,7 +546,8 @@ class StageEntryWorkflow:
         )
 
     async def _outcome(self, rule: RulePlan) -> RuleOutcome:
-        """The rule's outcome: from the `rules.together` call it is part of, or from its own activity."""
+        """The rule's outcome: from the `rules.together` or `rules.outside_together` call it is part of (retried in
+        an activity of its own when that call says so), or from its own activity."""
         together = self.together.get(rule.name)
         if together is None:
             return await self._run_rule(rule, self._call(rule))
@@ -554,7 +565,8 @@ class StageEntryWorkflow:
         await workflow.sleep(min(first, 300), summary=f"{rule.name}: retry")
         left = max(self.plan.retry_max_attempts - made, 1) if self.plan.retry_max_attempts else 0
         retry = self._retry(initial=min(first * 2, 300), attempts=left)
-        return await self._run_rule(rule, self.together_calls[rule.name], retry)
+        call = dataclasses.replace(self.together_calls[rule.name], attempts_before=made)
+        return await self._run_rule(rule, call, retry)
 
     def _retry(self, *, initial: float | None = None, attempts: int | None = None) -> RetryPolicy:
         return RetryPolicy(

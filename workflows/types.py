@@ -392,6 +392,8 @@ class RuleCall:
     constants: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempts_before: int = 0
+    """Attempts the rule made before this activity, in a `rules.outside_together` call."""
 
 
 @dataclass
@@ -427,7 +429,9 @@ class RulesTogether:
 
 AGAIN = "again"
 """The status `rules.outside_together` reports for a rule whose attempt failed and that is to be retried: the entry
-retries it in an activity of its own, with the attempts left (`RuleOutcome.result["attempt"]` is the one made)."""
+retries it in an activity of its own, with the attempts left (`RuleOutcome.result["attempt"]` is the one made). The
+call itself has one attempt: when it fails as a whole (its worker lost, its time up), each of its rules is retried
+the same way."""
 
 
 @dataclass

@@ -106,10 +106,7 @@ def _recipients(ctx: RuleContext, session: Session, attribute: str, what: str) -
 
 
 def _last_attempt(ctx: RuleContext) -> bool:
-    try:
-        return activity.info().attempt >= ctx.deps.settings.rule_max_attempts
-    except RuntimeError:
-        return False
+    return activity.in_activity() and ctx.attempt >= ctx.deps.settings.rule_max_attempts
 
 
 async def _mark(ctx: RuleContext, message_id: int, **values: Any) -> None:

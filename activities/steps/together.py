@@ -110,9 +110,12 @@ class RulesTogetherStep:
         be)."""
         timeout = call.rule.timeout_seconds
         try:
-            return await asyncio.wait_for(self.runners[call.rule.activity].run(call, ready), timeout)
+            async with asyncio.timeout(timeout) as limit:
+                return await self.runners[call.rule.activity].run(call, ready)
         except TimeoutError:
-            raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
+            if limit.expired():
+                raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
+            raise
 
 
 def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:

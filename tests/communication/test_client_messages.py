@@ -148,6 +148,28 @@ async def test_a_temporary_refusal_is_retried_and_the_client_gets_one_email(mail
     assert (message["status"], message["error"]) == ("sent", None)
 
 
+async def test_emails_refused_for_now_until_their_last_attempt_end_failed(mail_stack, inbox):
+    """Two e-mails due together are tried first in one call, then each on its own: after the last of the rule's
+    attempts (three here) each message says failed, not queued."""
+    stack = mail_stack
+    inbox.refuse("451 4.3.0 try again later")
+    flow, manager, client = await _setup(stack, [
+        EMAIL_RULE, {**EMAIL_RULE, "name": "copy", "settings": {**EMAIL_RULE["settings"], "subject": "Copy"}},
+    ])
+    order = await _order(stack, flow, manager, client)
+
+    failed = await eventually(lambda: _failed_both(stack, order["id"]))
+    assert all("451" in entry["text"] for entry in failed)
+    assert inbox.refused == 6 and inbox.messages == []
+    messages = await _messages(stack, order["id"])
+    assert [(message["status"], "451" in message["error"]) for message in messages] == [("failed", True)] * 2
+
+
+async def _failed_both(stack, item_id: int) -> list[dict] | None:
+    failed = await timeline(stack.http, item_id, kind="rule_failed")
+    return failed if len(failed) == 2 else None
+
+
 @pytest.mark.parametrize(
     ("contact", "to", "words"),
     [

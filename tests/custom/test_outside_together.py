@@ -64,3 +64,25 @@ def activities(history: dict) -> list[tuple[str, str]]:
         summary = json.loads(base64.b64decode(event["userMetadata"]["summary"]["data"]))
         found.append((scheduled["activityType"]["name"], summary))
     return found
+
+
+async def test_an_entry_begun_before_generation_2_runs_one_activity_per_rule(stack):
+    """The same entry's input as a release before 0.7.0 gave it (no `engine`): its rules run as they ran then."""
+    async with endpoint() as first, endpoint() as second:
+        item = await shop_deal(stack.http, {"NEW": {"rules": [_hook("first", first.url()),
+                                                               _hook("second", second.url())]}})
+        for rule in ("first", "second"):
+            assert (await finished(stack.http, item["id"], rule))["kind"] == "rule_done"
+        history = await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").fetch_history()
+        entry = json.loads(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data)
+        assert entry.pop("engine") == 2
+        older = await stack.client.start_workflow(
+            "StageEntryWorkflow", entry, id=f"deal-{item['id']}/entry-1-as-before",
+            task_queue=stack.settings.temporal_task_queue,
+        )
+        assert await older.result() == {"first": "done", "second": "done"}
+
+    assert activities(json.loads((await older.fetch_history()).to_json())) == [
+        ("rule.webhook", "first (webhook)"), ("rule.webhook", "second (webhook)"),
+    ]
+    assert (len(first.requests), len(second.requests)) == (2, 2), "once for each entry, under its own key"

@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from tests.custom.endpoint import Endpoint, endpoint
 from tests.engine.changed_workflows import ReorderedEntryWorkflow
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
@@ -36,7 +37,7 @@ def _load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(document["workflow_id"], document["history"])
 
 
-def _automation(manager_id: int, late: str, closing: bool = True) -> dict:
+def _automation(manager_id: int, late: str, erp: str, closing: bool = True) -> dict:
     new = [
         {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello {{Deal.Title}}"}},
         {"name": "welcome", "type": "add_timeline_entry", "settings": {"text": "Welcome"}},
@@ -51,29 +52,31 @@ def _automation(manager_id: int, late: str, closing: bool = True) -> dict:
         "INVOICE": {"rules": [
             {"name": "ping", "type": "notify_supervisor", "settings": {"text": "no supervisor here"}},
             {"name": "tell", "type": "notify_employee", "settings": {"text": "invoice out", "user_ids": [manager_id]}},
+            {"name": "erp", "type": "webhook", "settings": {"url": erp}},
         ], "triggers": [{"name": "paid", "type": "payment_received"}]},
     }
 
 
-async def _scenario(stack) -> dict[str, str]:
-    """Creation, two rules due at once (one `rules.together` call), two rules that reach the outside due at once (one
-    `rules.outside_together` call, one of them failing), a delayed rule cancelled by a move, a rule that
+async def _scenario(stack, erp: Endpoint) -> dict[str, str]:
+    """Creation, two rules due at once (one `rules.together` call), three rules that reach the outside due at once
+    (one `rules.outside_together` call: one fails, one is retried in an activity of its own), a delayed rule cancelled by a move, a rule that
     follows the close date (moved once), a new version applied to the waiting entry (one rule's delay moved, another
     rule removed), a trigger move, a failed rule run again by a retry operation (and failing again), a pending query. Each workflow id by the name its history keeps."""
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
-    await automate(stack.http, flow["id"], _automation(manager["id"], "1h"))
+    await automate(stack.http, flow["id"], _automation(manager["id"], "1h", erp.url()))
     item = await deal(stack.http, flow["id"], manager["id"], close_date="2099-01-10")
     await eventually(lambda: timeline(stack.http, item["id"], kind="comment"))
     ok(await stack.http.patch(f"/deals/{item['id']}", json={"close_date": "2099-02-10"}))
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_rescheduled"))
     applied = ok(await stack.http.put(f"/pipelines/{flow['id']}/automation", params={"in_flight": "apply"},
-                                      json={"stages": _automation(manager["id"], "2h", closing=False)}))
+                                      json={"stages": _automation(manager["id"], "2h", erp.url(), closing=False)}))
     await stack.client.get_workflow_handle(applied["apply_workflow_id"]).result()
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_changed"))
     ok(await stack.http.get(f"/deals/{item['id']}/pending"))
     ok(await stack.http.post(f"/deals/{item['id']}/payments", json={"amount": 10}), 202)
     await eventually(lambda: timeline(stack.http, item["id"], kind="rule_failed"))
+    await eventually(lambda: _done(stack.http, item["id"], "erp"))
     retry = ok(await stack.http.post("/failures/retry", json={"pipeline_id": flow["id"], "dry_run": False}), 202)
     progress = ok(await stack.http.get(f"/operations/{retry['operation_id']}"))
     await stack.client.get_workflow_handle(progress["workflow_id"]).result()
@@ -83,13 +86,18 @@ async def _scenario(stack) -> dict[str, str]:
             "retry": progress["workflow_id"]}
 
 
+async def _done(http, item_id: int, rule: str) -> list[dict]:
+    return [entry for entry in await timeline(http, item_id, kind="rule_done") if entry.get("rule_name") == rule]
+
+
 async def _left(http, item_id: int) -> list[dict]:
     """The rules cancelled because the item left their stage."""
     return [entry for entry in await timeline(http, item_id, kind="rule_cancelled") if entry["data"].get("reason") == "left"]
 
 
 async def test_fresh_histories_of_every_workflow_type_replay(stack):
-    workflow_ids = await _scenario(stack)
+    async with endpoint(replies=[(503, {"error": "busy"})]) as erp:
+        workflow_ids = await _scenario(stack, erp)
     histories = {part: await stack.client.get_workflow_handle(wid).fetch_history() for part, wid in workflow_ids.items()}
     replayer = Replayer(workflows=WORKFLOWS)
     for history in histories.values():

@@ -37,7 +37,7 @@ async def attempts_per_rule(address: str, workflow_ids: list[str]) -> dict[str, 
         tries: Counter = Counter()
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                summary = json.loads(event.user_metadata.summary.data)
+                summary = json.loads(event.user_metadata.summary.data or b'""')
                 scheduled[event.event_id] = re.findall(r"([^,]+?) \(([a-z_]+)\)(?:, |$)", summary)
             elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 attributes = event.activity_task_started_event_attributes
