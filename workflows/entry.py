@@ -59,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
 
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 STEP_TIMEOUT = timedelta(seconds=30)
+RULE_RETRY_CEILING = timedelta(minutes=5)
+"""The longest wait between two attempts of a rule."""
 FINISHED = ("done", "skipped", "cancelled", "failed")
 NOT_STARTED = ("waiting_delay", "waiting_previous", "waiting_rule", "waiting_field")
 """The states of a rule that has not started (`waiting_field` but for a rule that waits after its effect)."""
@@ -561,10 +563,11 @@ class StageEntryWorkflow:
     async def _retry_alone(self, rule: RulePlan, made: int) -> RuleOutcome:
         """A rule of a `rules.outside_together` call whose attempt failed: after the wait its retry policy gives,
         the attempts left in an activity of its own, spaced as its policy spaces them."""
-        first = self.plan.retry_initial_seconds * 2 ** (made - 1)
-        await workflow.sleep(min(first, 300), summary=f"{rule.name}: retry")
+        ceiling = RULE_RETRY_CEILING.total_seconds()
+        first = min(self.plan.retry_initial_seconds * 2 ** (made - 1), ceiling)
+        await workflow.sleep(first, summary=f"{rule.name}: retry")
         left = max(self.plan.retry_max_attempts - made, 1) if self.plan.retry_max_attempts else 0
-        retry = self._retry(initial=min(first * 2, 300), attempts=left)
+        retry = self._retry(initial=min(first * 2, ceiling), attempts=left)
         call = dataclasses.replace(self.together_calls[rule.name], attempts_before=made)
         return await self._run_rule(rule, call, retry)
 
@@ -572,7 +575,7 @@ class StageEntryWorkflow:
         return RetryPolicy(
             initial_interval=timedelta(seconds=self.plan.retry_initial_seconds if initial is None else initial),
             backoff_coefficient=2.0,
-            maximum_interval=timedelta(minutes=5),
+            maximum_interval=RULE_RETRY_CEILING,
             maximum_attempts=self.plan.retry_max_attempts if attempts is None else attempts,
             non_retryable_error_types=["RuleFailed"],
         )

@@ -424,7 +424,9 @@ class RulesTogether:
 
     calls: list[RuleCall]
     max_attempts: int = 0
-    """The attempts the call gets: on the last one, a rule that would be retried is reported as failed instead."""
+    """The attempts each rule gets (0: no limit): on its last one, a rule that would be retried is reported as failed
+    instead. `rules.together` retries the whole call up to this many times; a `rules.outside_together` call is each
+    rule's first attempt, and the entry retries a rule alone with the attempts left."""
 
 
 AGAIN = "again"
