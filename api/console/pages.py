@@ -80,7 +80,15 @@ def cut(text: str | None, length: int = 80) -> str:
     return (shortened or text[:length]) + "…"
 
 
-templates.env.filters.update(when=when, money=money, cut=cut)
+STAGE_KINDS = {"process": "in progress", "success": "won", "failure": "lost"}
+"""A stage's `semantic` in the console's words."""
+
+
+def stage_kind(semantic: str | None) -> str:
+    return STAGE_KINDS.get(semantic or "", semantic or "")
+
+
+templates.env.filters.update(when=when, money=money, cut=cut, stage_kind=stage_kind)
 
 
 UserDep = Annotated[ConsoleUser, Depends(console_user)]

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from api.console import forms
-from api.console.pages import ChangeDep, Id, StageCode, UserDep, back, page
+from api.console.pages import STAGE_KINDS, ChangeDep, Id, StageCode, UserDep, back, page
 from api.console.session import ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.lookups import get_pipeline, stages_of
@@ -24,7 +24,6 @@ from api.usecases import pipelines as usecase
 from models.tables import Item, Pipeline
 
 router = APIRouter()
-SEMANTICS = {"process": "in progress", "success": "won", "failure": "lost"}
 NEW_STAGES = 3
 """Rows for stages a new pipeline's form starts with."""
 PIPELINE_LABELS = {"name": "Name", "entity_type": "Holds", "stages": "Stages"}
@@ -111,7 +110,7 @@ def _stages_page(request: Request, user: ConsoleUser, session: Session, pipeline
         select(Item.stage, func.count()).where(Item.pipeline_id == pipeline.id, col(Item.archived_at).is_(None))
         .group_by(Item.stage)).all())
     return page(request, "stages.html", user, status_code=status_code, pipeline=pipeline, stages=stages,
-                counts=counts, semantics=SEMANTICS, errors=errors, typed=typed or {}, saved=saved[:100])
+                counts=counts, semantics=STAGE_KINDS, errors=errors, typed=typed or {}, saved=saved[:100])
 
 
 @router.get("/pipelines/{pipeline_id}/stages", response_class=HTMLResponse)

@@ -195,6 +195,7 @@ async def test_rules_are_reordered_and_deleted_through_the_console_and_saved_who
         board = await client.get(f"/ui/pipelines/{p}")
         assert board.text.index("second") < board.text.index("first") < board.text.index("third")
         assert "after the previous rule" not in board.text.split("third")[0]
+        assert '<span class="semantic semantic-process">in progress</span>' in board.text  # the stage's kind in words
         deleted = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/first/delete", data={"csrf_token": csrf})
         assert deleted.status_code == 422 and "first" in deleted.text  # third reads Rule.first: nothing is saved
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
