@@ -3,6 +3,7 @@ events, the entry workflow's query for what is pending. The API and the rules th
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -80,6 +81,10 @@ def _state(settings: Settings, item: Item, entries_before: int = 0, first_stage:
     )
 
 
+UPDATE_ATTEMPTS = 3
+TASK_FAILURE = "unexpected workflow task failure"
+
+
 async def _update(
     client: Client, settings: Settings, item: Item, request: ItemMove, update_id: str, entries_before: int = 0
 ) -> MoveResult:
@@ -99,9 +104,19 @@ async def _update(
         ),
     )
     try:
-        return await client.execute_update_with_start_workflow(
-            ItemWorkflow.move, request, id=update_id, start_workflow_operation=operation, result_type=MoveResult
-        )
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                return await client.execute_update_with_start_workflow(
+                    ItemWorkflow.move, request, id=update_id, start_workflow_operation=operation,
+                    result_type=MoveResult,
+                )
+            except RPCError as error:
+                # An update that reaches the workflow while it continues as new is refused by the server with this
+                # message; the same update (its id, and the move's request id the workflow keeps) is sent again.
+                if TASK_FAILURE not in error.message or attempt == UPDATE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         if isinstance(cause, ApplicationError) and cause.type in ("AlreadyInStage", "Archived"):
