@@ -32,6 +32,7 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None, **op
     # task slow (thousands over 5 s in a burst of 1,000) where 20 keep each short at the same rate.
     options.setdefault("max_concurrent_activities", deps.settings.worker_activity_slots)
     options.setdefault("max_concurrent_workflow_tasks", deps.settings.worker_workflow_task_slots)
+    options.setdefault("max_cached_workflows", deps.settings.worker_workflow_cache)
     options.setdefault("workflow_runner", workflow_runner(deps.settings.workflow_sandbox))
     return Worker(
         client,

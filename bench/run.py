@@ -485,9 +485,12 @@ def slow_workflow_tasks(worker: stack.Proc) -> int:
     return worker.log.read_text(errors="replace").count("Workflow task duration exceeded")
 
 
-async def timer_firing(crm: Crm, count: int, concurrency: int, rate_hint: float) -> dict[str, Any]:
+async def timer_firing(
+    crm: Crm, procs: stack.Processes, count: int, concurrency: int, rate_hint: float
+) -> dict[str, Any]:
     """`count` rules all due at one moment (a short delay: a date field set a little after the last item will
-    have been created), fired by the dev server's real timers; each must take effect exactly once."""
+    have been created), fired by the dev server's real timers; each must take effect exactly once. Beside the rate,
+    the CPU each process used per fired rule while they fired."""
     from datetime import datetime, timezone
 
     lead_time = count / max(rate_hint, 1.0) * 1.5 + 20
@@ -501,6 +504,7 @@ async def timer_firing(crm: Crm, count: int, concurrency: int, rate_hint: float)
     wait = (due - datetime.now(timezone.utc)).total_seconds()
     if wait > 0:
         await asyncio.sleep(wait)
+    before = procs.cpu()
     started = time.perf_counter()
     deadline = started + 900
     while sum(1 for n in crm.done_per_item(pipeline_id).values() if n >= 1) < count:
@@ -509,6 +513,7 @@ async def timer_firing(crm: Crm, count: int, concurrency: int, rate_hint: float)
         crm.worker.check()
         await asyncio.sleep(0.2)
     fired = time.perf_counter() - started
+    cpu = cpu_per_item(procs, before, count, ("temporal", "worker-main", "api-main", "driver"))
     await asyncio.sleep(3)
     done = crm.done_per_item(pipeline_id)
     notes = crm.done_per_item(pipeline_id, "followup")
@@ -522,6 +527,7 @@ async def timer_firing(crm: Crm, count: int, concurrency: int, rate_hint: float)
         "due_after_created_seconds": round(wait, 1),
         "fire_seconds": round(fired, 1),
         "fired_per_second": round(count / fired, 1),
+        "cpu_ms_per_rule": cpu,
         "slow_workflow_tasks": slow_workflow_tasks(crm.worker) - slow_before,
         "every_rule_once": once,
     }
@@ -734,7 +740,7 @@ async def run(args) -> dict[str, Any]:
             if args.fire:
                 rate = result.get("timers", {}).get("create_per_second", 10.0)
                 log(f"firing: {args.fire} rules due at one moment")
-                result["firing"] = await timer_firing(crm, args.fire, args.concurrency, rate)
+                result["firing"] = await timer_firing(crm, procs, args.fire, args.concurrency, rate)
                 log(f"firing: {result['firing']}")
             if args.simulations:
                 log(f"simulation: the furniture shop over seven months, {args.simulations} times")
@@ -762,6 +768,11 @@ async def run(args) -> dict[str, Any]:
     return result
 
 
+def cpu_parts(cpu: dict[str, float]) -> str:
+    """The milliseconds of CPU of stageflow's processes, by process."""
+    return ", ".join(f"{name} {cpu[name]}" for name in ("temporal", "worker-main", "api-main") if name in cpu)
+
+
 def table(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -777,7 +788,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"| throughput, {rules} | {row['bare']['per_second']} workflows/s | "
                      f"{row['stageflow']['per_second']} stage entries/s{mark} | {row['ratio']} |")
         bare_cpu, flow_cpu = row["bare"]["cpu_ms_per_workflow"], row["stageflow"]["cpu_ms_per_entry"]
-        parts = ", ".join(f"{name} {flow_cpu[name]}" for name in ("temporal", "worker-main", "api-main") if name in flow_cpu)
+        parts = cpu_parts(flow_cpu)
         lines.append(f"| CPU per workflow / entry, {rules} | {bare_cpu['total']} ms | {flow_cpu['total']} ms "
                      f"({parts}) | {row['cpu_ratio']} |")
         lines.append(f"| CPU of other processes on the machine meanwhile, {rules} | {bare_cpu['other_processes']} ms | "
@@ -830,7 +841,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
                 f"firing: {f['items']} rules due at one moment fired in {f['fire_seconds']} s "
             f"({f['fired_per_second']}/s; {f['slow_workflow_tasks']} workflow tasks over 5 s), "
-            f"every rule exactly once: {'yes' if f['every_rule_once'] else 'NO'}"
+            f"every rule exactly once: {'yes' if f['every_rule_once'] else 'NO'}; CPU per rule "
+            f"{f['cpu_ms_per_rule']['total']} ms ({cpu_parts(f['cpu_ms_per_rule'])})"
         )
     if "simulation" in result:
         sim = result["simulation"]

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, validation_alias=_env("STAGEFLOW_MAX_BODY_BYTES"))
     worker_workflow_task_slots: int = Field(default=20, ge=1, validation_alias=_env("STAGEFLOW_WORKFLOW_TASK_SLOTS"))
     worker_activity_slots: int = Field(default=200, ge=1, validation_alias=_env("STAGEFLOW_ACTIVITY_SLOTS"))
+    worker_workflow_cache: int = Field(default=1000, ge=0, validation_alias=_env("STAGEFLOW_WORKFLOW_CACHE"))
+    """Workflows one worker keeps in memory between their tasks (about 80 KiB each); a task of one it does not keep
+    replays its history first. Zero keeps none."""
     workflow_sandbox: bool = Field(default=False, validation_alias=_env("STAGEFLOW_WORKFLOW_SANDBOX"))
     """Run workflow code in Temporal's sandbox, which refuses non-deterministic calls (datetime.now(), I/O) as they
     happen. Off by default: it costs a fifth of the worker's CPU per stage entry, and the replay tests run every

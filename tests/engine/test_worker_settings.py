@@ -1,4 +1,4 @@
-"""The worker's slot settings: taken from the environment, refused with the variable's name when impossible."""
+"""The worker's slot and cache settings: taken from the environment, refused with the variable's name when impossible."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ from activities.worker import build_worker
 async def test_the_worker_runs_as_many_tasks_at_once_as_its_settings_say(dev_env, tmp_path, monkeypatch):
     monkeypatch.setenv("STAGEFLOW_WORKFLOW_TASK_SLOTS", "7")
     monkeypatch.setenv("STAGEFLOW_ACTIVITY_SLOTS", "9")
+    monkeypatch.setenv("STAGEFLOW_WORKFLOW_CACHE", "2500")
     settings = get_settings(data_dir=tmp_path)
     worker = build_worker(dev_env.client, Deps(settings=settings, database=None, client=dev_env.client))
     config = worker.config()
     assert (config["max_concurrent_workflow_tasks"], config["max_concurrent_activities"]) == (7, 9)
+    assert config["max_cached_workflows"] == 2500
+
+
+async def test_the_worker_keeps_a_thousand_workflows_unless_told(dev_env, tmp_path, monkeypatch):
+    monkeypatch.delenv("STAGEFLOW_WORKFLOW_CACHE", raising=False)
+    settings = get_settings(data_dir=tmp_path)
+    worker = build_worker(dev_env.client, Deps(settings=settings, database=None, client=dev_env.client),
+                          task_queue="cache-default")
+    assert worker.config()["max_cached_workflows"] == 1000
 
 
 @pytest.mark.parametrize("value, runner", [
@@ -41,6 +51,8 @@ async def test_workflows_run_in_the_sandbox_when_the_setting_says(dev_env, tmp_p
     ("STAGEFLOW_WORKFLOW_TASK_SLOTS", "0"),
     ("STAGEFLOW_ACTIVITY_SLOTS", "-3"),
     ("STAGEFLOW_WORKFLOW_TASK_SLOTS", "many"),
+    ("STAGEFLOW_WORKFLOW_CACHE", "-1"),
+    ("STAGEFLOW_WORKFLOW_CACHE", "lots"),
 ])
 def test_impossible_slot_counts_are_refused_naming_the_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
