@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from api.console import forms
 from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep, back, page, refusal
@@ -25,10 +25,11 @@ from api.simulation.schemas import SampleItem, ScriptPart
 from api.usecases import versions
 from api.usecases.automation import Saved, checked_automation, current_automation, publish
 from api.usecases.rule_types import rule_catalogue, trigger_catalogue
+from api.usecases.users import users_by_name
 from models.domain.conditions import CONDITION_OPS
 from models.domain.rule_types import GROUPS
 from models.domain.wording import OP_WORDS, condition_words, delay_words, time_after
-from models.tables import Pipeline, User
+from models.tables import Pipeline
 
 router = APIRouter()
 SAMPLE_INPUTS = ("responsible_id", "amount", "currency", "horizon", "script")
@@ -107,7 +108,7 @@ def _rule_form(session: Session, pipeline: Pipeline, stage: str, original: str |
         "delay_kinds": forms.DELAY_KINDS, "date_fields": forms.DATE_FIELDS,
         "condition": _condition_text(rule, typed), **_builder(pipeline, constants),
         "placeholders": forms.placeholder_paths(pipeline.entity_type, constants),
-        "users": session.exec(select(User).order_by(User.name)).all(),
+        "users": users_by_name(session),
     }
 
 
@@ -122,7 +123,7 @@ def _trigger_form(session: Session, pipeline: Pipeline, stage: str, original: st
     return {
         "part": "triggers", "pipeline": pipeline, "stage": stage, "original": original, "piece": trigger, "kind": kind,
         "types": types, "fields": fields, "errors": errors, "condition": _condition_text(trigger, typed),
-        **_builder(pipeline, constants), "users": session.exec(select(User).order_by(User.name)).all(),
+        **_builder(pipeline, constants), "users": users_by_name(session),
     }
 
 

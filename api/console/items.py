@@ -28,6 +28,7 @@ from api.usecases import items, tasks
 from api.usecases.automation import current_automation
 from api.usecases.documents import get_document
 from api.usecases.rule_types import rule_catalogue
+from api.usecases.users import users_by_name
 from api.errors import Problems
 from models.domain.wording import time_after
 from models.settings import Settings
@@ -61,7 +62,7 @@ def _refused(refused: HTTPException) -> dict[str, str]:
 
 
 def _choices(session: Session) -> dict[str, Any]:
-    return {"users": session.exec(select(User).order_by(User.name)).all(),
+    return {"users": users_by_name(session),
             "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
 
 

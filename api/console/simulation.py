@@ -20,8 +20,9 @@ from api.simulation.plan import sample_plan, simulator
 from api.simulation.runner import SimulationsBusy
 from api.simulation.schemas import SampleItem, ScriptPart
 from api.usecases.automation import current_automation
+from api.usecases.users import users_by_name
 from models.domain.wording import time_after
-from models.tables import Contact, User
+from models.tables import Contact
 
 router = APIRouter()
 
@@ -30,7 +31,7 @@ def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: Ses
     require_admin(user)
     pipeline = get_pipeline(session, pipeline_id)
     return page(request, "simulate.html", user, pipeline=pipeline, stages=stages_of(session, pipeline_id),
-                users=session.exec(select(User).order_by(User.name)).all(),
+                users=users_by_name(session),
                 contacts=session.exec(select(Contact).order_by(Contact.name).limit(500)).all(),
                 values={"horizon": "30d", "title": "Sample deal" if pipeline.entity_type == "deal" else "Sample lead"},
                 errors={}, answer=None)
@@ -47,7 +48,7 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     stages = stages_of(session, pipeline_id)
     context = {"pipeline": pipeline, "stages": stages, "values": values, "answer": None,
                "stage_names": {stage.code: stage.name for stage in stages},
-               "users": session.exec(select(User).order_by(User.name)).all(),
+               "users": users_by_name(session),
                "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
     errors: dict[str, str] = {}
     try:

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from api.deps import MAX_ID, PageDep, SessionDep, admin_only, member_only, paginate
 from api.errors import Problems, not_found
 from api.schemas import UserCreate, UserPublic, UserUpdate
+from api.usecases import users
 from models.tables import User
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=member_only)
@@ -33,15 +34,7 @@ def _supervisor_problem(session: Session, user_id: int | None, supervisor_id: in
 
 @router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED, dependencies=admin_only)
 def create_user(body: UserCreate, session: SessionDep):
-    problems = Problems()
-    if body.supervisor_id is not None and session.get(User, body.supervisor_id) is None:
-        problems.add(("body", "supervisor_id"), f"user {body.supervisor_id} does not exist")
-    problems.raise_if_any()
-    user = User.model_validate(body)
-    session.add(user)
-    session.commit()
-    session.refresh(user)
-    return user
+    return users.create_user(session, body)
 
 
 @router.get("", response_model=list[UserPublic])

@@ -1,5 +1,5 @@
-"""The admin's console in headless Chromium: a pipeline made and changed in the browser (three stages, one renamed,
-one removed with its deal moved to another), a rule whose condition is built in the builder (no JSON typed) and
+"""The admin's console in headless Chromium: the person deals are given to added on the People page, a pipeline
+made and changed in the browser (three stages, one renamed, one removed with its deal moved to another), a rule whose condition is built in the builder (no JSON typed) and
 tried on a draft before it is saved, a bad condition that keeps every input, a deal worked on its page (amount
 edited, moved, commented, its task completed, archived and restored), and a member's refused page. Screenshots of
 each page go to docs/screenshots/."""
@@ -27,8 +27,18 @@ async def _condition_row(page: Page, number: int, field: str, op: str, value: st
 
 async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console, page, browser):
     url, http = console.extras["url"], console.http
-    manager = await user(http, "Marek Manager")
     await sign_in(page, url, ADMIN_KEY)
+
+    # The person deals are given to, added on the People page.
+    await page.click("nav >> text=People")
+    await expect(page.locator("table.people")).to_contain_text("No one yet")
+    await page.fill("#u-name", "Marek Manager")
+    await page.fill("#u-email", "marek@example.com")
+    await page.click("text=Add person")
+    await expect(page.locator("#saved")).to_contain_text("Marek Manager added.")
+    await page.screenshot(path=str(SCREENSHOTS / "people.png"), full_page=True)
+    [manager] = [person for person in ok(await http.get("/users")) if person["name"] == "Marek Manager"]
+    assert manager["email"] == "marek@example.com"
 
     # A pipeline with three stages, made in the console; the codes are made from the names.
     await page.goto(f"{url}/ui/pipelines")

@@ -36,7 +36,7 @@ def routes(crm) -> list[tuple[str, str]]:
         ("POST", f"/ui/items/deal/{d}/fields"), ("POST", f"/ui/items/deal/{d}/comments"),
         ("POST", f"/ui/items/deal/{d}/archive"), ("POST", f"/ui/items/deal/{d}/restore"),
         ("POST", f"/ui/items/deal/{d}/simulate"), ("GET", "/ui/failures"), ("POST", "/ui/failures/retry"),
-        ("GET", "/ui/operations/0123456789abcdef"),
+        ("GET", "/ui/operations/0123456789abcdef"), ("GET", "/ui/people"), ("POST", "/ui/people"),
     ]
 
 
