@@ -36,7 +36,7 @@ from models.tables import Contact, CrmActivity, Document, Item, Message, Pipelin
 from workflows.types import entry_workflow_id
 
 router = APIRouter()
-CREATED_FIELDS = ("title", "responsible_id", "contact_id", "amount", "currency")
+CREATED_FIELDS = ("title", "responsible_id", "contact_id", "amount", "currency", "stage")
 EDITED_FIELDS = ("title", "amount", "currency", "responsible_id", "contact_id", "close_date")
 LABELS = {"title": "Title", "amount": "Amount", "currency": "Currency", "responsible_id": "Responsible",
           "contact_id": "Contact", "close_date": "Close date", "pipeline_id": "Pipeline", "stage": "Stage"}
@@ -87,16 +87,18 @@ async def create_item(
     request: Request, pipeline_id: Id, user: ChangeDep, session: SessionDep, client: ClientDep, settings: SettingsDep,
     title: Annotated[str, Form(max_length=200)] = "", responsible_id: Annotated[str, Form(max_length=20)] = "",
     contact_id: Annotated[str, Form(max_length=20)] = "", amount: Annotated[str, Form(max_length=30)] = "",
-    currency: Annotated[str, Form(max_length=3)] = "",
+    currency: Annotated[str, Form(max_length=3)] = "", stage: Annotated[str, Form(max_length=50)] = "",
     idempotency_key: Annotated[str, Form(max_length=200, pattern=r"^[\x21-\x7e]*$")] = "",
 ):
-    """A new item from the board's form: created by the same use case as `POST /deals`, with the same checks and the
-    form's own `Idempotency-Key` (a form sent twice makes one item). A refused form comes back filled in."""
+    """A new item from the board's form, in the stage chosen (the first unless another is): created by the same use
+    case as `POST /deals`, with the same checks and the form's own `Idempotency-Key` (a form sent twice makes one
+    item). A refused form comes back filled in."""
     pipeline = get_pipeline(session, pipeline_id)
     typed = {"title": title, "responsible_id": responsible_id, "contact_id": contact_id, "amount": amount,
-             "currency": currency}
+             "currency": currency, "stage": stage}
     values = {"title": title, "pipeline_id": pipeline_id, "responsible_id": responsible_id or None,
-              "contact_id": contact_id or None, "amount": amount or None, "currency": currency.upper() or None}
+              "contact_id": contact_id or None, "amount": amount or None, "currency": currency.upper() or None,
+              "stage": stage or None}
     try:
         body = ItemCreate.model_validate({key: value for key, value in values.items() if value is not None})
         item = await items.create_item(session, client, settings, pipeline.entity_type, body,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.console.support import signed_in
-from tests.crm import automate, deal, ok, pipeline, timeline, user
+from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import ADMIN_KEY, MEMBER_KEY
 
 
@@ -233,3 +233,45 @@ async def test_the_console_creates_an_item_with_the_checks_and_the_idempotency_k
         assert first.headers["location"] == second.headers["location"] != f"/ui/items/deal/{created['id']}"
     titles = [item["title"] for item in ok(await stack.http.get("/deals"))]
     assert titles.count("Armchair") == 1 and titles.count("Lamp") == 1
+
+
+@pytest.mark.parametrize("stage, problem", [
+    ("NOPE", "Stage: "), ("won", "Stage: "), ("W" * 60, None),
+])
+async def test_an_item_made_in_a_stage_that_is_not_the_pipelines_is_refused_at_the_stage(stack, crm, stage, problem):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    deals_before = ok(await stack.http.get("/deals"))
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        shown = await client.post(f"/ui/pipelines/{p}/items", data={
+            "title": "Desk", "responsible_id": str(manager), "stage": stage, "csrf_token": csrf})
+        assert shown.status_code == 422
+        if problem:
+            assert problem in shown.text and 'value="Desk"' in shown.text
+    assert ok(await stack.http.get("/deals")) == deals_before
+
+
+async def test_the_board_makes_an_item_in_the_stage_chosen_and_runs_that_stages_rules_only(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        board = await client.get(f"/ui/pipelines/{p}/items")
+        assert '<option value="WON" >Won</option>' in board.text
+        made = await client.post(f"/ui/pipelines/{p}/items", data={
+            "title": "Desk", "responsible_id": str(manager), "stage": "WON", "csrf_token": csrf})
+        first = await client.post(f"/ui/pipelines/{p}/items", data={
+            "title": "Chair", "responsible_id": str(manager), "stage": "", "csrf_token": csrf})
+        assert made.status_code == first.status_code == 303
+    desk, chair = (int(answer.headers["location"].rsplit("/", 1)[1]) for answer in (made, first))
+    assert ok(await stack.http.get(f"/deals/{desk}"))["stage"] == "WON"
+    assert ok(await stack.http.get(f"/deals/{chair}"))["stage"] == "NEW"
+    await eventually(lambda: timeline(stack.http, chair, kind="comment"))
+    kinds = [entry["kind"] for entry in await timeline(stack.http, desk)]
+    assert "stage_changed" in kinds and "comment" not in kinds
+
+
+async def test_every_page_names_the_consoles_icon_and_the_icon_is_served(stack, crm):
+    async with signed_in(stack, ADMIN_KEY) as (client, _csrf):
+        page = await client.get("/ui/people")
+        assert '<link rel="icon" href="/ui/static/favicon.svg"' in page.text
+    icon = await stack.anon.get("/ui/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text.startswith("<svg")
