@@ -44,10 +44,12 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
 ShortText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
 Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()\-.]{2,48}$"
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str, StringConstraints(strip_whitespace=True, max_length=200, pattern=EMAIL_PATTERN), AfterValidator(_no_nul)
 ]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=r"^\+?[0-9][0-9 ()\-.]{2,48}$")]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=PHONE_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 StageCode = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[A-Z0-9_]+$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

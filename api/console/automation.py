@@ -233,8 +233,7 @@ def _labels(session: Session, part: str, piece: dict[str, Any]) -> dict[str, str
 
 def _base_version(form: Any) -> int | None:
     """The version the form was made from; a save based on an older one is refused, nothing lost."""
-    raw = str(form.get("base_version") or "")
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return forms.form_id(str(form.get("base_version") or ""))
 
 
 def _in_flight(form: Any) -> str | None:
@@ -452,7 +451,7 @@ async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCod
     pieces[:] = [by_name[name] for name in names]
     try:
         await publish(session, client, settings, pipeline, config, saved_by=user.name,
-                      expected=int(base_version) if base_version.isdigit() else None)
+                      expected=forms.form_id(base_version))
     except HTTPException as refused:
         return JSONResponse({"detail": refused.detail}, status_code=refused.status_code)
     return JSONResponse({"order": [piece["name"] for piece in pieces]})

@@ -4,9 +4,15 @@ posted form gives back, and the problems of a 422 placed next to the fields they
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import HTTPException
+from pydantic import ValidationError
+
+from api.deps import MAX_ID
+from api.schemas import EMAIL_PATTERN, PHONE_PATTERN
 from models.domain.data_tree import ITEM_TREE, entity_root
 
 LONG_TEXT = 300
@@ -143,10 +149,26 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
 PLAIN_MESSAGES = {
     "Field required": "is required: fill it in",
     "String should have at least 1 character": "is empty: fill it in",
+    f"String should match pattern '{EMAIL_PATTERN}'": "is not an e-mail address such as name@example.com",
+    f"String should match pattern '{PHONE_PATTERN}'": "is not a phone number such as +48 601 234 567",
 }
 """Pydantic's words where a person would say it otherwise."""
 
 CONDITION_PARTS = {"field": "field", "op": "operator", "value": "value"}
+
+
+def form_id(text: str) -> int | None:
+    """An id typed or carried in a form or a query (`7`), or None for any other text."""
+    return int(text) if re.fullmatch(r"[0-9]{1,10}", text) and 0 < int(text) <= MAX_ID else None
+
+
+def refusal_problems(error: ValidationError | HTTPException) -> list[dict[str, Any]]:
+    """The problems of a refused body, each located as the API locates it (`["body", "name"]`)."""
+    if isinstance(error, ValidationError):
+        return [{**problem, "loc": ["body", *problem.get("loc", ())]} for problem in error.errors()]
+    if isinstance(error.detail, list):
+        return error.detail
+    return [{"loc": [], "msg": str(error.detail)}]
 
 
 def plain(message: str) -> str:

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from api.console import forms
 from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
 from api.console.session import ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
@@ -55,10 +56,8 @@ def form_errors(problems: list[dict[str, Any]]) -> dict[str, str]:
     return errors
 
 
-def _refused(refused: HTTPException) -> dict[str, str]:
-    if isinstance(refused.detail, list):
-        return form_errors(refused.detail)
-    return {"form": str(refused.detail)}
+def _refused(refused: ValidationError | HTTPException) -> dict[str, str]:
+    return form_errors(forms.refusal_problems(refused))
 
 
 def _choices(session: Session) -> dict[str, Any]:
@@ -104,8 +103,7 @@ async def create_item(
         item = await items.create_item(session, client, settings, pipeline.entity_type, body,
                                        idempotency_key=idempotency_key or None)
     except ValidationError as error:
-        return _board(request, user, session, pipeline, values=typed, errors=form_errors(
-            [{"loc": ["body", *problem["loc"]], "msg": problem["msg"]} for problem in error.errors()]),
+        return _board(request, user, session, pipeline, values=typed, errors=_refused(error),
             form_key=idempotency_key or secrets.token_urlsafe(18), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     except HTTPException as refused:
         if refused.status_code >= 500:

@@ -97,7 +97,7 @@ UserDep = Annotated[ConsoleUser, Depends(console_user)]
 async def changing(request: Request, user: UserDep) -> ConsoleUser:
     """A state-changing call: a session and its CSRF token, and a form of text that can be stored."""
     await check_csrf(request, user)
-    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+    if request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
         bad = [name for name, value in form.multi_items() if isinstance(value, str) and any(unstorable(value))]
         if bad or any(any(unstorable(name)) for name in form.keys()):

@@ -26,7 +26,7 @@ def _people(request: Request, user: ConsoleUser, session: Session, *, values: di
             errors: dict[str, str], added: str = "", status_code: int = status.HTTP_200_OK) -> HTMLResponse:
     people = usecase.users_by_name(session)
     names = {person.id: person.name for person in people}
-    just_added = names.get(int(added)) if added.isdigit() and len(added) < 19 else None
+    just_added = names.get(forms.form_id(added))
     return page(request, "people.html", user, status_code=status_code, people=people, names=names, values=values,
                 errors=errors, added=just_added)
 
@@ -45,12 +45,8 @@ async def add_person(request: Request, user: ChangeDep, session: SessionDep):
     body: dict[str, Any] = {name: value for name, value in values.items() if value}
     try:
         created = usecase.create_user(session, UserCreate.model_validate(body))
-    except ValidationError as error:
-        problems = [{**problem, "loc": ["body", *problem.get("loc", ())]} for problem in error.errors()]
-        return _people(request, user, session, values=values, errors=forms.place_problems(problems, ["body"], LABELS),
-                       status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-    except HTTPException as refused:
-        problems = refused.detail if isinstance(refused.detail, list) else [{"loc": [], "msg": str(refused.detail)}]
-        return _people(request, user, session, values=values, errors=forms.place_problems(problems, ["body"], LABELS),
-                       status_code=refused.status_code)
+    except (ValidationError, HTTPException) as error:
+        code = error.status_code if isinstance(error, HTTPException) else status.HTTP_422_UNPROCESSABLE_CONTENT
+        errors = forms.place_problems(forms.refusal_problems(error), ["body"], LABELS)
+        return _people(request, user, session, values=values, errors=errors, status_code=code)
     return back(f"/ui/people?added={created.id}")

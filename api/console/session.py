@@ -140,4 +140,4 @@ async def check_csrf(request: Request, user: ConsoleUser) -> None:
 
 def require_admin(user: ConsoleUser) -> None:
     if not user.admin:
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Only an admin key edits automation")
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Only an admin key changes this")

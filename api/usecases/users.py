@@ -6,17 +6,48 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from api.errors import Problems
-from api.schemas import UserCreate
+from api.schemas import UserCreate, UserUpdate
 from models.tables import User
+
+
+def supervisor_problem(session: Session, user_id: int | None, supervisor_id: int) -> str | None:
+    """Why `supervisor_id` cannot supervise `user_id` (unknown, the user itself, or a loop), or None."""
+    seen = {user_id}
+    current: int | None = supervisor_id
+    while current is not None:
+        if current in seen:
+            return "would make the user their own supervisor"
+        seen.add(current)
+        row = session.get(User, current)
+        if row is None:
+            return f"user {current} does not exist" if current == supervisor_id else None
+        current = row.supervisor_id
+    return None
+
+
+def _check_supervisor(session: Session, user_id: int | None, supervisor_id: int | None) -> None:
+    problems = Problems()
+    problem = supervisor_problem(session, user_id, supervisor_id) if supervisor_id is not None else None
+    if problem:
+        problems.add(("body", "supervisor_id"), problem)
+    problems.raise_if_any()
 
 
 def create_user(session: Session, body: UserCreate) -> User:
     """A new user; a supervisor named must exist."""
-    problems = Problems()
-    if body.supervisor_id is not None and session.get(User, body.supervisor_id) is None:
-        problems.add(("body", "supervisor_id"), f"user {body.supervisor_id} does not exist")
-    problems.raise_if_any()
+    _check_supervisor(session, None, body.supervisor_id)
     user = User.model_validate(body)
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def update_user(session: Session, user: User, body: UserUpdate) -> User:
+    """The fields given change; a supervisor named must exist and must not close a loop of supervisors."""
+    changes = body.model_dump(exclude_unset=True)
+    _check_supervisor(session, user.id, changes.get("supervisor_id"))
+    user.sqlmodel_update(changes)
     session.add(user)
     session.commit()
     session.refresh(user)
