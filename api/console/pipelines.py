@@ -65,12 +65,14 @@ def _list(request: Request, user: ConsoleUser, session: Session, values: dict[st
     rows = session.exec(select(Pipeline).order_by(Pipeline.id)).all()
     counts = {row.id: len(stages_of(session, row.id)) for row in rows}
     return page(request, "pipelines.html", user, status_code=status_code, pipelines=rows, counts=counts,
-                values=values, errors=errors)
+                values=values, errors=errors, semantics=STAGE_KINDS)
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
 def pipelines(request: Request, user: UserDep, session: SessionDep):
-    blank = {"name": "", "entity_type": "deal", "stages": [{"name": "", "code": ""} for _ in range(NEW_STAGES)]}
+    kinds = ["process"] * (NEW_STAGES - 1) + ["success"]
+    blank = {"name": "", "entity_type": "deal",
+             "stages": [{"name": "", "code": "", "semantic": kind} for kind in kinds]}
     return _list(request, user, session, blank, {})
 
 
@@ -79,15 +81,19 @@ async def create_pipeline(request: Request, user: ChangeDep, session: SessionDep
     """A new pipeline with the stages typed, in their order (a stage without a code gets one made from its name)."""
     require_admin(user)
     form = await request.form()
-    rows = [{"name": str(name).strip(), "code": str(code).strip()}
-            for name, code in zip(form.getlist("stage_name"), form.getlist("stage_code"), strict=False)]
+    names, codes = form.getlist("stage_name"), form.getlist("stage_code")
+    kinds = form.getlist("stage_kind")
+    kinds += ["process"] * (len(names) - len(kinds))
+    rows = [{"name": str(name).strip(), "code": str(code).strip(), "semantic": str(kind)}
+            for name, code, kind in zip(names, codes, kinds, strict=False)]
     values = {"name": str(form.get("name") or ""), "entity_type": str(form.get("entity_type") or ""),
-              "stages": rows or [{"name": "", "code": ""}]}
+              "stages": rows or [{"name": "", "code": "", "semantic": "process"}]}
     given = [row for row in rows if row["name"] or row["code"]]
     try:
         body = PipelineCreate.model_validate({
             "name": values["name"], "entity_type": values["entity_type"],
-            "stages": [{"name": row["name"], "code": row["code"] or stage_code(row["name"])} for row in given],
+            "stages": [{"name": row["name"], "code": row["code"] or stage_code(row["name"]),
+                        "semantic": row["semantic"]} for row in given],
         })
     except ValidationError as error:
         errors = _errors(error, PIPELINE_LABELS)

@@ -135,6 +135,8 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             ("/ui/pipelines", {"name": "P", "entity_type": "thing", "stage_name": "One", "stage_code": ""}),
             ("/ui/pipelines", {"name": "P", "entity_type": "deal", "stage_name": "One", "stage_code": "bad code"}),
             ("/ui/pipelines", {"name": "P", "entity_type": "deal"}),
+            ("/ui/pipelines", {"name": "P", "entity_type": "deal", "stage_name": "One", "stage_code": "",
+                               "stage_kind": "maybe"}),
             (f"/ui/pipelines/{p}/rename", {"name": ""}),
             (f"/ui/pipelines/{p}/rename", {"name": "x" * 300}),
             (f"/ui/pipelines/{p}/stages", {"name": "Again", "code": "NEW"}),
@@ -275,3 +277,22 @@ async def test_every_page_names_the_consoles_icon_and_the_icon_is_served(stack, 
     icon = await stack.anon.get("/ui/static/favicon.svg")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert icon.text.startswith("<svg")
+
+
+async def test_a_new_pipelines_stages_take_their_kinds_from_the_form(stack):
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = await client.get("/ui/pipelines")
+        assert form.text.count('name="stage_kind"') == 3 and '<option value="success" selected>won</option>' in form.text
+        made = await client.post("/ui/pipelines", data={
+            "csrf_token": csrf, "name": "Orders", "entity_type": "deal",
+            "stage_name": ["New", "Won", "Lost", ""], "stage_code": ["", "", "", ""],
+            "stage_kind": ["process", "success", "failure", "process"]})
+        assert made.status_code == 303
+        refused = await client.post("/ui/pipelines", data={
+            "csrf_token": csrf, "name": "Odd", "entity_type": "deal", "stage_name": ["New", "Later"],
+            "stage_code": ["", ""], "stage_kind": ["process", "someday"]})
+        assert refused.status_code == 422 and "Stage 2, kind: " in refused.text and 'value="Later"' in refused.text
+    [orders] = [row for row in ok(await stack.http.get("/pipelines")) if row["name"] == "Orders"]
+    assert [(stage["code"], stage["semantic"]) for stage in orders["stages"]] == [
+        ("NEW", "process"), ("WON", "success"), ("LOST", "failure")]
+    assert [row["name"] for row in ok(await stack.http.get("/pipelines"))] == ["Orders"]

@@ -262,6 +262,7 @@
         copy.classList.remove("has-error");
         copy.querySelectorAll("p.error").forEach((error) => error.remove());
         copy.querySelectorAll("input").forEach((input) => { input.value = ""; });
+        copy.querySelectorAll("select").forEach((select) => { select.value = "process"; });
         const label = copy.querySelector("label");
         label.firstChild.textContent = "Stage " + (rows.length + 1) + " ";
         last.after(copy);
