@@ -82,6 +82,8 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await page.click("text=Save rule")
     delay_error = page.locator("[data-field=delay] .error")
     await expect(delay_error).to_contain_text("soon")
+    await expect(page.locator("#f-delay-after")).to_have_css("border-top-color", "rgb(179, 38, 30)")
+    await expect(page.locator("#f-delay-kind")).to_have_css("border-top-color", "rgb(217, 222, 229)")
     assert ok(await http.get(f"/pipelines/{sales['id']}/automation"))["stages"] == {}
     assert await page.input_value("textarea[name='settings.text']") == "{{Deal.Title}}"
     await page.fill("textarea[name='settings.text']", "Welcome, {{Deal.Title}}")
