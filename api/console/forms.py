@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from api.deps import MAX_ID
 from api.schemas import EMAIL_PATTERN, PHONE_PATTERN
 from models.domain.data_tree import ITEM_TREE, entity_root
+from models.domain.fields import USER_REF_DESCRIPTION
 
 LONG_TEXT = 300
 """Strings that may be longer than this get a text area."""
@@ -32,6 +33,8 @@ class FormField:
     value: str = ""
     checked: bool = False
     error: str = ""
+    suggest: str = ""
+    """The id of a list of values the browser offers as one types (`people`: the CRM's users by name)."""
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +43,11 @@ def _plain(schema: dict[str, Any]) -> dict[str, Any]:
     if len(options) == 1:
         return {**schema, **options[0]}
     return schema
+
+
+def _names_a_user(schema: dict[str, Any]) -> bool:
+    """The setting is a user: an id, or a placeholder that yields one."""
+    return _plain(schema).get("description") == USER_REF_DESCRIPTION
 
 
 def _kind(schema: dict[str, Any]) -> tuple[str, list[str]]:
@@ -53,7 +61,8 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[str]]:
         return "number", []
     if kind == "string":
         return ("textarea" if (plain.get("maxLength") or 0) > LONG_TEXT else "text"), []
-    if kind == "array" and (plain.get("items") or {}).get("type") in ("string", "integer", "number"):
+    if kind == "array" and (_names_a_user(plain.get("items") or {})
+                            or (plain.get("items") or {}).get("type") in ("string", "integer", "number")):
         return "lines", []
     if "anyOf" in plain and all(option.get("type") in ("string", "number", "integer") for option in plain["anyOf"]):
         return "text", []
@@ -85,9 +94,11 @@ def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | 
         else:
             value = values.get(name, prop.get("default"))
             shown, checked = _shown(kind, value), bool(value) if kind == "boolean" else False
+        description = prop.get("description") or ""
         fields.append(FormField(
             name=key, title=prop.get("title") or name, kind=kind, required=name in required,
-            description=prop.get("description") or "", options=options, value=shown, checked=checked,
+            description=description, options=options, value=shown, checked=checked,
+            suggest="people" if kind == "text" and _names_a_user(prop) else "",
         ))
     return fields
 
@@ -131,9 +142,10 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
         if kind == "number":
             values[name] = _number(text)
         elif kind == "lines":
-            item_kind = (_plain(prop).get("items") or {}).get("type")
+            items = _plain(prop).get("items") or {}
             lines = [line.strip() for line in text.splitlines() if line.strip()]
-            values[name] = [_number(line) for line in lines] if item_kind in ("integer", "number") else lines
+            numbers = items.get("type") in ("integer", "number") or _names_a_user(items)
+            values[name] = [_number(line) for line in lines] if numbers else lines
         elif kind == "json":
             try:
                 values[name] = json.loads(text)

@@ -67,13 +67,16 @@ def _user_ref(value: Any) -> Any:
     raise ValueError("give a user id (a number) or one placeholder such as {{Constants.Courier}}")
 
 
+USER_REF_DESCRIPTION = "a user id, or one placeholder that yields it (e.g. {{Constants.Courier}})"
+"""How the catalogue's JSON Schemas describe a setting that names a user."""
+
 UserRef = Annotated[
     int | str,
     BeforeValidator(_user_ref),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\s*\{\{[^{}]+\}\}\s*$"}],
-            "description": "a user id, or one placeholder that yields it (e.g. {{Constants.Courier}})",
+            "description": USER_REF_DESCRIPTION,
         }
     ),
 ]

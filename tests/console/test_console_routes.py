@@ -296,3 +296,24 @@ async def test_a_new_pipelines_stages_take_their_kinds_from_the_form(stack):
     assert [(stage["code"], stage["semantic"]) for stage in orders["stages"]] == [
         ("NEW", "process"), ("WON", "success"), ("LOST", "failure")]
     assert [row["name"] for row in ok(await stack.http.get("/pipelines"))] == ["Orders"]
+
+
+async def test_a_rules_settings_that_name_people_offer_them_by_name_and_take_one_per_line(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "create_task"})
+        responsible = form.text.split('name="settings.responsible_id"', 1)[1].split(">", 1)[0]
+        assert 'list="people"' in responsible
+        assert f'<datalist id="people"><option value="{manager}">Marek Manager</option></datalist>' in form.text
+        assert '<textarea id="f-settings.observers" name="settings.observers"' in form.text
+        fields = {"csrf_token": csrf, "stage": "WON", "type": "create_task", "name": "follow up", "delay_kind": "now",
+                  "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(manager)}
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                    data={**fields, "settings.observers": f"{manager}\nsomeone"})
+        assert refused.status_code == 422 and 'data-field="settings.observers"' in refused.text
+        assert "Observers" in refused.text.split('data-field="settings.observers"', 1)[1].split("</div>", 1)[0]
+        saved = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**fields, "settings.observers": f"{manager}\n\n{manager}"})
+        assert saved.status_code == 303, saved.text
+    [rule] = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["WON"]["rules"]
+    assert (rule["settings"]["responsible_id"], rule["settings"]["observers"]) == (manager, [manager, manager])
