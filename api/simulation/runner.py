@@ -42,6 +42,7 @@ from models.domain.timing import as_utc
 from models.db import make_engine
 from models.settings import Settings
 from models.tables import CrmActivity, Document, Item, Message, Notification, Task, TimelineEntry
+from workflows.converter import DATA_CONVERTER
 
 log = logging.getLogger("stageflow.simulation")
 SERVER_BINARY = "temporal-test-server"
@@ -177,7 +178,7 @@ class Run:
                 "temporal_search_attributes": False,
             })
             env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=server_binary(settings)
+                test_server_existing_path=server_binary(settings), data_converter=DATA_CONVERTER
             )
             try:
                 deps = Deps(settings=settings, database=engine, client=env.client, transports=self.recorder.transports())

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from scripts.local import free_port, pinned_dev_server_args
 from tests.stacks import Stack, binary, open_stack, stack_settings
+from workflows.converter import DATA_CONVERTER
 from workflows.types import SEARCH_ATTRIBUTES
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,6 +67,7 @@ async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
         dev_server_existing_path=binary("temporal"), dev_server_log_level="error", ui=True, ui_port=port,
         port=free_port(), dev_server_extra_args=pinned_dev_server_args(),
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in SEARCH_ATTRIBUTES],
+        data_converter=DATA_CONVERTER,
     )
     try:
         yield env, port

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.custom.endpoint import Endpoint, endpoint
 from tests.engine.changed_workflows import ReorderedEntryWorkflow
+from workflows.converter import DATA_CONVERTER
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
 from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
@@ -99,9 +101,10 @@ async def test_fresh_histories_of_every_workflow_type_replay(stack):
     async with endpoint(replies=[(503, {"error": "busy"})]) as erp:
         workflow_ids = await _scenario(stack, erp)
     histories = {part: await stack.client.get_workflow_handle(wid).fetch_history() for part, wid in workflow_ids.items()}
-    replayer = Replayer(workflows=WORKFLOWS)
-    for history in histories.values():
-        await replayer.replay_workflow(history)
+    for converter in (DataConverter.default, DATA_CONVERTER):
+        replayer = Replayer(workflows=WORKFLOWS, data_converter=converter)
+        for history in histories.values():
+            await replayer.replay_workflow(history)
     if os.environ.get("STAGEFLOW_RECORD_HISTORIES") == "1":
         for part, history in histories.items():
             (HISTORIES / f"{RELEASE}_{part}.json").write_text(
@@ -111,7 +114,7 @@ async def test_fresh_histories_of_every_workflow_type_replay(stack):
 
 @pytest.mark.parametrize("path", _recorded(), ids=lambda path: path.stem)
 async def test_recorded_history_replays(path: Path):
-    await Replayer(workflows=WORKFLOWS).replay_workflow(_load(path))
+    await Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER).replay_workflow(_load(path))
 
 
 def test_histories_are_recorded_for_every_workflow_type():

@@ -19,6 +19,7 @@ from models.domain.timing import parse_duration
 from scripts.demo import SHOP_DELAYS, SHOP_STORY, sales_automation, shop_simulation, simulation_table, web_form_order
 from tests.crm import eventually, ok, timeline
 from tests.stacks import binary, open_stack, stack_settings
+from workflows.converter import DATA_CONVERTER
 
 
 def row_counts(stack) -> dict[str, int]:
@@ -59,7 +60,9 @@ async def ts_shop_stack(inbox, gateway, tmp_path):
     counted from the same dates have the same lengths."""
     from scripts.demo import load_shop
 
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=DATA_CONVERTER
+    )
     try:
         async with AsyncExitStack() as exit_stack:
             stack = await open_stack(exit_stack, env, stack_settings(tmp_path, temporal_search_attributes=False))
