@@ -5,8 +5,9 @@ Temporal's JSON converter resolves a dataclass's type hints each time it builds 
 that evaluates every field's annotation again: a stage entry's plan, its rules' calls and their outcomes are
 dataclasses inside dataclasses, built at every workflow task and activity. This converter builds them the same way
 (fields by name, unknown keys ignored, a missing required field an error, `init=False` fields set afterwards) from
-types resolved once, and writes them without the deep copy Temporal's encoder makes first. Payloads are the same
-bytes Temporal writes, so every history, worker and client stays interchangeable with one on the default converter.
+types resolved once, and writes them without the deep copy Temporal's encoder makes first. The payloads of
+`workflows.types` are the same bytes Temporal writes (a set, which a deep copy may reorder, is no part of them), so
+every history, worker and client stays interchangeable with one on the default converter.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     """Each field of the dataclass: its name, its resolved type, whether `__init__` takes it."""
     hints = typing.get_type_hints(cls)
     return tuple((field.name, hints[field.name], field.init) for field in dataclasses.fields(cls))
+
+
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    """The dataclass's field names, in their order (their types unresolved)."""
+    return tuple(field.name for field in dataclasses.fields(cls))
 
 
 class DataclassConverter(JSONTypeConverter):
@@ -67,7 +74,7 @@ class Encoder(AdvancedJSONEncoder):
 
     def default(self, o: Any) -> Any:
         if dataclasses.is_dataclass(o) and not isinstance(o, type):
-            return {name: getattr(o, name) for name, _, _ in _fields(type(o))}
+            return {name: getattr(o, name) for name in _names(type(o))}
         return super().default(o)
 
 

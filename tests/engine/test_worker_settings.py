@@ -59,3 +59,13 @@ def test_impossible_slot_counts_are_refused_naming_the_variable(monkeypatch, nam
     with pytest.raises(ValidationError) as refused:
         get_settings()
     assert name in str(refused.value)
+
+
+async def test_the_service_connects_on_its_data_converter(dev_env, tmp_path):
+    from workflows.connection import connect
+    from workflows.converter import DATA_CONVERTER
+
+    settings = get_settings(data_dir=tmp_path).model_copy(
+        update={"temporal_address": dev_env.client.service_client.config.target_host})
+    client = await connect(settings, attempts=1)
+    assert (client.data_converter, client.namespace) == (DATA_CONVERTER, settings.temporal_namespace)

@@ -4,6 +4,7 @@ the same payloads (written the same), unknown keys ignored, a missing required f
 from __future__ import annotations
 
 import dataclasses
+import typing
 from datetime import datetime, timezone
 
 import pytest
@@ -89,3 +90,26 @@ def test_a_dataclass_field_types_are_resolved_once_per_process(monkeypatch):
     for _ in range(3):
         assert DATA_CONVERTER.payload_converter.from_payloads(payloads, [hint]) == [value]
     assert sorted(cls.__name__ for cls in calls) == ["EntryInput", "EntryPlan", "RulePlan"]
+
+
+def test_a_field_init_does_not_take_is_written_as_the_default_converter_writes_it():
+    counted = _Counted("a")
+    counted.count = 4
+    assert DATA_CONVERTER.payload_converter.to_payloads([counted]) == \
+        DataConverter.default.payload_converter.to_payloads([counted])
+
+
+if typing.TYPE_CHECKING:
+    from workflows.types import ItemMove as _OnlyWhenChecking
+
+
+@dataclasses.dataclass
+class _Unresolvable:
+    move: _OnlyWhenChecking | None
+    note: str = "x"
+
+
+def test_a_dataclass_whose_types_do_not_resolve_is_written_as_the_default_converter_writes_it():
+    value = {"inside": _Unresolvable(move=None)}
+    assert DATA_CONVERTER.payload_converter.to_payloads([value]) == \
+        DataConverter.default.payload_converter.to_payloads([value])
