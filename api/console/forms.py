@@ -61,8 +61,8 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[str]]:
         return "number", []
     if kind == "string":
         return ("textarea" if (plain.get("maxLength") or 0) > LONG_TEXT else "text"), []
-    if kind == "array" and (_names_a_user(plain.get("items") or {})
-                            or (plain.get("items") or {}).get("type") in ("string", "integer", "number")):
+    items = plain.get("items") or {}
+    if kind == "array" and (items.get("type") in ("string", "integer", "number") or _names_a_user(items)):
         return "lines", []
     if "anyOf" in plain and all(option.get("type") in ("string", "number", "integer") for option in plain["anyOf"]):
         return "text", []
@@ -94,10 +94,9 @@ def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | 
         else:
             value = values.get(name, prop.get("default"))
             shown, checked = _shown(kind, value), bool(value) if kind == "boolean" else False
-        description = prop.get("description") or ""
         fields.append(FormField(
             name=key, title=prop.get("title") or name, kind=kind, required=name in required,
-            description=description, options=options, value=shown, checked=checked,
+            description=prop.get("description") or "", options=options, value=shown, checked=checked,
             suggest="people" if kind == "text" and _names_a_user(prop) else "",
         ))
     return fields

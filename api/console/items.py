@@ -37,7 +37,6 @@ from models.tables import Contact, CrmActivity, Document, Item, Message, Pipelin
 from workflows.types import entry_workflow_id
 
 router = APIRouter()
-CREATED_FIELDS = ("title", "responsible_id", "contact_id", "amount", "currency", "stage")
 EDITED_FIELDS = ("title", "amount", "currency", "responsible_id", "contact_id", "close_date")
 LABELS = {"title": "Title", "amount": "Amount", "currency": "Currency", "responsible_id": "Responsible",
           "contact_id": "Contact", "close_date": "Close date", "pipeline_id": "Pipeline", "stage": "Stage"}
