@@ -91,23 +91,27 @@ async def _update(
     """The move as an update, starting the item's workflow when it is not running: started with the search
     attributes of the stage it enters, so that entering it needs no second write of them."""
     state = _state(settings, item, entries_before, request.stage)
-    operation = WithStartWorkflowOperation(
-        ItemWorkflow.run,
-        state,
-        id=item_workflow_id(item),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        task_queue=settings.temporal_task_queue,
-        static_summary=f"{item.entity_type} {item.id}: {item.title[:80]}",
-        search_attributes=(
-            TypedSearchAttributes(search_keys(item.entity_type, item.id, item.pipeline_id, request.stage))
-            if state.search_stage else None
-        ),
-    )
+
+    def operation() -> WithStartWorkflowOperation:
+        """The start half of the call; an operation is used once, so each attempt has its own."""
+        return WithStartWorkflowOperation(
+            ItemWorkflow.run,
+            state,
+            id=item_workflow_id(item),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            task_queue=settings.temporal_task_queue,
+            static_summary=f"{item.entity_type} {item.id}: {item.title[:80]}",
+            search_attributes=(
+                TypedSearchAttributes(search_keys(item.entity_type, item.id, item.pipeline_id, request.stage))
+                if state.search_stage else None
+            ),
+        )
+
     try:
         for attempt in range(UPDATE_ATTEMPTS):
             try:
                 return await client.execute_update_with_start_workflow(
-                    ItemWorkflow.move, request, id=update_id, start_workflow_operation=operation,
+                    ItemWorkflow.move, request, id=update_id, start_workflow_operation=operation(),
                     result_type=MoveResult,
                 )
             except RPCError as error:
