@@ -20,4 +20,4 @@ RUN pip install '.[postgres]' \
 USER stageflow
 EXPOSE 8000 9100
 # On SIGTERM uvicorn stops accepting connections and gives the requests it has up to 20 s to finish.
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "20"]

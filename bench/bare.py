@@ -113,12 +113,7 @@ def build_bare_worker(client: Client, task_queue: str) -> Worker:
     )
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description="worker of the bare-engine baseline")
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--namespace", default="default")
-    parser.add_argument("--task-queue", required=True)
-    args = parser.parse_args()
+async def main(args: argparse.Namespace) -> None:
     client = await Client.connect(args.address, namespace=args.namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,4 +125,16 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description="worker of the bare-engine baseline")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--task-queue", required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the event loop: asyncio's, as `asyncio.run` gives, or uvloop's")
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))

@@ -605,7 +605,7 @@ async def start_stageflow(run_dir: Path, procs: stack.Processes, address: str, n
         worker_argv = [sys.executable, str(ROOT / "bench" / "tuned_worker.py"), args.worker_options]
     worker = procs.start(stack.worker_proc(run_dir, name, env, app_root, worker_argv))
     await stack.wait_for_log(worker, "worker on task queue")
-    api = procs.start(stack.api_proc(run_dir, name, env, app_root))
+    api = procs.start(stack.api_proc(run_dir, name, env, app_root, args.uvicorn_args.split()))
     url = f"http://{stack.LOOPBACK}:{port}"
     await stack.wait_for_health(api, url)
     http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120,
@@ -663,9 +663,10 @@ async def run(args) -> dict[str, Any]:
     procs = stack.Processes()
     result: dict[str, Any] = {"machine": machine(), "settings": {
         "entries_per_k": args.entries, "ks": args.ks, "concurrency": args.concurrency, "events": args.events,
-        "timers": args.timers, "fire": args.fire, "api": "uvicorn process, httpx client over loopback",
+        "timers": args.timers, "fire": args.fire, "api": "uvicorn process, httpx client over loopback"
+        + (f", uvicorn {args.uvicorn_args}" if args.uvicorn_args else ""),
         "worker": "separate process" + (f", options {args.worker_options}" if args.worker_options else ", worker.py"),
-        "app_root": str(Path(args.app_root).resolve()), "label": args.label,
+        "app_root": str(Path(args.app_root).resolve()), "label": args.label, "bare_loop": args.bare_loop,
     }}
     began = time.perf_counter()
     try:
@@ -674,7 +675,8 @@ async def run(args) -> dict[str, Any]:
         procs.start(temporal)
         client = await stack.connect(address, temporal)
         bare_worker = procs.start(stack.Proc(
-            "bare-worker", [sys.executable, str(ROOT / "bench" / "bare.py"), "--address", address, "--task-queue", "bare"],
+            "bare-worker", [sys.executable, str(ROOT / "bench" / "bare.py"), "--address", address, "--task-queue", "bare",
+             "--loop", args.bare_loop],
             run_dir / "worker-bare.log"))
         await stack.wait_for_log(bare_worker, "bare worker ready")
         crm, http = await start_stageflow(run_dir, procs, address, "main", args)
@@ -880,6 +882,9 @@ def main() -> int:
                              f"also {','.join(OPTIONAL_PARTS)}, run only when named)")
     parser.add_argument("--app-root", default=str(ROOT), help="run the API and worker from this checkout")
     parser.add_argument("--worker-options", default="", help="JSON of Worker options (bench/tuned_worker.py)")
+    parser.add_argument("--bare-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the bare-engine worker's event loop (default asyncio, as `asyncio.run` gives)")
+    parser.add_argument("--uvicorn-args", default="", help="more arguments for the API's uvicorn (\"--loop asyncio\")")
     parser.add_argument("--profile", default="", help="write py-spy profiles of the worker and API to this directory")
     parser.add_argument("--label", default="", help="a name for this run in the JSON")
     parser.add_argument("--out", default=str(RESULTS), help=f"JSON file to write (default {RESULTS})")

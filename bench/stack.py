@@ -188,9 +188,9 @@ def worker_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path, w
     return Proc(f"worker-{name}", argv, run_dir / f"worker-{name}.log", env=env, cwd=app_root)
 
 
-def api_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path) -> Proc:
+def api_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path, extra: list[str] = ()) -> Proc:
     argv = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", LOOPBACK,
-            "--port", env["STAGEFLOW_PORT"], "--log-level", "warning", "--no-access-log"]
+            "--port", env["STAGEFLOW_PORT"], "--log-level", "warning", "--no-access-log", *extra]
     return Proc(f"api-{name}", argv, run_dir / f"api-{name}.log", env=env, cwd=app_root)
 
 

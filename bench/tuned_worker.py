@@ -8,6 +8,7 @@ max_concurrent_activities, max_concurrent_workflow_task_polls, ...) it understan
   "sandbox": "reimport"     the stock sandbox, which re-imports the workflow modules for each workflow run
   "sandbox": "off"          no sandbox (UnsandboxedWorkflowRunner, the default of build_worker)
   "db_threads": N           size of the default thread pool the DB work runs in
+  "loop": "asyncio"         the standard library's event loop ("uvloop": uvloop's)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def worker_options(raw: dict) -> dict:
     options = dict(raw)
     sandbox = options.pop("sandbox", None)
     options.pop("db_threads", None)
+    options.pop("loop", None)
     if sandbox == "passthrough":
         options["workflow_runner"] = SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
@@ -73,4 +75,10 @@ async def main(raw: dict) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}))
+    raw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    if raw.get("loop") == "uvloop":
+        import uvloop
+
+        uvloop.run(main(raw))
+    else:
+        asyncio.run(main(raw))

@@ -510,7 +510,7 @@ def main() -> int:
         supervisor.start("worker", [sys.executable, str(ROOT / "worker.py")])
         supervisor.start("api", [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
                                  "--host", API_HOST, "--port", str(settings.port),
-                                 "--timeout-graceful-shutdown", "10"])
+                                 "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "10"])
 
         last: tuple[int, str] = (0, "")
 

@@ -314,6 +314,18 @@ def test_two_replicas_behind_haproxy_that_checks_readiness():
         "the API's metrics are for Prometheus on the compose network, not for the outside")
 
 
+def test_apis_run_on_uvloop_and_httptools():
+    """The API processes take uvloop's event loop and httptools' parser, as `make run` and the fault suite's
+    cluster start them (which fails if either is missing)."""
+    services = resolved_compose()["services"]
+    cmd = re.search(r"^CMD\s+(\[.*\])", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert cmd
+    commands = {name: services[name]["command"] for name in APIS} | {"Dockerfile": json.loads(cmd.group(1))}
+    for name, command in commands.items():
+        assert command[command.index("--loop") + 1] == "uvloop", name
+        assert command[command.index("--http") + 1] == "httptools", name
+
+
 def test_api_and_workers_stop_gracefully():
     services = resolved_compose()["services"]
     for name in APIS:

@@ -206,7 +206,8 @@ class Cluster:
         port = port or self.api_port
         process = self._spawn(name, [
             sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "20",
+            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+            "--timeout-graceful-shutdown", "20",
         ], root, env)
 
         def healthy() -> bool:
