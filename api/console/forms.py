@@ -26,7 +26,8 @@ class FormField:
     """The form field's name: `settings.text`, `filter.status`."""
     title: str
     kind: str
-    """text, textarea, number, boolean, select, lines (one value per line), json."""
+    """text, textarea, number, boolean, select, lines (one value per line), json, text_or_json (a setting written as
+    text, `+3d`, or as a JSON object)."""
     required: bool = False
     description: str = ""
     options: list[str] = field(default_factory=list)
@@ -66,6 +67,8 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[str]]:
         return "lines", []
     if "anyOf" in plain and all(option.get("type") in ("string", "number", "integer") for option in plain["anyOf"]):
         return "text", []
+    if any(option.get("type") == "string" for option in plain.get("oneOf") or plain.get("anyOf") or []):
+        return "text_or_json", []
     return "json", []
 
 
@@ -74,7 +77,7 @@ def _shown(kind: str, value: Any) -> str:
         return ""
     if kind == "lines":
         return "\n".join(str(part) for part in value) if isinstance(value, list) else str(value)
-    if kind == "json":
+    if kind == "json" or (kind == "text_or_json" and not isinstance(value, str)):
         return json.dumps(value, ensure_ascii=False, indent=1)
     return str(value)
 
@@ -145,7 +148,9 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
             lines = [line.strip() for line in text.splitlines() if line.strip()]
             numbers = items.get("type") in ("integer", "number") or _names_a_user(items)
             values[name] = [_number(line) for line in lines] if numbers else lines
-        elif kind == "json":
+        elif kind == "text_or_json" and not text.startswith(("{", "[", '"')):
+            values[name] = text
+        elif kind in ("json", "text_or_json"):
             try:
                 values[name] = json.loads(text)
             except ValueError as error:

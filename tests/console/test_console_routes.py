@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from tests.console.support import signed_in
@@ -317,3 +319,29 @@ async def test_a_rules_settings_that_name_people_offer_them_by_name_and_take_one
         assert saved.status_code == 303, saved.text
     [rule] = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["WON"]["rules"]
     assert (rule["settings"]["responsible_id"], rule["settings"]["observers"]) == (manager, [manager, manager])
+
+
+async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "create_task"})
+        hint = form.text.split('data-field="settings.deadline"', 1)[1].split("</div>", 1)[0]
+        assert "An object as JSON." in hint and " JSON.</small>" not in hint.replace("An object as JSON.", "")
+        fields = {"csrf_token": csrf, "stage": "WON", "type": "create_task", "delay_kind": "now",
+                  "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(manager)}
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                    data={**fields, "name": "soon", "settings.deadline": "soonish"})
+        assert refused.status_code == 422 and 'data-field="settings.deadline"' in refused.text
+        error = html.unescape(refused.text.split('data-field="settings.deadline"', 1)[1].split("</div>", 1)[0])
+        assert "<p class=\"error\">Deadline: 'soonish': give a relative time (+3d)" in error
+        assert 'soonish</textarea>' in refused.text
+        for name, typed in (("in three days", "+3d"), ("on a date", '"2027-01-15"'),
+                            ("tomorrow at two", '{"in_days": 1, "at": "14:00"}')):
+            saved = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                      data={**fields, "name": name, "settings.deadline": typed})
+            assert saved.status_code == 303, saved.text
+        edit = await client.get(f"/ui/pipelines/{p}/automation/rules/WON/in three days")
+        assert '+3d</textarea>' in edit.text
+    rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["WON"]["rules"]
+    assert [(rule["name"], rule["settings"]["deadline"]) for rule in rules] == [
+        ("in three days", "+3d"), ("on a date", "2027-01-15"), ("tomorrow at two", {"in_days": 1, "at": "14:00"})]
