@@ -12,11 +12,19 @@ from sqlmodel.sql.expression import SelectOfScalar
 from api.deps import MAX_ID
 from api.errors import field_error, not_found
 from api.schemas import PipelinePublic, StagePublic
-from models.tables import Item, Pipeline, Stage
+from models.tables import Contact, Item, Pipeline, Stage
+
+CONTACT_CHOICES = 500
+"""The most contacts a form offers to choose from."""
 
 
 def stages_of(session: Session, pipeline_id: int) -> list[Stage]:
     return list(session.exec(select(Stage).where(Stage.pipeline_id == pipeline_id).order_by(Stage.position)).all())
+
+
+def contacts_by_name(session: Session) -> list[Contact]:
+    """The contacts a form offers, by name (the first `CONTACT_CHOICES`)."""
+    return list(session.exec(select(Contact).order_by(Contact.name, Contact.id).limit(CONTACT_CHOICES)).all())
 
 
 def get_pipeline(session: Session, pipeline_id: int) -> Pipeline:

@@ -20,7 +20,7 @@ from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusa
 from api.console.session import ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import document_file
-from api.lookups import get_pipeline, stages_of
+from api.lookups import contacts_by_name, get_pipeline, stages_of
 from api.schemas import ItemCreate, ItemUpdate
 from api.simulation.plan import plan_steps, simulator
 from api.simulation.runner import Plan, SimulationsBusy
@@ -61,7 +61,7 @@ def _refused(refused: ValidationError | HTTPException) -> dict[str, str]:
 
 def _choices(session: Session) -> dict[str, Any]:
     return {"users": users_by_name(session),
-            "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
+            "contacts": contacts_by_name(session)}
 
 
 def _board(request: Request, user: ConsoleUser, session: Session, pipeline: Pipeline, *, values: dict[str, str],

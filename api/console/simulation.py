@@ -8,13 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path as PathParam, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
-from sqlmodel import select
 
 from api.console import forms
 from api.console.pages import ChangeDep, Id, UserDep, page
 from api.console.session import require_admin
 from api.deps import SessionDep
-from api.lookups import get_pipeline, stages_of
+from api.lookups import contacts_by_name, get_pipeline, stages_of
 from api.simulation.documents import read_simulated_document
 from api.simulation.plan import sample_plan, simulator
 from api.simulation.runner import SimulationsBusy
@@ -22,7 +21,6 @@ from api.simulation.schemas import SampleItem, ScriptPart
 from api.usecases.automation import current_automation
 from api.usecases.users import users_by_name
 from models.domain.wording import time_after
-from models.tables import Contact
 
 router = APIRouter()
 
@@ -32,7 +30,7 @@ def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: Ses
     pipeline = get_pipeline(session, pipeline_id)
     return page(request, "simulate.html", user, pipeline=pipeline, stages=stages_of(session, pipeline_id),
                 users=users_by_name(session),
-                contacts=session.exec(select(Contact).order_by(Contact.name).limit(500)).all(),
+                contacts=contacts_by_name(session),
                 values={"horizon": "30d", "title": "Sample deal" if pipeline.entity_type == "deal" else "Sample lead"},
                 errors={}, answer=None)
 
@@ -49,7 +47,7 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     context = {"pipeline": pipeline, "stages": stages, "values": values, "answer": None,
                "stage_names": {stage.code: stage.name for stage in stages},
                "users": users_by_name(session),
-               "contacts": session.exec(select(Contact).order_by(Contact.name).limit(500)).all()}
+               "contacts": contacts_by_name(session)}
     errors: dict[str, str] = {}
     try:
         script = forms.read_script(values["script"])
