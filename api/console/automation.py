@@ -193,7 +193,7 @@ def _condition(form: Any, problems: dict[str, str]) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
+        return forms.read_json(text)
     except ValueError as error:
         problems["condition"] = f"Condition: cannot be read ({error}); build it again with the rows above"
         return None
@@ -441,7 +441,7 @@ async def reorder(request: Request, pipeline_id: Id, part: Part, stage: StageCod
     config = current_automation(session, pipeline_id)
     pieces = _pieces(config, _stage_or_404(session, pipeline_id, stage), part)
     try:
-        names = json.loads(order)
+        names = forms.read_json(order)
     except ValueError:
         names = None
     if not isinstance(names, list) or sorted(map(str, names)) != sorted(piece["name"] for piece in pieces):

@@ -67,9 +67,32 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[str]]:
         return "lines", []
     if "anyOf" in plain and all(option.get("type") in ("string", "number", "integer") for option in plain["anyOf"]):
         return "text", []
-    if any(option.get("type") == "string" for option in plain.get("oneOf") or plain.get("anyOf") or []):
+    options = [option for option in plain.get("oneOf") or plain.get("anyOf") or [] if option.get("type") != "null"]
+    if any(option.get("type") == "string" for option in options) and not any(
+        option.get("type") in ("integer", "number", "boolean") for option in options
+    ):
         return "text_or_json", []
     return "json", []
+
+
+def read_json(text: str) -> Any:
+    """JSON text's value; ValueError for text that is not JSON (nested too deep to read included)."""
+    try:
+        return json.loads(text)
+    except RecursionError as error:
+        raise ValueError("nested too deep") from error
+
+
+def _text_or_json(text: str) -> Any:
+    """A setting that is text or an object: text that reads as a JSON object, array or quoted string is that value;
+    any other text (`+3d`, `2027-01-15`, a placeholder `{{Deal.Fields.due}}`, a template that is not JSON) is the
+    text itself."""
+    if text.startswith(("{", "[", '"')) and not text.startswith("{{"):
+        try:
+            return read_json(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _shown(kind: str, value: Any) -> str:
@@ -77,7 +100,7 @@ def _shown(kind: str, value: Any) -> str:
         return ""
     if kind == "lines":
         return "\n".join(str(part) for part in value) if isinstance(value, list) else str(value)
-    if kind == "json" or (kind == "text_or_json" and not isinstance(value, str)):
+    if kind == "json" or (kind == "text_or_json" and _text_or_json(str(value)) != value):
         return json.dumps(value, ensure_ascii=False, indent=1)
     return str(value)
 
@@ -148,11 +171,11 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
             lines = [line.strip() for line in text.splitlines() if line.strip()]
             numbers = items.get("type") in ("integer", "number") or _names_a_user(items)
             values[name] = [_number(line) for line in lines] if numbers else lines
-        elif kind == "text_or_json" and not text.startswith(("{", "[", '"')):
-            values[name] = text
-        elif kind in ("json", "text_or_json"):
+        elif kind == "text_or_json":
+            values[name] = _text_or_json(text)
+        elif kind == "json":
             try:
-                values[name] = json.loads(text)
+                values[name] = read_json(text)
             except ValueError as error:
                 problems[key] = f"{prop.get('title') or name}: is not JSON ({error}); write it as JSON"
         elif kind == "text" and "anyOf" in _plain(prop):

@@ -87,7 +87,7 @@ def _payload(session: Session, cookie: str | None) -> tuple[dict[str, Any], str]
     try:
         payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     record = _record(session)
     secret = record.value["secret"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import html
 
+import httpx
 import pytest
 
 from tests.console.support import signed_in
@@ -117,6 +119,11 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
             (f"/ui/pipelines/{p}/automation/rules/NEW/nope/delete", {}),
             (f"/ui/pipelines/{p}/automation/rules/NEW/order", {"order": "3,x"}),
+            (f"/ui/pipelines/{p}/automation/rules/NEW/order", {"order": "[" * 5000}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                     "settings.text": "t", "condition": "[" * 5000}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "webhook", "name": "x",
+                                                     "settings.url": "https://example.com/h", "settings.headers": "[" * 5000}),
             (f"/ui/items/deal/{d}/move", {"stage": "NOPE"}),
             (f"/ui/items/deal/{d}/move", {"stage": "bad stage"}),
             ("/ui/items/deal/99999/move", {"stage": "WON"}),
@@ -326,7 +333,7 @@ async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
         form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "create_task"})
         hint = form.text.split('data-field="settings.deadline"', 1)[1].split("</div>", 1)[0]
-        assert "An object as JSON." in hint and " JSON.</small>" not in hint.replace("An object as JSON.", "")
+        assert "Text as typed, or JSON.</small>" in hint
         fields = {"csrf_token": csrf, "stage": "WON", "type": "create_task", "delay_kind": "now",
                   "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(manager)}
         refused = await client.post(f"/ui/pipelines/{p}/automation/rules",
@@ -345,3 +352,11 @@ async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["WON"]["rules"]
     assert [(rule["name"], rule["settings"]["deadline"]) for rule in rules] == [
         ("in three days", "+3d"), ("on a date", "2027-01-15"), ("tomorrow at two", {"in_days": 1, "at": "14:00"})]
+
+
+async def test_a_forged_session_cookie_nested_too_deep_signs_nobody_in(stack):
+    payload = base64.urlsafe_b64encode(b"[" * 1400).decode().rstrip("=")
+    async with httpx.AsyncClient(transport=stack.http._transport, base_url="http://testserver",
+                                 cookies={"stageflow_console": f"{payload}.forged"}) as client:
+        answer = await client.get("/ui/pipelines")
+    assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/login")
