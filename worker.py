@@ -8,10 +8,10 @@ import signal
 import time
 from datetime import timedelta
 
+import uvloop
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-import uvloop
 
 from activities.metrics import RuleMetrics, worker_runtime
 from activities.services.pdf_runner import resume_pending_pdfs

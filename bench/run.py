@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import signal
 import statistics
@@ -605,7 +606,7 @@ async def start_stageflow(run_dir: Path, procs: stack.Processes, address: str, n
         worker_argv = [sys.executable, str(ROOT / "bench" / "tuned_worker.py"), args.worker_options]
     worker = procs.start(stack.worker_proc(run_dir, name, env, app_root, worker_argv))
     await stack.wait_for_log(worker, "worker on task queue")
-    api = procs.start(stack.api_proc(run_dir, name, env, app_root, args.uvicorn_args.split()))
+    api = procs.start(stack.api_proc(run_dir, name, env, app_root, shlex.split(args.uvicorn_args)))
     url = f"http://{stack.LOOPBACK}:{port}"
     await stack.wait_for_health(api, url)
     http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120,
@@ -653,6 +654,8 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
         "temporalio": version("temporalio"),
+        "uvloop": version("uvloop"),
+        "httptools": version("httptools"),
         "temporal_cli": server,
         "os": platform.platform(),
     }

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,9 +189,14 @@ def worker_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path, w
     return Proc(f"worker-{name}", argv, run_dir / f"worker-{name}.log", env=env, cwd=app_root)
 
 
-def api_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path, extra: list[str] = ()) -> Proc:
+PRODUCTION_UVICORN = ("--loop", "uvloop", "--http", "httptools")
+"""The event loop and HTTP parser the API runs on in production (the Dockerfile, docker-compose, `make run`)."""
+
+
+def api_proc(run_dir: Path, name: str, env: dict[str, str], app_root: Path, extra: Sequence[str] = ()) -> Proc:
+    """The API under uvicorn as production runs it; `extra` options come after, so one given twice wins."""
     argv = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", LOOPBACK,
-            "--port", env["STAGEFLOW_PORT"], "--log-level", "warning", "--no-access-log", *extra]
+            "--port", env["STAGEFLOW_PORT"], "--log-level", "warning", "--no-access-log", *PRODUCTION_UVICORN, *extra]
     return Proc(f"api-{name}", argv, run_dir / f"api-{name}.log", env=env, cwd=app_root)
 
 

@@ -8,7 +8,7 @@ max_concurrent_activities, max_concurrent_workflow_task_polls, ...) it understan
   "sandbox": "reimport"     the stock sandbox, which re-imports the workflow modules for each workflow run
   "sandbox": "off"          no sandbox (UnsandboxedWorkflowRunner, the default of build_worker)
   "db_threads": N           size of the default thread pool the DB work runs in
-  "loop": "asyncio"         the standard library's event loop ("uvloop": uvloop's)
+  "loop": "asyncio"         the standard library's event loop instead of uvloop's, which worker.py runs on
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+import uvloop
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -76,9 +77,7 @@ async def main(raw: dict) -> None:
 
 if __name__ == "__main__":
     raw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    if raw.get("loop") == "uvloop":
-        import uvloop
-
+    if raw.get("loop", "uvloop") == "uvloop":
         uvloop.run(main(raw))
     else:
         asyncio.run(main(raw))

@@ -109,7 +109,7 @@ def refusal_kind(ip: IPAddress) -> str | None:
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses from the system resolver (getaddrinfo on the event loop's executor)."""
+    """The host's addresses from the system resolver (the event loop's getaddrinfo, off the loop's thread)."""
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
