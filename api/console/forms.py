@@ -100,7 +100,8 @@ def _shown(kind: str, value: Any) -> str:
         return ""
     if kind == "lines":
         return "\n".join(str(part) for part in value) if isinstance(value, list) else str(value)
-    if kind == "json" or (kind == "text_or_json" and _text_or_json(str(value)) != value):
+    as_typed = isinstance(value, str) and _text_or_json(value) == value
+    if kind == "json" or (kind == "text_or_json" and not as_typed):
         return json.dumps(value, ensure_ascii=False, indent=1)
     return str(value)
 

@@ -307,6 +307,17 @@ async def test_a_new_pipelines_stages_take_their_kinds_from_the_form(stack):
     assert [row["name"] for row in ok(await stack.http.get("/pipelines"))] == ["Orders"]
 
 
+def create_task_form(csrf: str, responsible: int) -> dict[str, str]:
+    """The new-rule form of a create_task rule on WON that starts at once, filled but for its name."""
+    return {"csrf_token": csrf, "stage": "WON", "type": "create_task", "delay_kind": "now",
+            "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(responsible)}
+
+
+def field_block(page: str, name: str) -> str:
+    """The HTML of one form field's block (its label, input, hint and error)."""
+    return page.split(f'data-field="{name}"', 1)[1].split("</div>", 1)[0]
+
+
 async def test_a_rules_settings_that_name_people_offer_them_by_name_and_take_one_per_line(stack, crm):
     p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
@@ -315,12 +326,11 @@ async def test_a_rules_settings_that_name_people_offer_them_by_name_and_take_one
         assert 'list="people"' in responsible
         assert f'<datalist id="people"><option value="{manager}">Marek Manager</option></datalist>' in form.text
         assert '<textarea id="f-settings.observers" name="settings.observers"' in form.text
-        fields = {"csrf_token": csrf, "stage": "WON", "type": "create_task", "name": "follow up", "delay_kind": "now",
-                  "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(manager)}
+        fields = {**create_task_form(csrf, manager), "name": "follow up"}
         refused = await client.post(f"/ui/pipelines/{p}/automation/rules",
                                     data={**fields, "settings.observers": f"{manager}\nsomeone"})
         assert refused.status_code == 422 and 'data-field="settings.observers"' in refused.text
-        assert "Observers" in refused.text.split('data-field="settings.observers"', 1)[1].split("</div>", 1)[0]
+        assert "Observers" in field_block(refused.text, "settings.observers")
         saved = await client.post(f"/ui/pipelines/{p}/automation/rules",
                                   data={**fields, "settings.observers": f"{manager}\n\n{manager}"})
         assert saved.status_code == 303, saved.text
@@ -332,14 +342,12 @@ async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm
     p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
         form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "create_task"})
-        hint = form.text.split('data-field="settings.deadline"', 1)[1].split("</div>", 1)[0]
-        assert "Text as typed, or JSON.</small>" in hint
-        fields = {"csrf_token": csrf, "stage": "WON", "type": "create_task", "delay_kind": "now",
-                  "settings.title": "Call {{Deal.Title}}", "settings.responsible_id": str(manager)}
+        assert "Text as typed, or JSON.</small>" in field_block(form.text, "settings.deadline")
+        fields = create_task_form(csrf, manager)
         refused = await client.post(f"/ui/pipelines/{p}/automation/rules",
                                     data={**fields, "name": "soon", "settings.deadline": "soonish"})
         assert refused.status_code == 422 and 'data-field="settings.deadline"' in refused.text
-        error = html.unescape(refused.text.split('data-field="settings.deadline"', 1)[1].split("</div>", 1)[0])
+        error = html.unescape(field_block(refused.text, "settings.deadline"))
         assert "<p class=\"error\">Deadline: 'soonish': give a relative time (+3d)" in error
         assert 'soonish</textarea>' in refused.text
         for name, typed in (("in three days", "+3d"), ("on a date", '"2027-01-15"'),
