@@ -195,7 +195,7 @@ def _condition(form: Any, problems: dict[str, str]) -> Any:
     try:
         return forms.read_json(text)
     except ValueError as error:
-        problems["condition"] = f"Condition: cannot be read ({error}); build it again with the rows above"
+        problems["condition"] = f"Condition: cannot be read ({error}); correct the JSON or build it again with the rows"
         return None
 
 

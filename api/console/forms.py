@@ -178,7 +178,8 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
             try:
                 values[name] = read_json(text)
             except ValueError as error:
-                problems[key] = f"{prop.get('title') or name}: is not JSON ({error}); write it as JSON"
+                problems[key] = (f"{prop.get('title') or name}: is not JSON ({error}); write it as JSON, "
+                                 'text in double quotes ("Gdańsk")')
         elif kind == "text" and "anyOf" in _plain(prop):
             values[name] = _number(text)
         else:

@@ -83,3 +83,11 @@ def test_json_nested_too_deep_is_a_problem_at_its_field():
     values = read_schema_fields(schema, "settings", {"settings.url": "https://example.com/h",
                                                      "settings.headers": "[" * 5000}, problems)
     assert "headers" not in values and "nested too deep" in problems["settings.headers"]
+
+
+def test_a_json_setting_that_is_not_json_says_how_to_write_text():
+    problems: dict[str, str] = {}
+    values = read_schema_fields(RULE_TYPES["edit_variable"].settings.model_json_schema(), "settings",
+                                {"settings.name": "City", "settings.value": "Gdańsk"}, problems)
+    assert "value" not in values
+    assert problems["settings.value"].startswith("Value: is not JSON") and "text in double quotes" in problems["settings.value"]
