@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
-from models.tables import TimelineEntry
+from models.tables import TimelineEntry, utcnow
 
 M = TypeVar("M", bound=SQLModel)
 
@@ -32,15 +33,19 @@ def get_or_create(session: Session, model: type[M], effect_key: str, **values: A
     return row, True
 
 
+@cache
+def _insert_once_statement(dialect_name: str, table: Table, unique: str, returning: str) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=[unique]).returning(table.c[returning])
+
+
 def insert_once(session: Session, table: Table, values: dict[str, Any], unique: str, returning: str) -> Any:
     """Inserts a row unless one with the same `unique` value exists (one statement, no read first); the new
-    row's `returning` column, or None when the row was there already."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[unique])
-        .returning(table.c[returning])
-    )
-    return session.execute(statement).scalar()
+    row's `returning` column, or None when the row was there already. `values` names every column the row
+    sets (column defaults of the models are not applied). The statement is built once per table: only the
+    values change from one row to the next."""
+    statement = _insert_once_statement(session.get_bind().dialect.name, table, unique, returning)
+    return session.execute(statement, values).scalar()
 
 
 def add_timeline(
@@ -57,10 +62,12 @@ def add_timeline(
     nulls: tuple[str, ...] = (),
     **data: Any,
 ) -> TimelineEntry:
-    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned).
+    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned;
+    a new keyed one is returned detached from the session, for its values).
     `data` values that are None are left out, but for the names in `nulls`, which say null."""
     values: dict[str, Any] = dict(
         item_id=item_id,
+        at=at if at is not None else utcnow(),
         kind=kind,
         text=text,
         key=key,
@@ -69,14 +76,12 @@ def add_timeline(
         entry_no=entry_no,
         data={name: value for name, value in data.items() if value is not None or name in nulls},
     )
-    if at is not None:
-        values["at"] = at
-    entry = TimelineEntry(**values)
     if key is None:
+        entry = TimelineEntry(**values)
         session.add(entry)
         session.flush()
         return entry
-    entry.id = insert_once(session, TimelineEntry.__table__, entry.model_dump(exclude={"id"}), "key", "id")
-    if entry.id is None:
+    new_id = insert_once(session, TimelineEntry.__table__, values, "key", "id")
+    if new_id is None:
         return get_by(session, TimelineEntry, key=key)
-    return entry
+    return TimelineEntry.model_construct(id=new_id, **values)

@@ -29,7 +29,7 @@ from models.domain.rule_types import RuleType
 from models.domain.data_tree import data_tree
 from models.item_data import build_data, item_tree
 from models.store import add_timeline, get_by, insert_once
-from models.tables import Effect, Item, TimelineEntry
+from models.tables import Effect, Item, TimelineEntry, utcnow
 from workflows.types import ItemEvent, ItemMove, RuleCall, RuleOutcome, WaitSpec
 
 STORED_PREFIX = "<kept in the database: "
@@ -146,7 +146,7 @@ class RuleRunner:
             metrics.after_commit(session, lambda: metrics.rule_finished(call.rule.type, outcome, late))
 
     def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome) -> None:
-        effect = Effect(
+        effect = dict(
             key=key,
             item_id=call.item_id,
             rule_type=call.rule.type,
@@ -159,8 +159,9 @@ class RuleRunner:
                 "wait": vars(outcome.wait) if outcome.wait else None,
                 "changed": list(outcome.changed),
             },
+            created_at=utcnow(),
         )
-        if insert_once(session, Effect.__table__, effect.model_dump(), "key", "key") is None:
+        if insert_once(session, Effect.__table__, effect, "key", "key") is None:
             return  # recorded by an earlier attempt
         self._count(session, call, "done")
         if outcome.wait is not None:
