@@ -63,6 +63,39 @@ def test_unknown_keys_are_ignored_and_a_missing_required_field_is_refused():
         DATA_CONVERTER.payload_converter.from_payloads(wrong, [RulesTogether])
 
 
+ODD_VALUES = [
+    ({"status": "done", "reason": 5}, RuleOutcome),  # a number where text belongs
+    ({"status": "done", "wait": {"kind": "fields", "timeout_seconds": 30, "fields": "ab"}}, RuleOutcome),
+    ({"status": "done", "wait": {"kind": "fields", "timeout_seconds": "soon"}}, RuleOutcome),
+    ({"status": "done", "events": [{"type": "x"}, "not an event"]}, RuleOutcome),
+    ({"status": "done", "events": {"type": "x"}}, RuleOutcome),
+    ({"status": "done", "result": ["a", "list"]}, RuleOutcome),
+    ({"status": "done", "changed": None}, RuleOutcome),
+    ({"index": True, "name": "r", "type": "t", "activity": "a", "timeout_seconds": 7, "auxiliary": 1}, RulePlan),
+    ({"index": 1.0, "name": "r", "type": "t", "activity": "a", "due": "2026-12-06T09:30:00+00:00"}, RulePlan),
+    ({"index": 1, "name": "r", "type": "t", "activity": "a", "due": "tomorrow"}, RulePlan),
+    ({"index": 1, "name": "r", "type": "t", "activity": "a", "depends_on": [1, 2]}, RulePlan),
+    ([{"status": "done"}, {"status": "skipped", "reason": "no"}], list[RuleOutcome]),
+    ([{"status": "done"}, {"reason": "no status"}], list[RuleOutcome]),
+    ({"status": "done"}, list[RuleOutcome]),
+    ({"calls": [], "max_attempts": None}, RulesTogether),
+]
+
+
+@pytest.mark.parametrize("raw, hint", ODD_VALUES, ids=[str(index) for index in range(len(ODD_VALUES))])
+def test_odd_payloads_read_as_the_default_converter_reads_them_or_are_refused_alike(raw, hint):
+    """Values of other types than a field's, which the default converter coerces or refuses, get the same answer."""
+    default = DataConverter.default.payload_converter
+    payloads = default.to_payloads([raw])
+    try:
+        expected = default.from_payloads(payloads, [hint])
+    except Exception as error:  # noqa: BLE001 - the default's refusal is what ours must match
+        with pytest.raises(type(error)):
+            DATA_CONVERTER.payload_converter.from_payloads(payloads, [hint])
+        return
+    assert DATA_CONVERTER.payload_converter.from_payloads(payloads, [hint]) == expected
+
+
 @dataclasses.dataclass
 class _Counted:
     name: str
