@@ -1,5 +1,6 @@
 """What the engine's smallest pieces cost in CPU, without Temporal: a keyed timeline entry written, an effect record
-written, and the payloads of one stage entry of five rules read back (its input, a `rules.together` call, their
+written, one user looked up five times in one transaction (as five rules run together each check their author), and
+the payloads of one stage entry of five rules read back (its input, a `rules.together` call, their
 outcomes), with stageflow's data converter beside Temporal's default one.
 
 Run: .venv/bin/python bench/steps.py [--count 2000]
@@ -20,9 +21,9 @@ from sqlalchemy import event
 from sqlmodel import Session, SQLModel
 from temporalio.converter import DataConverter
 
-from models.db import make_engine
+from models.db import make_engine, session_scope
 from models.store import add_timeline, insert_once
-from models.tables import Effect, utcnow
+from models.tables import Effect, User, utcnow
 from workflows.converter import DATA_CONVERTER
 from workflows.types import EntryInput, EntryPlan, RuleCall, RuleOutcome, RulePlan, RulesTogether
 
@@ -56,7 +57,15 @@ def inserts(count: int) -> dict[str, float]:
                 "key": f"deal-1/entry-1/r{i}", "item_id": 1, "rule_type": "add_timeline_entry", "status": "done",
                 "result": {"result": {"entry_id": i}}, "created_at": utcnow(),
             }, "key", "key"), count)
+            session.add(User(id=1, name="Anna", email="anna@example.com"))
             session.commit()
+
+        def five_lookups(_index: int) -> None:
+            with session_scope(engine) as session:
+                for _ in range(5):
+                    assert session.get(User, 1) is not None
+
+        measured["one user looked up five times in a transaction"] = cpu_ms(five_lookups, count)
         engine.dispose()
     return measured
 

@@ -114,10 +114,21 @@ def create_schema(engine: Engine) -> None:
         connection.commit()
 
 
+class HoldingSession(Session):
+    """A session that holds every row it loads until it closes. SQLAlchemy's sessions hold their rows weakly, so a row
+    read, used and let go (a user looked up to check that it exists) is read again from the database by the next
+    lookup in the same transaction; held, the next lookup finds it in the session."""
+
+
+@event.listens_for(HoldingSession, "loaded_as_persistent")
+def _hold(session: Session, instance: Any) -> None:
+    session.info.setdefault("held", []).append(instance)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session whose work is committed at the end, or rolled back on error."""
-    with Session(engine, expire_on_commit=False) as session:
+    """A session (holding what it loads) whose work is committed at the end, or rolled back on error."""
+    with HoldingSession(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
