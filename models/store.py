@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
@@ -15,11 +15,23 @@ from models.tables import TimelineEntry, utcnow
 M = TypeVar("M", bound=SQLModel)
 
 
-def get_by(session: Session, model: type[M], **where: Any) -> M | None:
+@cache
+def _get_by_statement(model: type[SQLModel], columns: tuple[str, ...]) -> Any:
     statement = select(model)
-    for column, value in where.items():
-        statement = statement.where(getattr(model, column) == value)
-    return session.exec(statement).first()
+    for column in columns:
+        statement = statement.where(getattr(model, column) == bindparam(column))
+    return statement
+
+
+def get_by(session: Session, model: type[M], **where: Any) -> M | None:
+    """The first row whose columns have the given values (None: the column is null). The statement is built once
+    per model and set of columns."""
+    if any(value is None for value in where.values()):
+        statement = select(model)
+        for column, value in where.items():
+            statement = statement.where(getattr(model, column) == value)
+        return session.exec(statement).first()
+    return session.exec(_get_by_statement(model, tuple(where)), params=where).first()
 
 
 def get_or_create(session: Session, model: type[M], effect_key: str, **values: Any) -> tuple[M, bool]:
