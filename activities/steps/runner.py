@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,8 +48,18 @@ class RuleRunner:
 
     async def run(self, call: RuleCall, ready: Ready | None = None, deps: Deps | None = None) -> RuleOutcome:
         """Runs the rule; with `ready`, what `prepare` found for it (rules run together are prepared together), and
-        with `deps`, through those (rules run together in one transaction)."""
+        with `deps`, through those (rules run together in one transaction). A database-only rule run as a local
+        activity of its own is prepared, run and recorded in one transaction; when that does not succeed, the
+        transaction is undone and the rule runs again step by step, each step in a transaction of its own."""
         info = activity.info() if activity.in_activity() else None
+        if ready is None and deps is None and info is not None and info.is_local and self.kind.local:
+            try:
+                return await self.deps.db(
+                    lambda session: run_at_once(session, self.deps, {call.rule.activity: self}, [call])[0]
+                )
+            except Exception:  # noqa: BLE001 - nothing of the transaction stays: the rule runs step by step below
+                activity.logger.debug("rule %s of %s runs step by step", call.rule.name, call.workflow_id,
+                                      exc_info=True)
         beating = None
         if info is not None and not info.is_local and info.heartbeat_timeout:
             beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
@@ -191,6 +201,29 @@ def prepare_together(session: Session, runners: Mapping[str, RuleRunner], calls:
         except Exception as error:  # noqa: BLE001 - each rule's failure is its own
             prepared.append(error)
     return prepared
+
+
+def run_at_once(
+    session: Session, deps: Deps, runners: Mapping[str, RuleRunner], calls: list[RuleCall]
+) -> list[RuleOutcome]:
+    """Database-only rules prepared together, then each run and recorded in `session`'s transaction, driven to its end
+    at once (such a rule waits for nothing but its database work, which runs at once here). A rule that does not
+    succeed raises, and the caller undoes the transaction."""
+    in_session = deps.in_session(session)
+    return [
+        _at_once(runners[call.rule.activity].run(call, ready, in_session))
+        for call, ready in zip(calls, prepare_together(session, runners, calls))
+    ]
+
+
+def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:
+    """The outcome of a rule's run that never suspends; one that would wait for something is refused."""
+    try:
+        run.send(None)
+    except StopIteration as finished:
+        return finished.value
+    run.close()
+    raise RuntimeError("a database-only rule waited for something besides its database work")
 
 
 async def _heartbeat(every: float) -> None:

@@ -19,15 +19,12 @@ activity of its own with the attempts left, so that it neither holds back nor re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
-from typing import Any
-
-from sqlmodel import Session
+from collections.abc import Mapping
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.steps.runner import RuleRunner, prepare_together
+from activities.steps.runner import RuleRunner, prepare_together, run_at_once
 from activities.rule import Deps
 from workflows.types import AGAIN, RULES_OUTSIDE_TOGETHER, RULES_TOGETHER, RuleCall, RuleOutcome, RulesTogether
 
@@ -50,20 +47,10 @@ class RulesTogetherStep:
     @activity.defn(name=RULES_TOGETHER)
     async def run_together(self, batch: RulesTogether) -> list[RuleOutcome]:
         try:
-            return await self.deps.db(lambda session: self._in_one_transaction(session, batch))
+            return await self.deps.db(lambda session: run_at_once(session, self.deps, self.runners, batch.calls))
         except Exception:  # noqa: BLE001 - nothing of the transaction stays: each rule runs on its own below
             activity.logger.debug("rules of %s run one by one", batch.calls[0].workflow_id, exc_info=True)
         return await self._one_by_one(batch)
-
-    def _in_one_transaction(self, session: Session, batch: RulesTogether) -> list[RuleOutcome]:
-        """Every rule of the batch in the thread and the transaction that prepared them, each driven to its end at
-        once (a database-only rule waits for nothing but its database work, which runs at once here). Any rule that
-        does not succeed undoes the whole transaction, and the rules run one by one instead."""
-        deps = self.deps.in_session(session)
-        outcomes = []
-        for call, ready in zip(batch.calls, prepare_together(session, self.runners, batch.calls)):
-            outcomes.append(_at_once(self.runners[call.rule.activity].run(call, ready, deps)))
-        return outcomes
 
     async def _one_by_one(self, batch: RulesTogether) -> list[RuleOutcome]:
         """Each rule in transactions of its own, so that one that fails fails alone."""
@@ -117,12 +104,3 @@ class RulesTogetherStep:
                 raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
             raise
 
-
-def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:
-    """The outcome of a rule's run that never suspends; one that would wait for something is refused."""
-    try:
-        run.send(None)
-    except StopIteration as finished:
-        return finished.value
-    run.close()
-    raise RuntimeError("a database-only rule waited for something besides its database work")

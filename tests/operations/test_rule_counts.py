@@ -1,10 +1,13 @@
 """Each rule is counted once, at the outcome that was stored: rules that start together run in one transaction,
 and when one of them fails that transaction is undone and they run again one by one; the rules done in the undone
 transaction are not counted then, only when their outcome is stored for good. A rule run again after its outcome
-was stored counts as an effect found, not as another run."""
+was stored counts as an effect found, not as another run. A database-only rule run as a local activity of its own
+is prepared, run and recorded in one transaction, or, when that does not succeed, step by step."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -13,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -20,6 +25,7 @@ from activities.metrics import RuleMetrics
 from activities.rule import Deps
 from activities.steps.runner import RuleRunner
 from activities.rules import RULE_TYPES
+from activities.rules.monitoring import AddTimelineEntry
 from activities.worker import build_worker
 from tests.crm import automate, deal, eventually, pipeline, timeline, user
 from tests.stacks import Stack, open_stack, stack_settings
@@ -124,3 +130,46 @@ async def test_a_rule_run_again_after_its_outcome_was_stored_is_an_effect_found(
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _WaitsBesidesItsDatabaseWork(AddTimelineEntry):
+    """A database-only rule type that also waits for something else before its effect."""
+
+    async def run(self, ctx):
+        await asyncio.sleep(0)
+        return await super().run(ctx)
+
+
+async def test_a_database_only_rule_of_its_own_runs_in_one_transaction_or_else_step_by_step(counted: Counted):
+    http = counted.stack.http
+    manager = await user(http, "Manager")
+    flow = await pipeline(http, ["NEW"])
+    item = await deal(http, flow["id"], manager["id"], title="Sofa")
+    commits = []
+    event.listen(counted.stack.engine, "commit", lambda connection: commits.append(1))
+    local = ActivityEnvironment()
+    local.info = dataclasses.replace(local.info, is_local=True)
+
+    def call(name: str, settings: dict) -> RuleCall:
+        return RuleCall(
+            item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
+            workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
+            rule=RulePlan(index=0, name=name, type="add_timeline_entry", activity="rule.add_timeline_entry",
+                          settings=settings, due=_now(), local=True),
+        )
+
+    plain = RuleRunner(counted.stack.deps, RULE_TYPES["add_timeline_entry"])
+    assert (await local.run(plain.run, call("at once", {"text": "one transaction"}))).status == "done"
+    assert len(commits) == 1
+
+    with pytest.raises(ApplicationError, match="user 999999 does not exist"):
+        await local.run(plain.run, call("no author", {"text": "never written", "author_id": 999999}))
+
+    waiting = RuleRunner(counted.stack.deps, _WaitsBesidesItsDatabaseWork())
+    assert (await local.run(waiting.run, call("step by step", {"text": "two transactions"}))).status == "done"
+
+    story = await timeline(http, item["id"])
+    assert sorted(entry["text"] for entry in story if entry["kind"] == "comment") == [
+        "one transaction", "two transactions"]
+    assert sorted(entry["rule_name"] for entry in story if entry["kind"] == "rule_done") == ["at once", "step by step"]
+    assert counted.rules() == Counter({("add_timeline_entry", "done"): 2})
