@@ -16,22 +16,20 @@ M = TypeVar("M", bound=SQLModel)
 
 
 @cache
-def _get_by_statement(model: type[SQLModel], columns: tuple[str, ...]) -> Any:
+def _get_by_statement(model: type[SQLModel], columns: tuple[str, ...], nulls: frozenset[str]) -> Any:
     statement = select(model)
     for column in columns:
-        statement = statement.where(getattr(model, column) == bindparam(column))
+        field = getattr(model, column)
+        statement = statement.where(field.is_(None) if column in nulls else field == bindparam(column))
     return statement
 
 
 def get_by(session: Session, model: type[M], **where: Any) -> M | None:
     """The first row whose columns have the given values (None: the column is null). The statement is built once
     per model and set of columns."""
-    if any(value is None for value in where.values()):
-        statement = select(model)
-        for column, value in where.items():
-            statement = statement.where(getattr(model, column) == value)
-        return session.exec(statement).first()
-    return session.exec(_get_by_statement(model, tuple(where)), params=where).first()
+    nulls = frozenset(column for column, value in where.items() if value is None)
+    params = {column: value for column, value in where.items() if value is not None}
+    return session.exec(_get_by_statement(model, tuple(where), nulls), params=params).first()
 
 
 def get_or_create(session: Session, model: type[M], effect_key: str, **values: Any) -> tuple[M, bool]:
@@ -53,9 +51,9 @@ def _insert_once_statement(dialect_name: str, table: Table, unique: str, returni
 
 def insert_once(session: Session, table: Table, values: dict[str, Any], unique: str, returning: str) -> Any:
     """Inserts a row unless one with the same `unique` value exists (one statement, no read first); the new
-    row's `returning` column, or None when the row was there already. `values` names every column the row
-    sets (column defaults of the models are not applied). The statement is built once per table: only the
-    values change from one row to the next."""
+    row's `returning` column, or None when the row was there already. `values` holds the row's columns as the
+    database stores them (JSON columns as plain data). The statement is built once per table: only the values change
+    from one row to the next."""
     statement = _insert_once_statement(session.get_bind().dialect.name, table, unique, returning)
     return session.execute(statement, values).scalar()
 
@@ -73,10 +71,9 @@ def add_timeline(
     entry_no: int | None = None,
     nulls: tuple[str, ...] = (),
     **data: Any,
-) -> TimelineEntry:
-    """Append a timeline entry; with a key, at most one entry per key ever exists (the existing one is returned;
-    a new keyed one is returned detached from the session, for its values).
-    `data` values that are None are left out, but for the names in `nulls`, which say null."""
+) -> int:
+    """Append a timeline entry and answer its id; with a key, at most one entry per key ever exists (the existing
+    one's id is answered). `data` values that are None are left out, but for the names in `nulls`, which say null."""
     values: dict[str, Any] = dict(
         item_id=item_id,
         at=at if at is not None else utcnow(),
@@ -92,8 +89,6 @@ def add_timeline(
         entry = TimelineEntry(**values)
         session.add(entry)
         session.flush()
-        return entry
+        return entry.id
     new_id = insert_once(session, TimelineEntry.__table__, values, "key", "id")
-    if new_id is None:
-        return get_by(session, TimelineEntry, key=key)
-    return TimelineEntry.model_construct(id=new_id, **values)
+    return new_id if new_id is not None else get_by(session, TimelineEntry, key=key).id

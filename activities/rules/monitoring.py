@@ -267,11 +267,11 @@ class AddTimelineEntry(RuleType[AddTimelineEntrySettings]):
 
         def work(session: Session) -> dict[str, Any]:
             _users(session, {author: "author_id"})
-            entry = add_timeline(
+            entry_id = add_timeline(
                 session, ctx.item_id, kind, text, at=ctx.at, key=ctx.key("entry"), author_id=author,
                 rule_name=ctx.rule_name, entry_no=ctx.entry_no,
             )
-            return {"entry_id": entry.id, "text": text, "author_id": author, "kind": kind}
+            return {"entry_id": entry_id, "text": text, "author_id": author, "kind": kind}
 
         return await ctx.finish(work)
 
@@ -503,7 +503,7 @@ class ScheduleActivity(RuleType[ScheduleActivitySettings]):
                 return {"activity_id": existing.id, "due": _iso(existing.due_at)}
             _users(session, {responsible: "responsible_id"})
             due = _moment(ctx, session, settings.when, "when")
-            item = session.get(Item, ctx.item_id, with_for_update=True)
+            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
             left = item.entry_no != ctx.entry_no
             todo, _ = get_or_create(
                 session, CrmActivity, ctx.effect_key,

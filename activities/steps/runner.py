@@ -50,14 +50,17 @@ class RuleRunner:
         """Runs the rule; with `ready`, what `prepare` found for it (rules run together are prepared together), and
         with `deps`, through those (rules run together in one transaction). A database-only rule run as a local
         activity of its own is prepared, run and recorded in one transaction; when that does not succeed, the
-        transaction is undone and the rule runs again step by step, each step in a transaction of its own."""
+        transaction is undone and the rule runs again step by step, each step in a transaction of its own (unless it
+        failed for good)."""
         info = activity.info() if activity.in_activity() else None
         if ready is None and deps is None and info is not None and info.is_local and self.kind.local:
             try:
                 return await self.deps.db(
                     lambda session: run_at_once(session, self.deps, {call.rule.activity: self}, [call])[0]
                 )
-            except Exception:  # noqa: BLE001 - nothing of the transaction stays: the rule runs step by step below
+            except Exception as error:  # noqa: BLE001 - nothing of the transaction stays: the rule runs step by step
+                if isinstance(error, ApplicationError) and error.non_retryable:
+                    raise  # the rule cannot take effect: step by step it would fail the same way
                 activity.logger.debug("rule %s of %s runs step by step", call.rule.name, call.workflow_id,
                                       exc_info=True)
         beating = None

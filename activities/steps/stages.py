@@ -28,7 +28,7 @@ from workflows.types import (
 def enter(session: Session, call: EnterCall) -> Item:
     """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
     that complete on a stage change are completed."""
-    item = session.get(Item, call.item_id, with_for_update=True)
+    item = session.get(Item, call.item_id, with_for_update=True, populate_existing=True)
     if item is None:
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
     if item.entry_no >= call.entry_no:
@@ -116,7 +116,9 @@ class StageSteps:
     async def match_trigger(self, call: MatchCall) -> MatchResult:
         """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
         def work(session: Session) -> tuple[MatchResult, EntryInput | None]:
-            item = session.get(Item, call.item_id, with_for_update=bool(call.enter_entry_no))
+            item = session.get(
+                Item, call.item_id, with_for_update=bool(call.enter_entry_no), populate_existing=bool(call.enter_entry_no)
+            )
             if item is None or call.stage is None:
                 return MatchResult(), None
             if call.enter_entry_no and item.entry_no >= call.enter_entry_no:

@@ -50,6 +50,7 @@ class VersionSteps:
                 .order_by(Item.id)
                 .limit(order.batch)
                 .with_for_update()
+                .execution_options(populate_existing=True)
             ).all()
             config = AutomationConfig.model_validate(saved.config)
             kinds = self.planning.all_rule_types(session)

@@ -25,8 +25,11 @@ from activities.metrics import RuleMetrics
 from activities.rule import Deps
 from activities.steps.runner import RuleRunner
 from activities.rules import RULE_TYPES
+from activities.rules import monitoring
 from activities.rules.monitoring import AddTimelineEntry
 from activities.worker import build_worker
+from models.db import make_engine, session_scope
+from models.tables import Item
 from tests.crm import automate, deal, eventually, pipeline, timeline, user
 from tests.stacks import Stack, open_stack, stack_settings
 from workflows.types import RuleCall, RulePlan
@@ -145,8 +148,11 @@ async def test_a_database_only_rule_of_its_own_runs_in_one_transaction_or_else_s
     manager = await user(http, "Manager")
     flow = await pipeline(http, ["NEW"])
     item = await deal(http, flow["id"], manager["id"], title="Sofa")
+    # The rules below run on an engine of their own, so that only their commits are counted.
+    engine = make_engine(counted.stack.settings.effective_database_url)
+    deps = dataclasses.replace(counted.stack.deps, database=engine)
     commits = []
-    event.listen(counted.stack.engine, "commit", lambda connection: commits.append(1))
+    event.listen(engine, "commit", lambda connection: commits.append(1))
     local = ActivityEnvironment()
     local.info = dataclasses.replace(local.info, is_local=True)
 
@@ -158,14 +164,14 @@ async def test_a_database_only_rule_of_its_own_runs_in_one_transaction_or_else_s
                           settings=settings, due=_now(), local=True),
         )
 
-    plain = RuleRunner(counted.stack.deps, RULE_TYPES["add_timeline_entry"])
+    plain = RuleRunner(deps, RULE_TYPES["add_timeline_entry"])
     assert (await local.run(plain.run, call("at once", {"text": "one transaction"}))).status == "done"
     assert len(commits) == 1
 
     with pytest.raises(ApplicationError, match="user 999999 does not exist"):
         await local.run(plain.run, call("no author", {"text": "never written", "author_id": 999999}))
 
-    waiting = RuleRunner(counted.stack.deps, _WaitsBesidesItsDatabaseWork())
+    waiting = RuleRunner(deps, _WaitsBesidesItsDatabaseWork())
     assert (await local.run(waiting.run, call("step by step", {"text": "two transactions"}))).status == "done"
 
     story = await timeline(http, item["id"])
@@ -173,3 +179,36 @@ async def test_a_database_only_rule_of_its_own_runs_in_one_transaction_or_else_s
         "one transaction", "two transactions"]
     assert sorted(entry["rule_name"] for entry in story if entry["kind"] == "rule_done") == ["at once", "step by step"]
     assert counted.rules() == Counter({("add_timeline_entry", "done"): 2})
+    engine.dispose()
+
+
+async def test_an_activity_scheduled_as_its_item_leaves_the_stage_is_completed(counted: Counted, monkeypatch):
+    """schedule_activity reads the item under a lock just before it writes the to-do: a stage change committed after
+    the rule began (here, while it works out the due date) is seen, and the to-do is completed, not left open."""
+    http = counted.stack.http
+    manager = await user(http, "Manager")
+    flow = await pipeline(http, ["NEW", "WON"])
+    item = await deal(http, flow["id"], manager["id"], title="Sofa")
+    moment = monitoring._moment
+
+    def moved_meanwhile(ctx, session, spec, field):
+        due = moment(ctx, session, spec, field)
+        with session_scope(counted.stack.engine) as other:
+            row = other.get(Item, item["id"])
+            row.entry_no += 1
+            other.add(row)
+        return due
+
+    monkeypatch.setattr(monitoring, "_moment", moved_meanwhile)
+    local = ActivityEnvironment()
+    local.info = dataclasses.replace(local.info, is_local=True)
+    call = RuleCall(
+        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
+        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
+        rule=RulePlan(index=0, name="call back", type="schedule_activity", activity="rule.schedule_activity",
+                      settings={"description": "Call back", "when": "+1d"}, due=_now(), local=True),
+    )
+    runner = RuleRunner(counted.stack.deps, RULE_TYPES["schedule_activity"])
+    assert (await local.run(runner.run, call)).status == "done"
+    [todo] = (await http.get("/activities", params={"deal_id": item["id"]})).json()
+    assert (todo["description"], todo["completed"]) == ("Call back", True)
