@@ -87,7 +87,7 @@ class ChangeResponsible(RuleType[ChangeResponsibleSettings]):
         def work(session: Session) -> dict[str, Any]:
             if session.get(User, user_id) is None:
                 raise RuleFailed(f"settings.user_id: user {user_id} does not exist")
-            item = session.get(Item, ctx.item_id)
+            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
             previous = item.responsible_id
             item.responsible_id = user_id
             session.add(item)
@@ -190,7 +190,8 @@ class UpdateFields(RuleType[UpdateFieldsSettings]):
                   for name, value in ctx.settings.fields.items()}
 
         def work(session: Session) -> dict[str, Any]:
-            item = session.get(Item, ctx.item_id)
+            # Read under the lock as it is now, so that a field another writer set meanwhile is kept.
+            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
             custom = dict(item.fields or {})
             for name, value in values.items():
                 if name.startswith(CUSTOM_FIELD_PREFIX):

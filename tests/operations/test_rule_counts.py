@@ -25,6 +25,7 @@ from activities.metrics import RuleMetrics
 from activities.rule import Deps
 from activities.steps.runner import RuleRunner
 from activities.rules import RULE_TYPES
+from activities import rule as rule_context
 from activities.rules import monitoring
 from activities.rules.monitoring import AddTimelineEntry
 from activities.worker import build_worker
@@ -212,3 +213,34 @@ async def test_an_activity_scheduled_as_its_item_leaves_the_stage_is_completed(c
     assert (await local.run(runner.run, call)).status == "done"
     [todo] = (await http.get("/activities", params={"deal_id": item["id"]})).json()
     assert (todo["description"], todo["completed"]) == ("Call back", True)
+
+
+async def test_fields_set_by_another_writer_while_update_fields_runs_are_kept(counted: Counted, monkeypatch):
+    """update_fields reads the item's custom fields under a lock just before it writes them: a field another writer
+    set after the rule began (here, while it fills in its values) is kept beside the rule's own."""
+    http = counted.stack.http
+    manager = await user(http, "Manager")
+    flow = await pipeline(http, ["NEW"])
+    item = await deal(http, flow["id"], manager["id"], title="Sofa")
+    render = rule_context.placeholders.render
+
+    def set_meanwhile(text, data):
+        with session_scope(counted.stack.engine) as other:
+            row = other.get(Item, item["id"])
+            row.fields = {**(row.fields or {}), "colour": "oak"}
+            other.add(row)
+        return render(text, data)
+
+    monkeypatch.setattr(rule_context.placeholders, "render", set_meanwhile)
+    local = ActivityEnvironment()
+    local.info = dataclasses.replace(local.info, is_local=True)
+    call = RuleCall(
+        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
+        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
+        rule=RulePlan(index=0, name="size", type="update_fields", activity="rule.update_fields",
+                      settings={"fields": {"Fields.size": "large"}}, due=_now(), local=True),
+    )
+    runner = RuleRunner(counted.stack.deps, RULE_TYPES["update_fields"])
+    assert (await local.run(runner.run, call)).status == "done"
+    fields = (await http.get(f"/deals/{item['id']}")).json()["fields"]
+    assert fields == {"colour": "oak", "size": "large"}
