@@ -33,7 +33,7 @@ from models.db import make_engine, session_scope
 from models.tables import Item
 from tests.crm import automate, deal, eventually, pipeline, timeline, user
 from tests.stacks import Stack, open_stack, stack_settings
-from workflows.types import RuleCall, RulePlan
+from workflows.types import RuleCall, RuleOutcome, RulePlan
 
 
 @dataclass
@@ -136,6 +136,23 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _first_entry_call(item: dict, rule_type: str, name: str, settings: dict) -> RuleCall:
+    """A database-only rule of the deal's first stage entry, due now."""
+    return RuleCall(
+        item_id=item["id"], entity="deal", pipeline_id=item["pipeline_id"], stage=item["stage"], entry_no=1,
+        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
+        rule=RulePlan(index=0, name=name, type=rule_type, activity=f"rule.{rule_type}", settings=settings, due=_now(),
+                      local=True),
+    )
+
+
+async def _run_locally(runner: RuleRunner, call: RuleCall) -> RuleOutcome:
+    """The rule run as a local activity of its own."""
+    local = ActivityEnvironment()
+    local.info = dataclasses.replace(local.info, is_local=True)
+    return await local.run(runner.run, call)
+
+
 class _WaitsBesidesItsDatabaseWork(AddTimelineEntry):
     """A database-only rule type that also waits for something else before its effect."""
 
@@ -154,26 +171,19 @@ async def test_a_database_only_rule_of_its_own_runs_in_one_transaction_or_else_s
     deps = dataclasses.replace(counted.stack.deps, database=engine)
     commits = []
     event.listen(engine, "commit", lambda connection: commits.append(1))
-    local = ActivityEnvironment()
-    local.info = dataclasses.replace(local.info, is_local=True)
 
     def call(name: str, settings: dict) -> RuleCall:
-        return RuleCall(
-            item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
-            workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
-            rule=RulePlan(index=0, name=name, type="add_timeline_entry", activity="rule.add_timeline_entry",
-                          settings=settings, due=_now(), local=True),
-        )
+        return _first_entry_call(item, "add_timeline_entry", name, settings)
 
     plain = RuleRunner(deps, RULE_TYPES["add_timeline_entry"])
-    assert (await local.run(plain.run, call("at once", {"text": "one transaction"}))).status == "done"
+    assert (await _run_locally(plain, call("at once", {"text": "one transaction"}))).status == "done"
     assert len(commits) == 1
 
     with pytest.raises(ApplicationError, match="user 999999 does not exist"):
-        await local.run(plain.run, call("no author", {"text": "never written", "author_id": 999999}))
+        await _run_locally(plain, call("no author", {"text": "never written", "author_id": 999999}))
 
     waiting = RuleRunner(deps, _WaitsBesidesItsDatabaseWork())
-    assert (await local.run(waiting.run, call("step by step", {"text": "two transactions"}))).status == "done"
+    assert (await _run_locally(waiting, call("step by step", {"text": "two transactions"}))).status == "done"
 
     story = await timeline(http, item["id"])
     assert sorted(entry["text"] for entry in story if entry["kind"] == "comment") == [
@@ -201,16 +211,9 @@ async def test_an_activity_scheduled_as_its_item_leaves_the_stage_is_completed(c
         return due
 
     monkeypatch.setattr(monitoring, "_moment", moved_meanwhile)
-    local = ActivityEnvironment()
-    local.info = dataclasses.replace(local.info, is_local=True)
-    call = RuleCall(
-        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
-        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
-        rule=RulePlan(index=0, name="call back", type="schedule_activity", activity="rule.schedule_activity",
-                      settings={"description": "Call back", "when": "+1d"}, due=_now(), local=True),
-    )
+    call = _first_entry_call(item, "schedule_activity", "call back", {"description": "Call back", "when": "+1d"})
     runner = RuleRunner(counted.stack.deps, RULE_TYPES["schedule_activity"])
-    assert (await local.run(runner.run, call)).status == "done"
+    assert (await _run_locally(runner, call)).status == "done"
     [todo] = (await http.get("/activities", params={"deal_id": item["id"]})).json()
     assert (todo["description"], todo["completed"]) == ("Call back", True)
 
@@ -232,15 +235,8 @@ async def test_fields_set_by_another_writer_while_update_fields_runs_are_kept(co
         return render(text, data)
 
     monkeypatch.setattr(rule_context.placeholders, "render", set_meanwhile)
-    local = ActivityEnvironment()
-    local.info = dataclasses.replace(local.info, is_local=True)
-    call = RuleCall(
-        item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW", entry_no=1,
-        workflow_id=f"deal-{item['id']}/entry-1", at=_now(),
-        rule=RulePlan(index=0, name="size", type="update_fields", activity="rule.update_fields",
-                      settings={"fields": {"Fields.size": "large"}}, due=_now(), local=True),
-    )
+    call = _first_entry_call(item, "update_fields", "size", {"fields": {"Fields.size": "large"}})
     runner = RuleRunner(counted.stack.deps, RULE_TYPES["update_fields"])
-    assert (await local.run(runner.run, call)).status == "done"
+    assert (await _run_locally(runner, call)).status == "done"
     fields = (await http.get(f"/deals/{item['id']}")).json()["fields"]
     assert fields == {"colour": "oak", "size": "large"}
