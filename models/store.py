@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
-from models.tables import TimelineEntry, utcnow
+from models.tables import Item, TimelineEntry, utcnow
 
 M = TypeVar("M", bound=SQLModel)
 
@@ -30,6 +30,12 @@ def get_by(session: Session, model: type[M], **where: Any) -> M | None:
     nulls = frozenset(column for column, value in where.items() if value is None)
     params = {column: value for column, value in where.items() if value is not None}
     return session.exec(_get_by_statement(model, tuple(where), nulls), params=params).first()
+
+
+def locked_item(session: Session, item_id: int) -> Item | None:
+    """The item read under its row lock as it is now: a copy the session already holds is refreshed, so a change
+    another writer committed since is seen before this transaction writes the item."""
+    return session.get(Item, item_id, with_for_update=True, populate_existing=True)
 
 
 def get_or_create(session: Session, model: type[M], effect_key: str, **values: Any) -> tuple[M, bool]:

@@ -51,7 +51,8 @@ from models.domain.fields import (
 from models.domain.problems import Problem
 from models.domain.rule_types import RuleEnv, RuleType, stage_problem
 from models.domain.timing import CUSTOM_FIELD_PREFIX, parse_duration
-from models.tables import Item, User
+from models.store import locked_item
+from models.tables import User
 
 CALLBACK_HEADER = "X-Stageflow-Callback"
 NUMBER_HINT = "give a number or a placeholder that holds one"
@@ -87,7 +88,7 @@ class ChangeResponsible(RuleType[ChangeResponsibleSettings]):
         def work(session: Session) -> dict[str, Any]:
             if session.get(User, user_id) is None:
                 raise RuleFailed(f"settings.user_id: user {user_id} does not exist")
-            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
+            item = locked_item(session, ctx.item_id)
             previous = item.responsible_id
             item.responsible_id = user_id
             session.add(item)
@@ -190,8 +191,7 @@ class UpdateFields(RuleType[UpdateFieldsSettings]):
                   for name, value in ctx.settings.fields.items()}
 
         def work(session: Session) -> dict[str, Any]:
-            # Read under the lock as it is now, so that a field another writer set meanwhile is kept.
-            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
+            item = locked_item(session, ctx.item_id)
             custom = dict(item.fields or {})
             for name, value in values.items():
                 if name.startswith(CUSTOM_FIELD_PREFIX):

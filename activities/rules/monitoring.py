@@ -42,7 +42,7 @@ from models.domain.fields import (
 from models.domain.problems import Problem
 from models.domain.rule_types import RuleEnv, RuleType, pipeline_problem, stage_problem
 from models.item_data import load_calendar
-from models.store import add_timeline, get_by, get_or_create
+from models.store import add_timeline, get_by, get_or_create, locked_item
 from models.tables import CrmActivity, Item, Message, Notification, Task, TimelineEntry, User, utcnow
 
 SUBJECT_LENGTH = 150
@@ -503,7 +503,7 @@ class ScheduleActivity(RuleType[ScheduleActivitySettings]):
                 return {"activity_id": existing.id, "due": _iso(existing.due_at)}
             _users(session, {responsible: "responsible_id"})
             due = _moment(ctx, session, settings.when, "when")
-            item = session.get(Item, ctx.item_id, with_for_update=True, populate_existing=True)
+            item = locked_item(session, ctx.item_id)
             left = item.entry_no != ctx.entry_no
             todo, _ = get_or_create(
                 session, CrmActivity, ctx.effect_key,

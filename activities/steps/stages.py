@@ -16,7 +16,7 @@ from models.domain.events import FieldChanged, PaymentReceived, ResponsibleChang
 from models.domain.fields import number_or_none
 from models.domain.triggers import Miss, scan
 from models.item_data import build_data, load_automation
-from models.store import add_timeline, get_by
+from models.store import add_timeline, get_by, locked_item
 from models.tables import CrmActivity, Item, Stage, TimelineEntry
 from workflows.client import start_entry
 from workflows.types import (
@@ -25,10 +25,11 @@ from workflows.types import (
 )
 
 
-def enter(session: Session, call: EnterCall) -> Item:
+def enter(session: Session, call: EnterCall, item: Item | None = None) -> Item:
     """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
-    that complete on a stage change are completed."""
-    item = session.get(Item, call.item_id, with_for_update=True, populate_existing=True)
+    that complete on a stage change are completed. `item`: the item as this transaction read it under its lock
+    already."""
+    item = item or locked_item(session, call.item_id)
     if item is None:
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
     if item.entry_no >= call.entry_no:
@@ -116,9 +117,7 @@ class StageSteps:
     async def match_trigger(self, call: MatchCall) -> MatchResult:
         """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
         def work(session: Session) -> tuple[MatchResult, EntryInput | None]:
-            item = session.get(
-                Item, call.item_id, with_for_update=bool(call.enter_entry_no), populate_existing=bool(call.enter_entry_no)
-            )
+            item = locked_item(session, call.item_id) if call.enter_entry_no else session.get(Item, call.item_id)
             if item is None or call.stage is None:
                 return MatchResult(), None
             if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
@@ -147,7 +146,7 @@ class StageSteps:
             match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
             if call.enter_entry_no and stage != call.stage:
                 entering = _entering(call, stage, trigger.name, trigger.as_user_id)
-                item = enter(session, entering)
+                item = enter(session, entering, item)
                 match.entered = True
                 return match, self._planned(session, item, entering, (config, version)) if call.start_entry else None
             return match, None
