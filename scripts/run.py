@@ -16,6 +16,7 @@ database, the generated API key, the mail), so a run killed hard and started aga
 
 from __future__ import annotations
 
+import argparse
 import errno
 import fcntl
 import json
@@ -443,7 +444,18 @@ def shown(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def read_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """`--help` says what runs and where the settings come from; the run itself takes no arguments."""
+    parser = argparse.ArgumentParser(
+        prog="scripts/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings come from the environment (STAGEFLOW_DATA_DIR, STAGEFLOW_PORT, TEMPORAL_PORT, "
+               "TEMPORAL_UI_PORT, SMTP_PORT, ...): see the README's Configuration.",
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> int:
+    read_arguments()
     settings = get_settings()
     data_dir = settings.data_dir if settings.data_dir.is_absolute() else (Path.cwd() / settings.data_dir)
     data_dir = data_dir.resolve()

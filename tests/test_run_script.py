@@ -221,3 +221,15 @@ def test_run_refuses_a_port_in_use_and_names_it(tmp_path: Path) -> None:
     assert f"port {temporal} for the Temporal dev server is already in use" in output
     assert "TEMPORAL_PORT" in output
     assert not port_open(api) and not port_open(smtp)
+
+
+def test_help_says_what_runs_and_starts_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "STAGEFLOW_DATA_DIR": str(tmp_path / "data")}
+    shown = subprocess.run([sys.executable, str(RUN), "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "Run the whole stageflow stack" in shown.stdout and "STAGEFLOW_PORT" in shown.stdout
+    assert not (tmp_path / "data").exists(), "--help started something"
+    refused = subprocess.run([sys.executable, str(RUN), "--port", "1"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2 and "unrecognized arguments: --port" in refused.stderr
+    assert not (tmp_path / "data").exists()
