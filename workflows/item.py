@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         MatchResult,
         ItemMove,
         MoveResult,
+        entry_number,
         entry_workflow_id,
     )
 
@@ -231,13 +232,18 @@ class ItemWorkflow:
         now = workflow.now()
         if not entered:
             started = await self._enter(request, entry_no, now)
+        if started:
+            # The step answers the entry it made: a later one when it found the item further on than this workflow
+            # knew (a move whose update the server aborted after its step ran). The entries this workflow never
+            # heard of are cancelled with the one it leaves. (Every step before this answered `entry_no` itself.)
+            entry_no = entry_number(started)
         state.stage, state.entry_no = request.stage, entry_no
         keys = search_keys(state.entity, state.item_id, state.pipeline_id, request.stage)
         if state.search_attributes and request.stage != state.search_stage:
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in keys])
             state.search_stage = request.stage
-        if previous_entry:
-            self._cancel_entry(entry_workflow_id(state.entity, state.item_id, previous_entry))
+        for left in range(previous_entry or 1, entry_no):
+            self._cancel_entry(entry_workflow_id(state.entity, state.item_id, left))
         child_id = entry_workflow_id(state.entity, state.item_id, entry_no)
         if self.current:
             return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=started or child_id)

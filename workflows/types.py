@@ -81,6 +81,11 @@ def entry_workflow_id(entity: str, item_id: int, entry_no: int) -> str:
     return f"{entity}-{item_id}/entry-{entry_no}"
 
 
+def entry_number(workflow_id: str) -> int:
+    """The entry number of a stage entry's workflow id (`entry_workflow_id`)."""
+    return int(workflow_id.rsplit("/entry-", 1)[1])
+
+
 @dataclass
 class ItemState:
     """The item workflow's input, carried across continue-as-new."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from sqlmodel import Session, select
 from temporalio import activity
@@ -25,15 +26,22 @@ from workflows.types import (
 )
 
 
-def enter(session: Session, call: EnterCall, item: Item | None = None) -> Item:
+def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[Item, EnterCall]:
     """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
     that complete on a stage change are completed. `item`: the item as this transaction read it under its lock
-    already."""
+    already. Answers the item and the stage change as made.
+
+    The item may already be further on than the item workflow knows: this same step ran before and its answer was
+    lost, or a move's step ran and the server then aborted its update, so that the workflow never heard of it. Found
+    in `call.stage` already, the item stays in that entry; found in another stage, it enters `call.stage` as the
+    entry after the one it is in, from the stage it is really in."""
     item = item or locked_item(session, call.item_id)
     if item is None:
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
     if item.entry_no >= call.entry_no:
-        return item
+        if item.stage == call.stage:
+            return item, replace(call, entry_no=item.entry_no)
+        call = replace(call, entry_no=item.entry_no + 1, previous_stage=item.stage)
     item.stage, item.entry_no, item.stage_changed_at, item.updated_at = call.stage, call.entry_no, call.at, call.at
     session.add(item)
     by = {
@@ -70,7 +78,7 @@ def enter(session: Session, call: EnterCall, item: Item | None = None) -> Item:
             at=call.at, key=part_key(stage_change_key(call.entity, call.item_id, call.entry_no), f"activity-{todo.id}"),
             entry_no=call.entry_no, activity_id=todo.id, activity_kind=todo.kind,
         )
-    return item
+    return item, call
 
 
 class StageSteps:
@@ -83,8 +91,8 @@ class StageSteps:
         """The item enters the stage. With `start_entry`, the new entry's plan is made in the same transaction and
         its workflow started once that has committed; the answer is the entry's workflow id."""
         def work(session: Session) -> EntryInput | None:
-            item = enter(session, call)
-            return self._planned(session, item, call) if call.start_entry else None
+            item, entered = enter(session, call)
+            return self._planned(session, item, entered) if call.start_entry else None
 
         entry = await self.deps.db(work)
         return await self._start(entry, call.search_attributes) if entry is not None else None
@@ -120,23 +128,29 @@ class StageSteps:
             item = locked_item(session, call.item_id) if call.enter_entry_no else session.get(Item, call.item_id)
             if item is None or call.stage is None:
                 return MatchResult(), None
+            matching = call
             if call.enter_entry_no and item.entry_no >= call.enter_entry_no:
-                match = _entered_before(session, call)
-                if call.start_entry:
-                    entering = _entering(call, match.stage, match.trigger, match.as_user_id)
+                match = _answered_before(session, call, item)
+                if match is None:
+                    # The item entered stages the item workflow never heard of (a move's update the server aborted
+                    # after its step ran): the event meets the triggers of the stage the item is really in.
+                    matching = replace(call, stage=item.stage, enter_entry_no=item.entry_no + 1)
+                elif match.entered and call.start_entry:
+                    entering = replace(_entering(call, match.stage, match.trigger, None), entry_no=item.entry_no)
                     return match, self._planned(session, item, entering)
-                return match, None
-            config, version = load_automation(session, call.pipeline_id)
+                else:
+                    return match, None
+            config, version = load_automation(session, matching.pipeline_id)
             order = [
                 stage.code
                 for stage in session.exec(
-                    select(Stage).where(Stage.pipeline_id == call.pipeline_id).order_by(Stage.position, Stage.id)
+                    select(Stage).where(Stage.pipeline_id == matching.pipeline_id).order_by(Stage.position, Stage.id)
                 )
             ]
-            _add_payment(session, call, item)
+            _add_payment(session, matching, item)
             data = build_data(session, item, constants=config.constants, variables=config.variables)
-            found, misses = scan(config, order, call.stage, call.event.type, call.event.data or {}, data)
-            _record_event(session, call, found, misses)
+            found, misses = scan(config, order, matching.stage, matching.event.type, matching.event.data or {}, data)
+            _record_event(session, matching, found, misses)
             if found is not None or misses:
                 metrics = self.deps.metrics
                 metrics.after_commit(session, lambda: metrics.trigger_checked(found is not None))
@@ -144,11 +158,11 @@ class StageSteps:
                 return MatchResult(), None
             stage, trigger = found
             match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
-            if call.enter_entry_no and stage != call.stage:
-                entering = _entering(call, stage, trigger.name, trigger.as_user_id)
-                item = enter(session, entering, item)
+            if matching.enter_entry_no and stage != matching.stage:
+                entering = _entering(matching, stage, trigger.name, trigger.as_user_id)
+                item, entering = enter(session, entering, item)
                 match.entered = True
-                return match, self._planned(session, item, entering, (config, version)) if call.start_entry else None
+                return match, self._planned(session, item, entering, (config, version)) if matching.start_entry else None
             return match, None
 
         match, entry = await self.deps.db(work)
@@ -227,10 +241,15 @@ def _record_event(
     )
 
 
-def _entered_before(session: Session, call: MatchCall) -> MatchResult:
-    """An earlier run of this same step matched and entered (its workflow task was lost): its stage change,
-    read back, rather than a new match on data that already shows the new stage."""
-    entered = get_by(session, TimelineEntry, key=stage_change_key(call.entity, call.item_id, call.enter_entry_no))
-    if entered is None:
-        raise ApplicationError(f"entry {call.enter_entry_no} has no stage change on record", type="EntryMissing")
-    return MatchResult(stage=entered.data["to"], trigger=entered.data.get("trigger"), entered=True)
+def _answered_before(session: Session, call: MatchCall, item: Item) -> MatchResult | None:
+    """This same step ran before (its workflow task was lost, or its update aborted) when the event is on the
+    timeline already: its answer, read back, rather than a new match on data that already shows the new stage. It
+    entered the stage it matched when the item is in that stage now. None: the step has not run before."""
+    event_id = _event_id(call)
+    earlier = get_by(session, TimelineEntry, key=event_key(call.entity, call.item_id, event_id)) if event_id else None
+    if earlier is None:
+        return None
+    stage = (earlier.data or {}).get("stage")
+    if stage is None:
+        return MatchResult()
+    return MatchResult(stage=stage, trigger=earlier.data.get("matched"), entered=item.stage == stage)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timezone
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import is_cancelled_exception
+from temporalio.testing import ActivityEnvironment
 
 from activities.steps import WorkerActivities
 from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from tests.crm import automate, deal, eventually, kinds, ok, pipeline, timeline, user
 from activities.worker import build_worker
 from workflows.entry import StageEntryWorkflow
-from workflows.types import EntryInput, ItemEvent, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
+from workflows.item import ItemWorkflow
+from workflows.types import EnterCall, EntryInput, ItemEvent, MatchCall, MatchResult, entry_workflow_id, item_workflow_id
 
 STAGES = ["NEW", "PREPARE", "INVOICE", "PAID", "WON"]
 
@@ -203,7 +206,7 @@ async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_fir
     engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
     call = MatchCall(
         item_id=item["id"], entity="deal", pipeline_id=flow["id"], stage="NEW",
-        event=ItemEvent(type="payment_received", data={"amount": 5}), at=datetime.now(timezone.utc),
+        event=ItemEvent(type="payment_received", data={"amount": 5}, event_id="payment-1"), at=datetime.now(timezone.utc),
         enter_entry_no=2,
     )
     first = await engine.stages.match_trigger(call)
@@ -211,6 +214,84 @@ async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_fir
     assert first == again == MatchResult(stage="PAID", trigger="paid", entered=True)
     changes = [entry for entry in await timeline(stack.http, item["id"]) if entry["kind"] == "stage_changed"]
     assert [(entry["data"]["to"], entry["entry_no"]) for entry in changes] == [("NEW", 1), ("PAID", 2)]
+
+
+async def _aborted_move(stack, item: dict, stage: str, previous: str, entry_no: int) -> None:
+    """What a move leaves when the server aborts its update after the step that enters the stage ran: the stage
+    change on record and the entry's workflow started, with the item workflow never hearing of either."""
+    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    call = EnterCall(item_id=item["id"], entity="deal", stage=stage, previous_stage=previous, entry_no=entry_no,
+                     at=datetime.now(timezone.utc), start_entry=True, search_attributes=True)
+    assert await env.run(engine.stages.enter_stage, call) == entry_workflow_id("deal", item["id"], entry_no)
+
+
+async def _changes(stack, item_id: int) -> list[tuple]:
+    return [(entry["data"].get("from"), entry["data"]["to"], entry["entry_no"])
+            for entry in await timeline(stack.http, item_id, kind="stage_changed")]
+
+
+async def _item_state(stack, item_id: int) -> tuple[str, int]:
+    state = await stack.client.get_workflow_handle(item_workflow_id("deal", item_id)).query(ItemWorkflow.current)
+    return state.stage, state.entry_no
+
+
+LATE = {"name": "late", "type": "add_timeline_entry", "delay": "1h", "settings": {"text": "late"}}
+
+
+async def _late_outcomes_are(stack, item_id: int, entry_no: int, expected: list[str]) -> bool:
+    return [entry["kind"] for entry in await timeline(stack.http, item_id)
+            if entry.get("rule_name") == "late" and entry["entry_no"] == entry_no] == expected
+
+
+async def test_the_move_after_one_whose_update_was_aborted_goes_on_from_the_stage_the_item_is_in(stack):
+    flow, manager = await _setup(stack, {"NEW": {"rules": [LATE]}, "PREPARE": {"rules": [LATE]}})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await _aborted_move(stack, item, "PREPARE", "NEW", 2)
+
+    moved = ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "INVOICE"}))
+    assert moved["stage"] == "INVOICE"
+    assert await _changes(stack, item["id"]) == [(None, "NEW", 1), ("NEW", "PREPARE", 2), ("PREPARE", "INVOICE", 3)]
+    assert await _stage(stack, item["id"]) == "INVOICE"
+    assert await _item_state(stack, item["id"]) == ("INVOICE", 3)
+    # Both entries the item left are cancelled: the one the workflow knew and the one it never heard of.
+    for entry_no in (1, 2):
+        assert await eventually(
+            lambda: _late_outcomes_are(stack, item["id"], entry_no, ["rule_scheduled", "rule_cancelled"]))
+    moved = ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PAID"}))
+    assert await _changes(stack, item["id"]) == [
+        (None, "NEW", 1), ("NEW", "PREPARE", 2), ("PREPARE", "INVOICE", 3), ("INVOICE", "PAID", 4)]
+
+
+async def test_a_move_sent_again_after_its_update_was_aborted_is_the_one_move(stack):
+    flow, manager = await _setup(stack, {"PREPARE": {"rules": [LATE]}})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await _aborted_move(stack, item, "PREPARE", "NEW", 2)
+
+    moved = ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PREPARE"}))
+    assert moved["stage"] == "PREPARE"
+    assert await _changes(stack, item["id"]) == [(None, "NEW", 1), ("NEW", "PREPARE", 2)]
+    assert await _item_state(stack, item["id"]) == ("PREPARE", 2)
+    assert await eventually(lambda: _late_outcomes_are(stack, item["id"], 2, ["rule_scheduled"]))
+    again = await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PREPARE"})
+    assert again.status_code == 409
+
+
+async def test_an_event_after_a_move_whose_update_was_aborted_meets_the_triggers_of_the_stage_the_item_is_in(stack):
+    flow, manager = await _setup(stack, {
+        "PREPARE": {"rules": [LATE]},
+        "INVOICE": {"triggers": [{"name": "ready", "type": "custom", "filter": {"event": "ready"},
+                                  "condition": {"all": [{"field": "Deal.Stage", "op": "==", "value": "PREPARE"}]}}]},
+    })
+    item = await deal(stack.http, flow["id"], manager["id"])
+    await _aborted_move(stack, item, "PREPARE", "NEW", 2)
+
+    handled = ok(await stack.http.post(f"/deals/{item['id']}/events?wait=true", json={"type": "ready"}))
+    assert handled["stage"] == "INVOICE" and handled["moved"] is True
+    assert await _changes(stack, item["id"]) == [(None, "NEW", 1), ("NEW", "PREPARE", 2), ("PREPARE", "INVOICE", 3)]
+    assert await _item_state(stack, item["id"]) == ("INVOICE", 3)
+    assert await eventually(lambda: _late_outcomes_are(stack, item["id"], 2, ["rule_scheduled", "rule_cancelled"]))
 
 
 async def test_an_entry_left_before_it_loaded_its_rules_records_each_rule_cancelled_once(stack):
