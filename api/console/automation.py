@@ -28,8 +28,9 @@ from api.usecases.rule_types import rule_catalogue, trigger_catalogue
 from api.usecases.users import users_by_name
 from models.domain.conditions import CONDITION_OPS
 from models.domain.rule_types import GROUPS
+from models.domain.versions import automation_changes, merge_piece, piece_of
 from models.domain.wording import OP_WORDS, condition_words, delay_words, time_after
-from models.tables import Pipeline
+from models.tables import AutomationVersion, Pipeline
 
 router = APIRouter()
 SAMPLE_INPUTS = ("responsible_id", "amount", "currency", "horizon", "script")
@@ -330,29 +331,62 @@ async def save_piece(request: Request, pipeline_id: Id, part: Part, user: Change
     posted = await _posted(request, session, pipeline_id, part)
     if posted.problems:
         return _form_again(request, user, session, posted, part, posted.problems)
+    saved_what = f"{part[:-1]} {posted.piece['name']}"
+    if not automation_changes(current_automation(session, pipeline_id), posted.config):
+        return back(f"/ui/pipelines/{pipeline_id}?saved={quote(f'{saved_what} unchanged, no new version')}")
     try:
         saved = await _publish(request, user, session, client, settings, posted.pipeline, posted.config, posted.form,
                                f"/ui/pipelines/{pipeline_id}/automation/{part}")
     except HTTPException as refused:
         if refused.status_code == status.HTTP_409_CONFLICT:
-            current, _ = versions.current_version(session, pipeline_id)
-            original = posted.original
-            still = original is not None and _named(
-                _pieces(current_automation(session, pipeline_id), posted.stage, part), original) is not None
-            news = (f"{refused.detail} Nothing of yours is saved yet; what you typed is below. Check it against "
-                    f"version {current} (the board shows it), then save again.")
-            if original and not still:
-                news += f" The {part[:-1]} {original} is no longer in {posted.stage}: saving adds it again."
-            posted.original = original if still else None
-            return _form_again(request, user, session, posted, part, {"form": news}, base_version=current,
-                               status_code=status.HTTP_409_CONFLICT)
+            return _saved_meanwhile(request, user, session, posted, part, str(refused.detail))
         if refused.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
             raise
         return _form_again(request, user, session, posted, part, _refused_here(session, posted, part, refused))
     if isinstance(saved, HTMLResponse):
         return saved
-    saved_what = f"{part[:-1]} {posted.piece['name']}"
     return back(f"/ui/pipelines/{pipeline_id}?saved={quote(saved_what)}")
+
+
+def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, posted: PostedPiece, part: str,
+                     detail: str) -> HTMLResponse:
+    """The form again after another admin saved a version since it was opened (409): on the version saved now,
+    with what that save changed of this same rule or trigger taken into it where this edit left the field as it
+    was, and each field both changed named, with the value the other save gave it (the form keeps what was typed)."""
+    pipeline_id = posted.pipeline.id
+    current, _ = versions.current_version(session, pipeline_id)
+    kind = part[:-1]
+    original = posted.original
+    theirs = piece_of(current_automation(session, pipeline_id), posted.stage, part, original)
+    news = [f"{detail} Nothing of yours is saved yet."]
+    typed = posted.form
+    if original and theirs is None:
+        news.append(f"Version {current} has no {kind} {original} in {posted.stage}: saving adds it again.")
+    elif original:
+        base_row = session.get(AutomationVersion, (pipeline_id, posted.base)) if posted.base else None
+        base = piece_of(base_row.config, posted.stage, part, original) if base_row is not None else None
+        merged = merge_piece(base, theirs, posted.piece, kind) if base is not None else None
+        labels = _labels(session, part, posted.piece)
+        if merged is not None and merged.taken:
+            posted.piece, typed = merged.piece, None
+            news.append(f"Version {current} changed this {kind}'s " + ", ".join(labels.get(name, name) for name in merged.taken)
+                        + ": the form below has that change now.")
+        if merged is not None and merged.clashes:
+            news.append("You both changed " + "; ".join(
+                f"{labels.get(name, name)} (version {current} has {_shown(value)})"
+                for name, value in merged.clashes.items()) + ": the form keeps what you typed.")
+        if merged is not None and not merged.taken and not merged.clashes:
+            news.append(f"Version {current} left this {kind} as you found it.")
+    news.append("Check the form, then save again.")
+    posted.original = original if theirs is not None else None
+    context = _form(session, posted.pipeline, part, posted.stage, posted.original, posted.piece,
+                    {"form": " ".join(news)}, current, posted.note, typed=typed)
+    return page(request, "piece_form.html", user, status_code=status.HTTP_409_CONFLICT, **context)
+
+
+def _shown(value: Any) -> str:
+    text = "nothing" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 @router.post("/pipelines/{pipeline_id}/automation/{part}/simulate", response_class=HTMLResponse)

@@ -8,6 +8,7 @@ for a rule its `type`, `start`, `delay`, `condition`, `settings` and `position` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Kind = Literal["rule", "trigger"]
@@ -16,12 +17,17 @@ TRIGGER_FIELDS = ("type", "filter", "condition", "allow_backwards", "as_user_id"
 FOLLOWED = ("type", "delay", "condition", "settings")
 """What a rule an entry is waiting on takes from a newer version (`in_flight=apply`): its place in the stage and its
 start stay as the entry began."""
+SPLIT = ("settings", "filter")
+"""The fields whose keys are merged one by one: each setting of a rule, each filter of a trigger."""
 DEFAULTS: dict[str, Any] = {"start": "on_entry", "delay": None, "condition": None, "settings": {}, "filter": None,
                             "allow_backwards": False, "as_user_id": None}
 
 
 def _value(piece: Mapping[str, Any], name: str) -> Any:
+    """A field of a rule or trigger as compared: a setting (or filter) that is None is as good as absent."""
     value = piece.get(name, DEFAULTS.get(name))
+    if name in SPLIT and isinstance(value, Mapping):
+        value = {key: inner for key, inner in value.items() if inner is not None}
     return DEFAULTS.get(name) if value in (None, {}) and name in DEFAULTS else value
 
 
@@ -64,5 +70,69 @@ def automation_changes(
     return changes
 
 
+def piece_of(config: Mapping[str, Any], stage: str, part: str, name: str | None) -> Mapping[str, Any] | None:
+    """The rule (`part` "rules") or trigger of `stage` named `name`."""
+    return next((piece for piece in _pieces(config, stage, part) if piece.get("name") == name), None) if name else None
+
+
 def rule_of(config: Mapping[str, Any], stage: str, name: str) -> Mapping[str, Any] | None:
-    return next((rule for rule in _pieces(config, stage, "rules") if rule.get("name") == name), None)
+    return piece_of(config, stage, "rules", name)
+
+
+_ABSENT = object()
+
+
+def _fields(piece: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
+    """A rule or trigger as its fields, each setting (`settings.text`) and filter on its own; an empty setting is
+    absent."""
+    fields: dict[str, Any] = {}
+    for name in RULE_FIELDS if kind == "rule" else TRIGGER_FIELDS:
+        value = _value(piece, name)
+        if name in SPLIT:
+            fields.update({f"{name}.{key}": inner for key, inner in (value or {}).items() if inner not in (None, "")})
+        else:
+            fields[name] = value
+    return fields
+
+
+@dataclass
+class Merged:
+    """A rule or trigger as one admin edited it, on a version another admin saved meanwhile."""
+
+    piece: dict[str, Any]
+    """The edit, with what only the other save changed taken from it."""
+    taken: list[str]
+    """The fields (`delay`, `settings.text`) only the other save changed: the edit now has them as it saved them."""
+    clashes: dict[str, Any]
+    """The fields both changed, each differently: the edit keeps its own; the value the other save gave each."""
+
+
+def merge_piece(base: Mapping[str, Any], theirs: Mapping[str, Any], mine: Mapping[str, Any], kind: Kind) -> Merged:
+    """`mine`, edited from `base`, on `theirs`, the same piece as another save left it. A field only the other save
+    changed is taken from it; a field both changed differently keeps `mine`. A changed type is a clash as a whole:
+    settings of one type mean nothing to another."""
+    was, now, typed = _fields(base, kind), _fields(theirs, kind), _fields(mine, kind)
+    if now["type"] != was["type"]:
+        return Merged(dict(mine), [], {} if now["type"] == typed["type"] else {"type": now["type"]})
+    piece = {**mine, **{name: dict(mine.get(name) or {}) for name in SPLIT if name in mine or name in theirs}}
+    taken: list[str] = []
+    clashes: dict[str, Any] = {}
+    for field in dict.fromkeys([*was, *now, *typed]):
+        before, after, edited = (fields.get(field, _ABSENT) for fields in (was, now, typed))
+        if after == before or after == edited:
+            continue
+        if edited != before:
+            clashes[field] = None if after is _ABSENT else after
+            continue
+        taken.append(field)
+        outer, _, inner = field.partition(".")
+        if not inner:
+            piece[field] = after
+        elif after is _ABSENT:
+            piece[outer].pop(inner, None)
+        else:
+            piece[outer][inner] = after
+    for name in SPLIT:
+        if name in piece and not piece[name]:
+            piece[name] = DEFAULTS[name]
+    return Merged(piece, taken, clashes)

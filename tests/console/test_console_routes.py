@@ -8,7 +8,7 @@ import html
 import httpx
 import pytest
 
-from tests.console.support import signed_in
+from tests.console.support import form_values, signed_in
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.stacks import ADMIN_KEY, MEMBER_KEY
 
@@ -368,3 +368,61 @@ async def test_a_forged_session_cookie_nested_too_deep_signs_nobody_in(stack):
                                  cookies={"stageflow_console": f"{payload}.forged"}) as client:
         answer = await client.get("/ui/pipelines")
     assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/login")
+
+
+async def test_a_rule_saved_on_a_version_another_admin_saved_meanwhile_takes_their_change_and_names_a_clash(stack, crm):
+    """Anna edits a rule while Boris saves a change of the same rule: her stale save (409) brings back her form
+    with his change taken in where she left the field alone, and names the field they both changed; saving again
+    keeps both changes. A rule saved unchanged makes no version."""
+    p = crm["pipeline"]["id"]
+    remind = {"name": "remind", "type": "add_timeline_entry", "delay": "30d", "settings": {"text": "A month on"}}
+    hello = {"name": "hello", "type": "add_timeline_entry", "settings": {"text": "Hello"}}
+    ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": {"NEW": {"rules": [remind, hello]}}}))
+
+    async def boris_saves(**changes) -> int:
+        automation = ok(await stack.http.get(f"/pipelines/{p}/automation"))
+        rules = automation["stages"]["NEW"]["rules"]
+        for rule in rules:
+            rule.update(changes.get(rule["name"], {}))
+        return ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": {"NEW": {"rules": rules}}}))["version"]
+
+    def remind_rule(automation: dict) -> dict:
+        return next(rule for rule in automation["stages"]["NEW"]["rules"] if rule["name"] == "remind")
+
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        opened = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/remind")).text)
+        assert opened["delay_after"] == "30d" and opened["settings.text"] == "A month on"
+        version = await boris_saves(remind={"delay": "7d"}, hello={"settings": {"text": "Hi"}})
+
+        stale = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**opened, "settings.text": "A month on, says Anna", "csrf_token": csrf})
+        assert stale.status_code == 409
+        news = html.unescape(stale.text)
+        assert f"Version {version} changed this rule's Delay: the form below has that change now" in news
+        again = form_values(stale.text)
+        assert again["delay_after"] == "7d" and again["settings.text"] == "A month on, says Anna"
+        assert again["base_version"] == str(version)
+        assert remind_rule(ok(await stack.http.get(f"/pipelines/{p}/automation")))["settings"]["text"] == "A month on"
+
+        saved = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**again, "csrf_token": csrf})
+        assert saved.status_code == 303, saved.text
+        automation = ok(await stack.http.get(f"/pipelines/{p}/automation"))
+        assert automation["version"] == version + 1
+        assert (remind_rule(automation)["delay"], remind_rule(automation)["settings"]["text"]) == ("7d", "A month on, says Anna")
+        assert automation["stages"]["NEW"]["rules"][1]["settings"]["text"] == "Hi"
+
+        opened = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/remind")).text)
+        version = await boris_saves(remind={"settings": {"text": "Boris's month"}})
+        stale = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**opened, "settings.text": "Anna's month", "csrf_token": csrf})
+        assert stale.status_code == 409
+        news = html.unescape(stale.text)
+        assert f'You both changed Text (version {version} has "Boris\'s month"): the form keeps what you typed' in news
+        assert form_values(stale.text)["settings.text"] == "Anna's month"
+
+        unchanged = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/remind")).text)
+        same = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**unchanged, "csrf_token": csrf})
+        assert same.status_code == 303 and "unchanged" in same.headers["location"]
+        board = await client.get(same.headers["location"])
+        assert "rule remind unchanged, no new version" in html.unescape(board.text)
+    assert ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"] == version
