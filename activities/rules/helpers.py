@@ -149,7 +149,10 @@ class UpdateFieldsSettings(BaseModel):
 
     model_config = settings_config({"fields": {"amount": "{{Variables.Total}}", "Fields.delivery": "courier"}})
     fields: dict[str, Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)] | int | float | bool | None] = Field(
-        min_length=1, max_length=100
+        min_length=1, max_length=100,
+        description='Each field to set and its value: title, amount, currency, close_date, or a custom field as '
+        'Fields.<its name>; values may hold placeholders. {"amount": "{{Variables.Total}}", "Fields.delivery": '
+        '"courier"}',
     )
 
     @field_validator("fields")

@@ -174,6 +174,13 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
             values[name] = [_number(line) for line in lines] if numbers else lines
         elif kind == "text_or_json":
             values[name] = _text_or_json(text)
+            if values[name] == text and text.startswith(("{", "[")) and "{{" not in text:
+                try:
+                    read_json(text)
+                except ValueError as error:
+                    del values[name]
+                    problems[key] = (f"{prop.get('title') or name}: reads as JSON that is broken ({error}); correct "
+                                     "the JSON, or write text that does not start with { or [")
         elif kind == "json":
             try:
                 values[name] = read_json(text)

@@ -262,6 +262,17 @@ async def simulate_item(request: Request, entity: Entity, item_id: Id, user: Cha
     return await _item(request, user, session, settings, item, {}, simulation=answer)
 
 
+@router.get("/deals/{item_id}")
+def deal_page(item_id: Id, user: UserDep) -> Response:
+    """The address of a deal as the API names it, for the page that shows it."""
+    return back(f"/ui/items/deal/{item_id}")
+
+
+@router.get("/leads/{item_id}")
+def lead_page(item_id: Id, user: UserDep) -> Response:
+    return back(f"/ui/items/lead/{item_id}")
+
+
 @router.get("/items/{entity}/{item_id}", response_class=HTMLResponse)
 async def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep, session: SessionDep,
                     settings: SettingsDep, kind: Annotated[str, Query(max_length=100)] = ""):

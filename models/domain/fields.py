@@ -136,8 +136,8 @@ def _moment_text(value: str) -> str:
             datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
-            f"{value!r}: give a relative time (+3d), an ISO date or date-time (2025-06-01, 2025-06-01T14:00) "
-            'or {"field": "close_date", "offset": "-1d"}'
+            f"{value!r}: give a relative time (+3d), an ISO date or date-time (2025-06-01, 2025-06-01T14:00), "
+            '{"in_days": 1, "at": "14:00"} or {"field": "close_date", "offset": "-1d"}'
         ) from None
     return text
 

@@ -41,6 +41,7 @@ def routes(crm) -> list[tuple[str, str]]:
         ("POST", f"/ui/items/deal/{d}/archive"), ("POST", f"/ui/items/deal/{d}/restore"),
         ("POST", f"/ui/items/deal/{d}/simulate"), ("GET", "/ui/failures"), ("POST", "/ui/failures/retry"),
         ("GET", "/ui/operations/0123456789abcdef"), ("GET", "/ui/people"), ("POST", "/ui/people"),
+        ("GET", f"/ui/deals/{d}"), ("GET", f"/ui/leads/{d}"),
     ]
 
 
@@ -349,6 +350,7 @@ async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm
         assert refused.status_code == 422 and 'data-field="settings.deadline"' in refused.text
         error = html.unescape(field_block(refused.text, "settings.deadline"))
         assert "<p class=\"error\">Deadline: 'soonish': give a relative time (+3d)" in error
+        assert '{"in_days": 1, "at": "14:00"}' in error
         assert 'soonish</textarea>' in refused.text
         for name, typed in (("in three days", "+3d"), ("on a date", '"2027-01-15"'),
                             ("tomorrow at two", '{"in_days": 1, "at": "14:00"}')):
@@ -426,3 +428,42 @@ async def test_a_rule_saved_on_a_version_another_admin_saved_meanwhile_takes_the
         board = await client.get(same.headers["location"])
         assert "rule remind unchanged, no new version" in html.unescape(board.text)
     assert ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"] == version
+
+
+async def test_an_item_at_the_apis_address_opens_its_page_and_an_unknown_page_is_a_page(stack, crm):
+    d = crm["deal"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        moved = await client.get(f"/ui/deals/{d}")
+        assert moved.status_code == 303 and moved.headers["location"] == f"/ui/items/deal/{d}"
+        shown = await client.get(moved.headers["location"])
+        assert shown.status_code == 200 and "Sofa" in shown.text
+        missing = await client.get("/ui/no-such-page", headers={"accept": "text/html"})
+        assert missing.status_code == 404 and "<title>" in missing.text and "Not found" in missing.text
+        unknown = await client.get("/ui/deals/999999", follow_redirects=True, headers={"accept": "text/html"})
+        assert unknown.status_code == 404 and "Not found" in unknown.text
+        bad = await client.get("/ui/deals/abc", headers={"accept": "text/html"})
+        assert bad.status_code == 422
+    script = await stack.http.get("/no-such-route")
+    assert script.status_code == 404 and script.json() == {"detail": "Not Found"}
+
+
+async def test_the_item_page_shows_when_each_activity_is_due(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    await automate(stack.http, p, {"NEW": {"rules": [{"name": "call", "type": "schedule_activity", "settings": {
+        "kind": "call", "description": "Call about the sofa", "when": "2031-03-04T09:30:00+00:00"}}]}})
+    item = await deal(stack.http, p, manager, title="Armchair")
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        async def shown() -> str | None:
+            text = html.unescape((await client.get(f"/ui/items/deal/{item['id']}")).text)
+            return text if "Call about the sofa" in text else None
+
+        text = await eventually(shown)
+        assert "call: Call about the sofa, due 2031-03-04 09:30" in text
+
+
+async def test_the_update_fields_form_says_how_to_name_a_custom_field(stack, crm):
+    p = crm["pipeline"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "update_fields"})
+        help_text = html.unescape(field_block(form.text, "settings.fields"))
+        assert "a custom field as Fields.<its name>" in help_text and '"Fields.delivery": "courier"' in help_text

@@ -57,10 +57,14 @@ def test_a_deadline_round_trips_as_text_or_object(deadline):
 def test_a_deadline_typed_as_an_admin_types_it():
     schema = RULE_TYPES["create_task"].settings.model_json_schema()
     for typed, read in [("+3d", "+3d"), ('"+3d"', "+3d"), ("{{Deal.Fields.due}}", "{{Deal.Fields.due}}"),
-                        ('{"in_days": 2}', {"in_days": 2}), ("{oops", "{oops"), ("[" * 5000, "[" * 5000)]:
+                        ('{"in_days": 2}', {"in_days": 2})]:
         problems: dict[str, str] = {}
         values = read_schema_fields(schema, "settings", {"settings.title": "Call", "settings.deadline": typed}, problems)
         assert (values["deadline"], problems) == (read, {}), typed
+    for broken in ("{oops", "[" * 5000):
+        problems = {}
+        values = read_schema_fields(schema, "settings", {"settings.title": "Call", "settings.deadline": broken}, problems)
+        assert "deadline" not in values and problems["settings.deadline"].startswith("Deadline: reads as JSON"), broken
 
 
 @pytest.mark.parametrize("body", ['{"title": "{{Deal.Title}}"}', '{"amount": {{Deal.Amount}}}', "plain text",
@@ -91,3 +95,12 @@ def test_a_json_setting_that_is_not_json_says_how_to_write_text():
                                 {"settings.name": "City", "settings.value": "Gdańsk"}, problems)
     assert "value" not in values
     assert problems["settings.value"].startswith("Value: is not JSON") and "text in double quotes" in problems["settings.value"]
+
+
+@pytest.mark.parametrize("body", ["{broken", '[1, 2', '{"title": "Sofa",}'])
+def test_a_webhook_body_that_starts_as_json_and_is_broken_is_a_problem_not_text(body):
+    problems: dict[str, str] = {}
+    values = read_schema_fields(RULE_TYPES["webhook"].settings.model_json_schema(), "settings",
+                                {"settings.url": "https://example.com/h", "settings.body": body}, problems)
+    assert "body" not in values
+    assert problems["settings.body"].startswith("Body: reads as JSON that is broken")
