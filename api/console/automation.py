@@ -509,7 +509,7 @@ def version_diff(request: Request, pipeline_id: Id, version: Id, user: UserDep, 
                  against: Annotated[int | None, Query(ge=0, le=999_999_999)] = None):
     """What version `version` changed against another (by default the one before it)."""
     pipeline = get_pipeline(session, pipeline_id)
-    diff = versions.diff(session, pipeline_id, version, against)
+    diff = versions.diff(session, pipeline_id, version, against, by_setting=True)
     row = versions.get_version(session, pipeline_id, version)
     current, _ = versions.current_version(session, pipeline_id)
     return page(request, "version_diff.html", user, pipeline=pipeline, diff=diff, row=row, current=current,

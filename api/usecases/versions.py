@@ -52,9 +52,10 @@ def current_version(session: Session, pipeline_id: int) -> tuple[int, Automation
     return number, session.get(AutomationVersion, (pipeline_id, number)) if number else None
 
 
-def diff(session: Session, pipeline_id: int, number: int, against: int | None) -> dict[str, Any]:
+def diff(session: Session, pipeline_id: int, number: int, against: int | None, *, by_setting: bool = False
+         ) -> dict[str, Any]:
     """What version `number` changes against version `against` (default: the one before it; 0 is the empty
-    automation before the first save)."""
+    automation before the first save). `by_setting`: each changed setting named on its own."""
     to = get_version(session, pipeline_id, number)
     base = number - 1 if against is None else against
     if base == number:
@@ -67,7 +68,7 @@ def diff(session: Session, pipeline_id: int, number: int, against: int | None) -
             raise field_error(("query", "against"), f"pipeline {pipeline_id} has no version {base}")
         before = row.config
     order = [stage.code for stage in stages_of(session, pipeline_id)]
-    return {"from": base, "to": number, "changes": automation_changes(before, to.config, order)}
+    return {"from": base, "to": number, "changes": automation_changes(before, to.config, order, by_setting=by_setting)}
 
 
 def preview(session: Session, pipeline_id: int, draft: dict[str, Any]) -> dict[str, Any]:

@@ -47,10 +47,11 @@ def _stages(old: Mapping[str, Any], new: Mapping[str, Any], order: list[str] | N
 
 
 def automation_changes(
-    old: Mapping[str, Any], new: Mapping[str, Any], order: list[str] | None = None
+    old: Mapping[str, Any], new: Mapping[str, Any], order: list[str] | None = None, *, by_setting: bool = False
 ) -> list[dict[str, Any]]:
     """Every rule and trigger `new` adds, removes or changes against `old`, stage by stage (in `order`, the
-    pipeline's stage order, when given): `{"stage", "kind", "name", "change", "fields"}`."""
+    pipeline's stage order, when given): `{"stage", "kind", "name", "change", "fields"}`. `by_setting`: a changed
+    setting (or filter) is named on its own (`settings.text`), not as `settings`."""
     changes: list[dict[str, Any]] = []
     for stage in _stages(old, new, order):
         for part, kind in (("rules", "rule"), ("triggers", "trigger")):
@@ -61,7 +62,8 @@ def automation_changes(
                     changes.append({"stage": stage, "kind": kind, "name": name, "change": "added", "fields": []})
                     continue
                 old_position, old_piece = before[name]
-                fields = piece_changes(old_piece, piece, kind) + (["position"] if position != old_position else [])
+                changed = field_changes(old_piece, piece, kind) if by_setting else piece_changes(old_piece, piece, kind)
+                fields = changed + (["position"] if position != old_position else [])
                 if fields:
                     changes.append({"stage": stage, "kind": kind, "name": name, "change": "changed", "fields": fields})
             for name in before:
@@ -93,6 +95,13 @@ def _fields(piece: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
         else:
             fields[name] = value
     return fields
+
+
+def field_changes(old: Mapping[str, Any], new: Mapping[str, Any], kind: Kind) -> list[str]:
+    """The fields of a rule (or a trigger) that differ between two versions of it, each setting and filter on its
+    own (`delay`, `settings.text`)."""
+    before, after = _fields(old, kind), _fields(new, kind)
+    return [name for name in dict.fromkeys([*before, *after]) if before.get(name, _ABSENT) != after.get(name, _ABSENT)]
 
 
 @dataclass
