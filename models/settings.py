@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, validation_alias=_env("STAGEFLOW_PORT"))
     temporal_port: int = Field(default=7233, validation_alias=_env("TEMPORAL_PORT"))
     temporal_ui_port: int = Field(default=8233, validation_alias=_env("TEMPORAL_UI_PORT"))
+    temporal_http_port: int = Field(default=0, ge=0, le=65535, validation_alias=_env("TEMPORAL_HTTP_PORT"))
+    """`make run`'s dev server: its HTTP API port (0: a free one)."""
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535, validation_alias=_env("TEMPORAL_METRICS_PORT"))
+    """`make run`'s dev server: its Prometheus metrics port (0: a free one)."""
     public_url: str | None = Field(default=None, validation_alias=_env("STAGEFLOW_PUBLIC_URL"))
     temporal_ui_url: str | None = Field(default=None, validation_alias=_env("TEMPORAL_UI_URL"))
 

@@ -407,12 +407,13 @@ def register_search_attributes(cli: str, address: str, namespace: str, env: dict
 
 
 def temporal_argv(cli: str, settings: Settings, data_dir: Path) -> list[str]:
-    """The dev server on the data dir's SQLite file; its HTTP API and metrics ports are chosen here, below the
-    ephemeral range, where no outgoing connection can take one between the choice and the server's bind."""
+    """The dev server on the data dir's SQLite file; its HTTP API and metrics ports are TEMPORAL_HTTP_PORT and
+    TEMPORAL_METRICS_PORT, else chosen here, below the ephemeral range, where no outgoing connection can take one
+    between the choice and the server's bind."""
     return dev_server_argv(
         cli, port=settings.temporal_port, ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace,
-        database=data_dir / "temporal.db", search_attributes=SEARCH_ATTRIBUTES, http_port=free_port(),
-        metrics_port=free_port(),
+        database=data_dir / "temporal.db", search_attributes=SEARCH_ATTRIBUTES,
+        http_port=settings.temporal_http_port or free_port(), metrics_port=settings.temporal_metrics_port or free_port(),
     )
 
 
@@ -434,13 +435,6 @@ def mask_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -449,7 +443,8 @@ def read_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Settings come from the environment (STAGEFLOW_DATA_DIR, STAGEFLOW_PORT, TEMPORAL_PORT, "
-               "TEMPORAL_UI_PORT, SMTP_PORT, ...): see the README's Configuration.",
+               "TEMPORAL_UI_PORT, TEMPORAL_HTTP_PORT, TEMPORAL_METRICS_PORT, SMTP_PORT, ...): see the README's "
+               "Configuration.",
     )
     return parser.parse_args(argv)
 
@@ -492,9 +487,13 @@ def main() -> int:
         if embedded_temporal:
             check_port_free(LOOPBACK, settings.temporal_port, "the Temporal dev server", "TEMPORAL_PORT")
             check_port_free(LOOPBACK, settings.temporal_ui_port, "the Temporal UI", "TEMPORAL_UI_PORT")
+            for port, what, variable in ((settings.temporal_http_port, "the Temporal HTTP API", "TEMPORAL_HTTP_PORT"),
+                                         (settings.temporal_metrics_port, "Temporal's metrics", "TEMPORAL_METRICS_PORT")):
+                if port:
+                    check_port_free(LOOPBACK, port, what, variable)
             address = f"{LOOPBACK}:{settings.temporal_port}"
             env["TEMPORAL_ADDRESS"] = address
-            say(f"starting the Temporal dev server on {address} (state in {shown(data_dir / 'temporal.db')})")
+            say(f"starting the Temporal dev server on {address} (state in {data_dir / 'temporal.db'})")
             supervisor.start("temporal", temporal_argv(cli, settings, data_dir))
             if not supervisor.wait_until(lambda: temporal_healthy(cli, address, env), TEMPORAL_START_TIMEOUT):
                 raise StartupError(
@@ -549,10 +548,10 @@ def main() -> int:
         ]
         if smtp_sink:
             lines.append(f"  Mail            SMTP sink on {LOOPBACK}:{settings.smtp_port}, messages in "
-                         f"{shown(data_dir / 'mail')}/*.eml")
+                         f"{data_dir / 'mail'}/*.eml")
         if key_file is not None:
-            lines.append(f"  API key         in {shown(key_file)}  e.g. curl -H \"Authorization: Bearer "
-                         f"$(cat {shown(key_file)})\" {api_url}/pipelines")
+            lines.append(f"  API key         in {key_file}  e.g. curl -H \"Authorization: Bearer "
+                         f"$(cat {key_file})\" {api_url}/pipelines")
         else:
             lines.append("  API key         the value of STAGEFLOW_API_KEY")
         lines.append("Press Ctrl-C to stop.")

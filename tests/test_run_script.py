@@ -53,6 +53,8 @@ class RunScript:
             TEMPORAL_UI_PORT=str(ports["ui"]),
             SMTP_PORT=str(ports["smtp"]),
         )
+        if "http" in ports:
+            env.update(TEMPORAL_HTTP_PORT=str(ports["http"]), TEMPORAL_METRICS_PORT=str(ports["metrics"]))
         self.env = env
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
@@ -142,8 +144,8 @@ def temporal_cli(args: list[str], port: int) -> subprocess.CompletedProcess:
 @pytest.mark.timeout(240)
 def test_run_starts_stops_and_comes_back_on_the_same_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    api, temporal, ui, smtp = free_ports(4)
-    ports = {"api": api, "temporal": temporal, "ui": ui, "smtp": smtp}
+    api, temporal, ui, smtp, http, metrics = free_ports(6)
+    ports = {"api": api, "temporal": temporal, "ui": ui, "smtp": smtp, "http": http, "metrics": metrics}
     runs: list[RunScript] = []
     try:
         # First start: a fresh data dir.
@@ -153,6 +155,8 @@ def test_run_starts_stops_and_comes_back_on_the_same_data(tmp_path: Path) -> Non
         first.read_children()
         key_file = data_dir / "api_key"
         assert key_file.stat().st_mode & 0o777 == 0o600
+        assert f'"Authorization: Bearer $(cat {key_file})"' in first.output()
+        assert f"messages in {data_dir / 'mail'}/*.eml" in first.output()
         key = key_file.read_text().strip()
         assert len(key) >= 32
         headers = {"Authorization": f"Bearer {key}"}
@@ -166,6 +170,8 @@ def test_run_starts_stops_and_comes_back_on_the_same_data(tmp_path: Path) -> Non
                                 "--workflow-id", "persistence-probe"], temporal)
         assert started.returncode == 0, started.stderr
         assert port_open(ui), "the Temporal UI does not listen on TEMPORAL_UI_PORT"
+        assert "temporal_" in httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+        assert port_open(http), "the Temporal HTTP API does not listen on TEMPORAL_HTTP_PORT"
 
         assert first.stop(signal.SIGTERM) == 0, first.output()
         first.wait_children_gone()
