@@ -27,7 +27,7 @@ WORKERS = ("worker-1", "worker-2")
 APP_SERVICES = (*APIS, *WORKERS)
 # Settings that only configure the embedded dev server `make run` starts; compose points TEMPORAL_ADDRESS at its
 # own Temporal server instead.
-EMBEDDED_ONLY = {"TEMPORAL_PORT", "TEMPORAL_UI_PORT"}
+EMBEDDED_ONLY = {"TEMPORAL_PORT", "TEMPORAL_UI_PORT", "TEMPORAL_HTTP_PORT", "TEMPORAL_METRICS_PORT"}
 REQUIRED = {
     "STAGEFLOW_API_KEY", "POSTGRES_PASSWORD", "TEMPORAL_POSTGRES_PASSWORD", "SMTP_HOST", "SMTP_FROM",
     "GRAFANA_ADMIN_PASSWORD",

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         VersionChange,
         WaitEnded,
         anchor_field,
+        starts_now,
     )
 
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -292,11 +293,7 @@ class StageEntryWorkflow:
         only touch the database in one `rules.together` call, and (engine generation 2) those that reach the outside
         in one `rules.outside_together` call; each chain then waits for its rule's outcome from its call."""
         now = workflow.now()
-        due = [
-            chain[0] for chain in self._chains()
-            if not chain[0].depends_on and chain[0].due is not None and chain[0].due <= now
-            and not (self.follow and anchor_field(chain[0].delay))
-        ]
+        due = [chain[0] for chain in self._chains() if starts_now(chain[0], now, self.follow)]
         self._together([rule for rule in due if rule.local], local=True)
         if self.entry.engine >= 2:
             self._together([rule for rule in due if not rule.local], local=False)

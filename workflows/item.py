@@ -1,10 +1,11 @@
 """The entity workflow of one deal or lead: the only writer of its stage.
 
 Moves arrive as updates (update-with-start on creation), trigger events as signals; a lock
-serializes them so racing moves and events can never interleave. Each stage entry runs as a
+serializes them so racing moves and events can never interleave. A stage entry runs as a
 workflow of its own (`<item workflow id>/entry-<n>`), which outlives this workflow's continue-as-new:
 the step that enters the stage starts it (runs from before engine generation 1 start it as an
-abandoned child workflow).
+abandoned child workflow), unless the step finished the entry itself (engine generation 3: a stage
+without rules, or whose rules all ran as the item entered it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Optional
+from typing import Union
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STAGE,
         Archiving,
         EnterCall,
+        Entered,
         EntryInput,
         EventHandled,
         ItemChanged,
@@ -79,6 +81,9 @@ class ItemWorkflow:
         """The move an answered event still finishes; held so that the event loop keeps the task."""
         self.current = state.engine >= 1
         """The run began under engine generation 1: it asks for no earlier patch."""
+        self.third = state.engine >= 3
+        """The run began under engine generation 3: the steps that enter a stage finish an entry that needs no
+        workflow themselves, and say whether a workflow runs the entry."""
 
     @workflow.run
     async def run(self, state: ItemState) -> None:
@@ -116,7 +121,7 @@ class ItemWorkflow:
         item was archived) and moves and events are refused until a restore; restored, it is back in its stage, whose
         rules do not run again."""
         async with self.lock:
-            if request.archived and not self.state.archived and self.state.entry_no:
+            if request.archived and not self.state.archived and self.state.entry_no and self.state.entry_running:
                 self._cancel_entry(entry_workflow_id(self.state.entity, self.state.item_id, self.state.entry_no))
             self.state.archived = request.archived
             return MoveResult(moved=False, stage=self.state.stage, entry_no=self.state.entry_no,
@@ -161,7 +166,7 @@ class ItemWorkflow:
             # The item is archived (the API refuses its events; one sent just before is dropped, and not taken as
             # seen, so the same event sent after a restore is taken), or the event was handled before.
             return EventHandled(stage=self.state.stage), None
-        if event.type == FieldChanged.TYPE and self.state.entry_no:
+        if event.type == FieldChanged.TYPE and self.state.entry_no and self.state.entry_running:
             self._tell_entry(ItemChanged(fields=list(event.data.get("fields") or [])))
         # From this version on, a trigger's match and the stage it enters are one step.
         one_step = self.current or workflow.patched(TRIGGER_ENTERS)
@@ -177,6 +182,7 @@ class ItemWorkflow:
                 enter_entry_no=self.state.entry_no + 1 if one_step else 0,
                 start_entry=self.current,
                 search_attributes=self.state.search_attributes,
+                finish_entry_at_entering=self.third,
             ),
             result_type=MatchResult,
             summary=f"match {event.type}",
@@ -193,6 +199,7 @@ class ItemWorkflow:
                 ),
                 entered=match.entered,
                 started=match.entry_workflow_id,
+                running=match.entry_running,
             )
             return EventHandled(matched=match.trigger, stage=match.stage, moved=match.entered), rest
         return EventHandled(stage=self.state.stage), None
@@ -218,10 +225,12 @@ class ItemWorkflow:
         del self.state.seen[:-SEEN_LIMIT]
         return False
 
-    async def _move(self, request: ItemMove, *, entered: bool = False, started: str | None = None) -> MoveResult:
-        """Enters the requested stage, unless the trigger's match already did (and `started`, the new entry's
-        workflow); the step that enters starts the entry's workflow, or in runs from before engine generation 1 this
-        workflow starts it as a child."""
+    async def _move(
+        self, request: ItemMove, *, entered: bool = False, started: str | None = None, running: bool = True
+    ) -> MoveResult:
+        """Enters the requested stage, unless the trigger's match already did (`started`: the new entry's workflow
+        id, `running`: whether a workflow runs it); the step that enters starts the entry's workflow unless it
+        finished the entry itself, or in runs from before engine generation 1 this workflow starts it as a child."""
         state = self.state
         if request.request_id and request.reason != "rule" and self._seen(request.request_id):
             return MoveResult(moved=False, stage=state.stage, entry_no=state.entry_no, detail="duplicate request")
@@ -231,7 +240,7 @@ class ItemWorkflow:
         entry_no = previous_entry + 1
         now = workflow.now()
         if not entered:
-            started = await self._enter(request, entry_no, now)
+            started, running = await self._enter(request, entry_no, now)
         if started:
             # The step answers the entry it made: a later one when it found the item further on than this workflow
             # knew (a move whose update the server aborted after its step ran). The entries this workflow never
@@ -243,7 +252,9 @@ class ItemWorkflow:
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in keys])
             state.search_stage = request.stage
         for left in range(previous_entry or 1, entry_no):
-            self._cancel_entry(entry_workflow_id(state.entity, state.item_id, left))
+            if left != previous_entry or state.entry_running:
+                self._cancel_entry(entry_workflow_id(state.entity, state.item_id, left))
+        state.entry_running = running
         child_id = entry_workflow_id(state.entity, state.item_id, entry_no)
         if self.current:
             return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=started or child_id)
@@ -266,10 +277,11 @@ class ItemWorkflow:
         child.add_done_callback(_outcome_seen)
         return MoveResult(moved=True, stage=request.stage, entry_no=entry_no, entry_workflow_id=child_id)
 
-    async def _enter(self, request: ItemMove, entry_no: int, now: datetime) -> str | None:
-        """Enters the stage; in engine generation 1 the step also starts the entry and answers its workflow id."""
+    async def _enter(self, request: ItemMove, entry_no: int, now: datetime) -> tuple[str | None, bool]:
+        """Enters the stage; in engine generation 1 the step also starts the entry and answers its workflow id, in
+        generation 3 also whether a workflow runs the entry."""
         state = self.state
-        return await run_step(
+        answer = await run_step(
             ENTER_STAGE,
             EnterCall(
                 item_id=state.item_id,
@@ -285,11 +297,16 @@ class ItemWorkflow:
                 rule=request.rule,
                 start_entry=self.current,
                 search_attributes=state.search_attributes,
+                finish_entry_at_entering=self.third,
             ),
             summary=f"enter {request.stage}",
-            result_type=Optional[str],
+            result_type=Union[Entered, str, None],
             current=self.current,
         )
+        if isinstance(answer, Entered):
+            return answer.workflow_id, answer.running
+        # A worker of an earlier version ran the step: it answers the id of the workflow it started (or nothing).
+        return answer, True
 
     def _tell_entry(self, change: ItemChanged) -> None:
         """Rules of the current entry that wait for a field hear of its change."""

@@ -54,14 +54,17 @@ CALLBACK = "callback"
 APPLY_VERSION = "apply_version"
 """A new automation version for the entry's waiting rules (`StageEntryWorkflow.apply_version`)."""
 
-GENERATION = 2
+GENERATION = 3
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
 `workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
 generation 1, the step that enters a stage (`enter_stage`, or `match_trigger` entering the trigger's stage) also
 plans the entry and starts its workflow, with the plan as its input; before, the item workflow started each entry
 as a child workflow, which loaded its plan itself. In generation 2, an entry's rules that reach the outside and are
-due at its start run in one `rules.outside_together` call (`EntryInput.engine`)."""
+due at its start run in one `rules.outside_together` call (`EntryInput.engine`). In generation 3, an entry whose
+stage has no rules, or whose rules are all due at once and only touch the database, has no workflow: the step that
+enters the stage runs those rules in its own transaction (`finish_entry_at_entering`) and answers that nothing runs
+the entry (`Entered.running`, `MatchResult.entry_running`)."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -105,6 +108,8 @@ class ItemState:
     """The stage the workflow's search attributes show (the first one when the workflow was started with them)."""
     archived: bool = False
     """Archived: its entry's waiting rules were cancelled, and moves and events are refused until it is restored."""
+    entry_running: bool = True
+    """A workflow runs the current entry (none does for an entry the step that entered the stage finished itself)."""
 
 
 @dataclass
@@ -167,6 +172,19 @@ class EnterCall:
     """Also plan the new entry and start its workflow (engine generation 1); the step answers its workflow id."""
     search_attributes: bool = False
     """The entry's workflow carries the item's search attributes."""
+    finish_entry_at_entering: bool = False
+    """With `start_entry` (engine generation 3): an entry with no rules, or whose rules are all due now and only touch
+    the database, is finished by the step itself (its rules run in the step's transaction) and has no workflow; the
+    step answers an `Entered`."""
+
+
+@dataclass
+class Entered:
+    """The entry a step made the item enter: its workflow id (`entry_workflow_id`, whose number may be past the one
+    asked for), and whether a workflow runs it (none does when the step finished the entry itself)."""
+
+    workflow_id: str
+    running: bool = True
 
 
 @dataclass
@@ -182,6 +200,8 @@ class MatchCall:
     start_entry: bool = False
     """With `enter_entry_no`: also plan the new entry and start its workflow (engine generation 1)."""
     search_attributes: bool = False
+    finish_entry_at_entering: bool = False
+    """As `EnterCall.finish_entry_at_entering`; the answer says it in `MatchResult.entry_running`."""
 
 
 @dataclass
@@ -192,6 +212,8 @@ class MatchResult:
     entered: bool = False
     entry_workflow_id: str | None = None
     """The workflow of the new entry, when the match entered the stage and started it."""
+    entry_running: bool = True
+    """False when the step finished the new entry itself: no workflow runs it."""
 
 
 @dataclass
@@ -358,6 +380,13 @@ class ScheduleCall:
 def anchor_field(delay: Any) -> str | None:
     """The item date field a rule's delay (as planned) is counted from, if any."""
     return delay.get("field") if isinstance(delay, dict) else None
+
+
+def starts_now(rule: RulePlan, now: datetime, follow: bool = True) -> bool:
+    """A rule an entry can start at `now`, before any other: due by then and reading no other rule's results (with
+    `follow`, not counted from a date field, whose change would move it)."""
+    return (not rule.depends_on and rule.due is not None and rule.due <= now
+            and not (follow and anchor_field(rule.delay)))
 
 
 @dataclass

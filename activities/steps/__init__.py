@@ -4,8 +4,9 @@ trigger, record outcomes), one activity per rule type, `rule.<type>`, from the r
 rules that reach the outside in one call.
 
 Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
-due times), `outcomes` (what the timeline records about rules), `runner` (one rule, exactly once), `versions` (a version's
-apply), `retries` (a bulk retry of failed rules).
+due times), `at_entering` (an entry the step that enters its stage finishes itself), `outcomes` (what the timeline
+records about rules), `runner` (one rule, exactly once), `versions` (a version's apply), `retries` (a bulk retry of
+failed rules).
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ class WorkerActivities:
         self.rule_types = dict(rule_types)
         self.custom_rules = custom_rules
         self.planning = PlanningSteps(deps, self.rule_types, all_rule_types)
-        self.stages = StageSteps(deps, self.planning)
-        self.outcomes = OutcomeSteps(deps)
         kinds = [*self.rule_types.values(), self.custom_rules]
         self.runners = {f"rule.{kind.name}": RuleRunner(deps, kind) for kind in kinds}
+        self.stages = StageSteps(deps, self.planning, self.runners)
+        self.outcomes = OutcomeSteps(deps)
         self.together = RulesTogetherStep(deps, self.runners)
         self.versions = VersionSteps(deps, self.planning)
         self.retries = RetrySteps(deps, self.planning)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
+from typing import TypeVar
 
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.steps import at_entering
 from activities.steps.planning import PlanningSteps, entry_began
+from activities.steps.runner import RuleRunner
 from activities.keys import event_key, part_key, stage_change_key
 from activities.rule import Deps
 from models.domain.automation import AutomationConfig, TriggerConfig
@@ -21,15 +26,17 @@ from models.store import add_timeline, get_by, locked_item
 from models.tables import CrmActivity, Item, Stage, TimelineEntry
 from workflows.client import start_entry
 from workflows.types import (
-    ENTER_STAGE, GENERATION, MATCH_TRIGGER, EnterCall, EntryInput, MatchCall, MatchResult, entry_workflow_id,
+    ENTER_STAGE, GENERATION, MATCH_TRIGGER, EnterCall, Entered, EntryInput, MatchCall, MatchResult, entry_workflow_id,
     item_workflow_id,
 )
 
+T = TypeVar("T")
 
-def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[Item, EnterCall]:
+
+def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[Item, EnterCall, bool]:
     """The item's stage becomes `call.stage` (once per entry number), with its timeline entry; the activities
     that complete on a stage change are completed. `item`: the item as this transaction read it under its lock
-    already. Answers the item and the stage change as made.
+    already. Answers the item, the stage change as made, and whether this call made it (not an earlier one).
 
     The item may already be further on than the item workflow knows: this same step ran before and its answer was
     lost, or a move's step ran and the server then aborted its update, so that the workflow never heard of it. Found
@@ -40,7 +47,7 @@ def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
     if item.entry_no >= call.entry_no:
         if item.stage == call.stage:
-            return item, replace(call, entry_no=item.entry_no)
+            return item, replace(call, entry_no=item.entry_no), False
         call = replace(call, entry_no=item.entry_no + 1, previous_stage=item.stage)
     item.stage, item.entry_no, item.stage_changed_at, item.updated_at = call.stage, call.entry_no, call.at, call.at
     session.add(item)
@@ -78,24 +85,61 @@ def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[
             at=call.at, key=part_key(stage_change_key(call.entity, call.item_id, call.entry_no), f"activity-{todo.id}"),
             entry_no=call.entry_no, activity_id=todo.id, activity_kind=todo.kind,
         )
-    return item, call
+    return item, call, True
 
 
 class StageSteps:
-    def __init__(self, deps: Deps, planning: PlanningSteps) -> None:
+    def __init__(self, deps: Deps, planning: PlanningSteps, runners: Mapping[str, RuleRunner]) -> None:
         self.deps = deps
         self.planning = planning
+        self.runners = runners
 
     @activity.defn(name=ENTER_STAGE)
-    async def enter_stage(self, call: EnterCall) -> str | None:
+    async def enter_stage(self, call: EnterCall) -> str | Entered | None:
         """The item enters the stage. With `start_entry`, the new entry's plan is made in the same transaction and
-        its workflow started once that has committed; the answer is the entry's workflow id."""
-        def work(session: Session) -> EntryInput | None:
-            item, entered = enter(session, call)
-            return self._planned(session, item, entered) if call.start_entry else None
+        its workflow started once that has committed; the answer is the entry's workflow id. With
+        `finish_entry_at_entering`, an entry that needs no workflow is finished in that transaction instead
+        (`at_entering`), and the answer says whether a workflow runs the entry."""
+        def work(session: Session, finishing: bool) -> tuple[EntryInput, bool] | None:
+            item, entered, made = enter(session, call)
+            if not call.start_entry:
+                return None
+            entry = self._planned(session, item, entered)
+            return entry, self._finished(session, entry, entered.at, call.finish_entry_at_entering, finishing, made)
 
-        entry = await self.deps.db(work)
-        return await self._start(entry, call.search_attributes) if entry is not None else None
+        made = await self._in_transaction(work, call.finish_entry_at_entering)
+        if made is None:
+            return None
+        entry, finished = made
+        workflow_id = await self._start(entry, call.search_attributes, finished)
+        return Entered(workflow_id, running=not finished) if call.finish_entry_at_entering else workflow_id
+
+    async def _in_transaction(self, work: Callable[[Session, bool], T], finishing: bool) -> T:
+        """`work` in one transaction, first finishing the entry it makes when `finishing`; when that cannot be, the
+        transaction is undone and `work` runs again without."""
+        if finishing:
+            try:
+                return await self.deps.db(lambda session: work(session, True))
+            except (at_entering.NotFinished, ApplicationError) as not_finished:
+                activity.logger.debug("entry not finished at entering: %s", not_finished)
+            except Exception:  # noqa: BLE001 - nothing of the transaction stays: the entry gets its workflow below
+                activity.logger.warning("entry not finished at entering", exc_info=True)
+        return await self.deps.db(lambda session: work(session, False))
+
+    def _finished(
+        self, session: Session, entry: EntryInput, at: datetime, asked: bool, finishing: bool, made: bool
+    ) -> bool:
+        """Whether `entry` is finished without a workflow (`asked`: the item workflow takes that answer). The step
+        that `made` the stage change chooses: `finishing` and when its rules allow, it runs them in this transaction
+        (raising when they do not all end). A step that finds the stage change made before answers as it says."""
+        if not asked:
+            return False
+        if not made:
+            return at_entering.finished_before(session, entry.entity, entry.item_id, entry.entry_no)
+        if not finishing or not at_entering.may_finish(entry, at):
+            return False
+        at_entering.finish(session, self.deps, self.runners, entry, at)
+        return True
 
     def _planned(
         self, session: Session, item: Item, call: EnterCall, automation: tuple[AutomationConfig, int] | None = None
@@ -112,7 +156,10 @@ class StageSteps:
             ),
         )
 
-    async def _start(self, entry: EntryInput, search_attributes: bool) -> str:
+    async def _start(self, entry: EntryInput, search_attributes: bool, finished: bool = False) -> str:
+        """Starts the entry's workflow (unless the step `finished` the entry); its workflow id."""
+        if finished:
+            return entry_workflow_id(entry.entity, entry.item_id, entry.entry_no)
         if self.deps.client is None:
             raise ApplicationError(
                 "this worker has no Temporal client to start stage entries with", type="NoClient", non_retryable=True
@@ -124,7 +171,7 @@ class StageSteps:
     @activity.defn(name=MATCH_TRIGGER)
     async def match_trigger(self, call: MatchCall) -> MatchResult:
         """The first trigger the event matches; with `enter_entry_no`, the item also enters that trigger's stage."""
-        def work(session: Session) -> tuple[MatchResult, EntryInput | None]:
+        def work(session: Session, finishing: bool) -> tuple[MatchResult, EntryInput | None]:
             item = locked_item(session, call.item_id) if call.enter_entry_no else session.get(Item, call.item_id)
             if item is None or call.stage is None:
                 return MatchResult(), None
@@ -137,7 +184,10 @@ class StageSteps:
                     matching = replace(call, stage=item.stage, enter_entry_no=item.entry_no + 1)
                 elif match.entered and call.start_entry:
                     entering = replace(_entering(call, match.stage, match.trigger, None), entry_no=item.entry_no)
-                    return match, self._planned(session, item, entering)
+                    entry = self._planned(session, item, entering)
+                    match.entry_running = not self._finished(
+                        session, entry, entering.at, call.finish_entry_at_entering, finishing, made=False)
+                    return match, entry
                 else:
                     return match, None
             config, version = load_automation(session, matching.pipeline_id)
@@ -160,14 +210,19 @@ class StageSteps:
             match = MatchResult(stage=stage, trigger=trigger.name, as_user_id=trigger.as_user_id)
             if matching.enter_entry_no and stage != matching.stage:
                 entering = _entering(matching, stage, trigger.name, trigger.as_user_id)
-                item, entering = enter(session, entering, item)
+                item, entering, made = enter(session, entering, item)
                 match.entered = True
-                return match, self._planned(session, item, entering, (config, version)) if matching.start_entry else None
+                if not matching.start_entry:
+                    return match, None
+                entry = self._planned(session, item, entering, (config, version))
+                match.entry_running = not self._finished(
+                    session, entry, entering.at, call.finish_entry_at_entering, finishing, made)
+                return match, entry
             return match, None
 
-        match, entry = await self.deps.db(work)
+        match, entry = await self._in_transaction(work, call.finish_entry_at_entering)
         if entry is not None:
-            match.entry_workflow_id = await self._start(entry, call.search_attributes)
+            match.entry_workflow_id = await self._start(entry, call.search_attributes, not match.entry_running)
         return match
 
 

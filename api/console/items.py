@@ -34,7 +34,7 @@ from api.errors import Problems
 from models.domain.wording import time_after
 from models.settings import Settings
 from models.tables import Contact, CrmActivity, Document, Item, Message, Pipeline, Task, TimelineEntry, User
-from workflows.types import entry_workflow_id
+from workflows.types import entry_workflow_id, item_workflow_id
 
 router = APIRouter()
 EDITED_FIELDS = ("title", "amount", "currency", "responsible_id", "contact_id", "close_date")
@@ -279,6 +279,14 @@ async def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep
     return await _item(request, user, session, settings, items.get_item(session, entity, item_id), {}, kind=kind)
 
 
+def _entries(session: Session, item: Item) -> list[tuple[int, TimelineEntry, bool]]:
+    """Each stage entry of the item by number: its stage change, and whether a workflow of its own ran it (none did
+    for an entry finished as the item entered its stage)."""
+    changes = {change.entry_no: change for change in session.exec(select(TimelineEntry).where(
+        TimelineEntry.item_id == item.id, TimelineEntry.kind == "stage_changed")).all() if change.entry_no}
+    return [(no, change, change.data.get("workflow") is not False) for no, change in sorted(changes.items())]
+
+
 async def _item(request: Request, user: ConsoleUser, session: Session, settings: Settings, item: Item,
                 errors: dict[str, str], *, typed: dict[str, str] | None = None, kind: str = "",
                 simulation: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
@@ -289,11 +297,9 @@ async def _item(request: Request, user: ConsoleUser, session: Session, settings:
     stages = stages_of(session, item.pipeline_id)
     names = {stage.code: stage.name for stage in stages}
     entries = [{"no": no, "stage": names.get(entry.data.get("to"), entry.data.get("to")), "at": entry.at,
-                "link": settings.workflow_ui_link(entry_workflow_id(item.entity_type, item.id, no))}
-               for no, entry in sorted(
-                   {e.entry_no: e for e in session.exec(select(TimelineEntry).where(
-                       TimelineEntry.item_id == item.id, TimelineEntry.kind == "stage_changed")).all()
-                    if e.entry_no}.items())]
+                "own": own, "link": settings.workflow_ui_link(entry_workflow_id(item.entity_type, item.id, no) if own
+                                                              else item_workflow_id(item.entity_type, item.id))}
+               for no, entry, own in _entries(session, item)]
     values = typed or {
         "title": item.title, "amount": "" if item.amount is None else f"{item.amount:g}",
         "currency": item.currency or "",

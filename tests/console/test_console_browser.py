@@ -133,6 +133,10 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await page.select_option("select[name=kind]", "stage_changed")
     await expect(page.locator("#timeline li")).to_have_count(2)
 
+    # NEW's entry ran its one rule as the deal entered NEW: no workflow of its own, its story is the item's workflow.
+    first = page.locator("ul.entries-links li").first
+    await expect(first).to_contain_text("finished as it entered, in the item's workflow")
+    assert (await first.locator("a").get_attribute("href")).endswith(f"/namespaces/default/workflows/deal-{deal_id}")
     # The stage entry's workflow in the Temporal UI.
     link = page.locator("a.temporal-link").last
     href = await link.get_attribute("href")

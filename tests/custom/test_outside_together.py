@@ -75,7 +75,7 @@ async def test_an_entry_begun_before_generation_2_runs_one_activity_per_rule(sta
             assert (await finished(stack.http, item["id"], rule))["kind"] == "rule_done"
         history = await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").fetch_history()
         entry = json.loads(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data)
-        assert entry.pop("engine") == 2
+        assert entry.pop("engine") >= 2
         older = await stack.client.start_workflow(
             "StageEntryWorkflow", entry, id=f"deal-{item['id']}/entry-1-as-before",
             task_queue=stack.settings.temporal_task_queue,

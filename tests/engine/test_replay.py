@@ -27,7 +27,7 @@ from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
-RELEASE = "v0.7.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.8.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -63,7 +63,9 @@ async def _scenario(stack, erp: Endpoint) -> dict[str, str]:
     """Creation, two rules due at once (one `rules.together` call), three rules that reach the outside due at once
     (one `rules.outside_together` call: one fails, one is retried in an activity of its own), a delayed rule cancelled by a move, a rule that
     follows the close date (moved once), a new version applied to the waiting entry (one rule's delay moved, another
-    rule removed), a trigger move, a failed rule run again by a retry operation (and failing again), a pending query. Each workflow id by the name its history keeps."""
+    rule removed), a trigger move, a failed rule run again by a retry operation (and failing again), a pending query,
+    a move to a stage without rules (an entry without a workflow) and away from it. Each workflow id by the name its
+    history keeps."""
     manager = await user(stack.http, "Manager")
     flow = await pipeline(stack.http, ["NEW", "INVOICE", "WON"])
     await automate(stack.http, flow["id"], _automation(manager["id"], "1h", erp.url()))
@@ -83,6 +85,9 @@ async def _scenario(stack, erp: Endpoint) -> dict[str, str]:
     progress = ok(await stack.http.get(f"/operations/{retry['operation_id']}"))
     await stack.client.get_workflow_handle(progress["workflow_id"]).result()
     await eventually(lambda: _left(stack.http, item["id"]))
+    # WON has no rules: its entry needs no workflow (engine generation 3), and leaving it cancels nothing.
+    assert ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "WON"}))["stage"] == "WON"
+    assert ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "NEW"}))["stage"] == "NEW"
     return {"item": f"deal-{item['id']}", "entry-1": f"deal-{item['id']}/entry-1",
             "entry-2": f"deal-{item['id']}/entry-2", "apply": applied["apply_workflow_id"],
             "retry": progress["workflow_id"]}

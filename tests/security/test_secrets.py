@@ -162,7 +162,7 @@ async def test_keys_passwords_and_codes_stay_out_of_logs_and_workflow_histories(
         "workflows_searched": workflows, "history_bytes": len(stored), "log_bytes": len(logs),
         "secrets": found, "capability_urls": capability,
     })
-    assert workflows >= 3 and len(logs) > 1000
+    assert workflows >= 2 and len(logs) > 1000  # the item's workflow and its NEW entry's (SIGNED has no rules, no workflow)
     assert found == {name: {"histories": 0, "logs": 0} for name in secrets_used}, found
     assert signer_tokens and document_tokens
     assert capability == {name: {"histories": 0, "logs": 0} for name in capability}, capability
