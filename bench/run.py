@@ -10,7 +10,7 @@ and the API as a real uvicorn process, both on a SQLite app database, driven ove
   latency     bare: signal -> a query shows the new value; stageflow: POST /deals/{id}/payments -> GET /deals/{id}
               shows the stage the payment_received trigger moved it to (p50/p99 over --events events each); and
               the one-call path, POST /deals/{id}/payments?wait=true answering with the new stage, beside a bare
-              update round trip;
+              update round trip (into PAID without rules, and again with a rule that keeps PAID's entry waiting);
   timers      --timers items each waiting on a six-month rule: creation time, worker peak RSS, Temporal database
               growth; then --fire items whose rule falls due at one common moment shortly after they are all
               created (a short delay, so the dev server's real timers fire them): every rule fires exactly once;
@@ -277,10 +277,18 @@ async def trigger_latency(crm: Crm, events: int, concurrency: int) -> dict[str, 
     return {**summary_ms(samples), "polls_per_event": round(polls / len(ids), 1), "ids": [item["id"] for item in ids]}
 
 
-async def trigger_wait_latency(crm: Crm, events: int, concurrency: int) -> dict[str, Any]:
-    """POST /deals/{id}/payments?wait=true: one call that answers with the new stage."""
+WAITING_RULE = {"name": "thank later", "type": "add_timeline_entry", "delay": "30d", "settings": {"text": "Thanks"}}
+"""A rule that keeps its entry's workflow waiting (an entry whose rules all run at once has none)."""
+
+
+async def trigger_wait_latency(
+    crm: Crm, events: int, concurrency: int, paid_rules: list | None = None
+) -> dict[str, Any]:
+    """POST /deals/{id}/payments?wait=true: one call that answers with the new stage, whose rules are `paid_rules`
+    (none: the step that enters PAID finishes the entry; a waiting rule: it starts the entry's workflow first)."""
     automation = {"stages": {"NEW": {"rules": [], "triggers": []},
-                             "PAID": {"rules": [], "triggers": [{"name": "paid", "type": "payment_received"}]}}}
+                             "PAID": {"rules": list(paid_rules or []),
+                                      "triggers": [{"name": "paid", "type": "payment_received"}]}}}
     pipeline_id = await crm.pipeline(["NEW", "PAID"], automation)
     ids = await bounded(events, concurrency, lambda i: crm.deal(pipeline_id, f"Waiting deal {i}"))
     samples: list[float] = []
@@ -728,12 +736,15 @@ async def run(args) -> dict[str, Any]:
                 with Profiler(profile_dir, [crm.worker, crm.api], "latency-wait"):
                     waited = await trigger_wait_latency(crm, args.events, args.concurrency)
                 log(f"payment?wait=true -> answer with the new stage: p50 {waited['p50_ms']} ms")
+                waited_workflow = await trigger_wait_latency(crm, args.events, args.concurrency, [WAITING_RULE])
+                log(f"payment?wait=true into a stage whose entry waits on a rule: p50 {waited_workflow['p50_ms']} ms")
                 with Profiler(profile_dir, [crm.worker, crm.api], "create"):
                     load = await create_latency(crm, client, min(args.events, 200), (8, 32))
                 log(f"POST /deals under load: {load}")
                 result["latency"] = {"bare_signal_query": bare_lat, "stageflow_payment_to_stage": flow_lat,
                                      "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2),
                                      "bare_update": bare_update, "stageflow_payment_wait": waited,
+                                     "stageflow_payment_wait_entry_workflow": waited_workflow,
                                      "wait_ratio_p50": round(waited["p50_ms"] / bare_lat["p50_ms"], 2),
                                      "create": load}
 
@@ -811,6 +822,11 @@ def table(result: dict[str, Any]) -> str:
                          f"{w['p50_ms']} ms | {lat['wait_ratio_p50']}× |")
             lines.append(f"| latency p50 (bare update round trip / `payments?wait=true`) | {u['p50_ms']} ms | "
                          f"{w['p50_ms']} ms | {round(w['p50_ms'] / u['p50_ms'], 2)}× |")
+            if "stageflow_payment_wait_entry_workflow" in lat:
+                e = lat["stageflow_payment_wait_entry_workflow"]
+                lines.append(f"| latency p50 (bare update round trip / `payments?wait=true` into a stage whose entry "
+                             f"waits on a rule, its workflow started first) | {u['p50_ms']} ms | {e['p50_ms']} ms | "
+                             f"{round(e['p50_ms'] / u['p50_ms'], 2)}× |")
         for concurrency, row in lat.get("create", {}).items():
             b2, p2 = row["bare_update_with_start"], row["post_deals"]
             lines.append(f"| create p50 / p99, {concurrency} in flight (update-with-start / `POST /deals`) | "

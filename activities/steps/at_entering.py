@@ -1,7 +1,7 @@
 """An entry the step that enters its stage finishes itself (engine generation 3).
 
-An entry whose stage has no rules has nothing for a workflow to do. An entry whose rules are all due at once
-(each due when the item enters, starting on entry and reading no other rule's results, none waiting for an answer) and all only touch
+An entry whose stage has no rules has nothing for a workflow to do. An entry whose rules are all due when the item
+enters (each starting on entry and reading no other rule's results, none waiting for an answer) and all only touch
 the database has nothing to wait for either: its rules run in the transaction that enters the stage, each still
 keyed by its effect key and recorded on its own, as `rules.together` runs them. Such an entry starts no workflow;
 its stage change says so (`data.workflow: false`), and the item workflow does not cancel or tell it anything later.
