@@ -186,6 +186,15 @@ class TimelineEntry(SQLModel, table=True):
     data: dict = _json()
     key: str | None = Field(default=None, unique=True)
 
+    @property
+    def entry_without_workflow(self) -> bool:
+        """A `stage_changed` entry whose stage entry the step that entered the stage finished itself: no workflow of
+        its own ran it (`data.workflow: false`)."""
+        return (self.data or {}).get("workflow") is False
+
+    def mark_entry_without_workflow(self) -> None:
+        self.data = {**(self.data or {}), "workflow": False}
+
 
 class Effect(SQLModel, table=True):
     """One row per rule run that took effect or was skipped: the idempotency record (key = workflow id / rule)."""

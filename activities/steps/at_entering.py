@@ -42,10 +42,14 @@ def may_finish(entry: EntryInput, at: datetime) -> bool:
     )
 
 
-def finished_before(session: Session, entity: str, item_id: int, entry_no: int) -> bool:
-    """Whether the stage change of entry `entry_no` says the step that made it finished the entry (no workflow)."""
-    change = get_by(session, TimelineEntry, key=stage_change_key(entity, item_id, entry_no))
-    return change is not None and (change.data or {}).get("workflow") is False
+def _stage_change(session: Session, entry: EntryInput) -> TimelineEntry | None:
+    return get_by(session, TimelineEntry, key=stage_change_key(entry.entity, entry.item_id, entry.entry_no))
+
+
+def finished_before(session: Session, entry: EntryInput) -> bool:
+    """Whether the stage change of `entry` says the step that made it finished the entry (no workflow)."""
+    change = _stage_change(session, entry)
+    return change is not None and change.entry_without_workflow
 
 
 def finish(session: Session, deps: Deps, runners: Mapping[str, RuleRunner], entry: EntryInput, at: datetime) -> None:
@@ -62,9 +66,9 @@ def finish(session: Session, deps: Deps, runners: Mapping[str, RuleRunner], entr
     ]
     if calls and not all(_final(outcome) for outcome in run_at_once(session, deps, runners, calls)):
         raise NotFinished(workflow_id)
-    change = get_by(session, TimelineEntry, key=stage_change_key(entry.entity, entry.item_id, entry.entry_no))
-    if change is not None and (change.data or {}).get("workflow") is not False:
-        change.data = {**(change.data or {}), "workflow": False}
+    change = _stage_change(session, entry)
+    if change is not None:
+        change.mark_entry_without_workflow()
         session.add(change)
 
 

@@ -135,7 +135,7 @@ class StageSteps:
         if not asked:
             return False
         if not made:
-            return at_entering.finished_before(session, entry.entity, entry.item_id, entry.entry_no)
+            return at_entering.finished_before(session, entry)
         if not finishing or not at_entering.may_finish(entry, at):
             return False
         at_entering.finish(session, self.deps, self.runners, entry, at)

@@ -3,6 +3,7 @@ a form made from the catalogue's schemas and saved through the same checks as `P
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -284,7 +285,10 @@ class PostedPiece:
     original: str | None
     base: int
     note: str
+    saved: dict[str, Any]
+    """The automation as saved when the form was posted."""
     config: dict[str, Any]
+    """`saved` with the piece put in its place."""
     piece: dict[str, Any]
     position: int
     problems: dict[str, str]
@@ -296,10 +300,11 @@ async def _posted(request: Request, session: Session, pipeline_id: int, part: st
     form = await request.form()
     stage = _stage_or_404(session, pipeline_id, str(form.get("stage") or ""))
     original = str(form.get("original") or "") or None
-    config = current_automation(session, pipeline_id)
+    saved = current_automation(session, pipeline_id)
+    config = copy.deepcopy(saved)
     piece, problems = _read_rule(session, form) if part == "rules" else _read_trigger(form)
     return PostedPiece(pipeline=pipeline, stage=stage, original=original, base=_base_version(form) or 0,
-                       note=str(form.get("note") or "")[:500], config=config, piece=piece,
+                       note=str(form.get("note") or "")[:500], saved=saved, config=config, piece=piece,
                        position=_put(config, stage, part, original, piece), problems=problems, form=form)
 
 
@@ -332,7 +337,7 @@ async def save_piece(request: Request, pipeline_id: Id, part: Part, user: Change
     if posted.problems:
         return _form_again(request, user, session, posted, part, posted.problems)
     saved_what = f"{part[:-1]} {posted.piece['name']}"
-    if not automation_changes(current_automation(session, pipeline_id), posted.config):
+    if not automation_changes(posted.saved, posted.config):
         return back(f"/ui/pipelines/{pipeline_id}?saved={quote(f'{saved_what} unchanged, no new version')}")
     try:
         saved = await _publish(request, user, session, client, settings, posted.pipeline, posted.config, posted.form,
@@ -360,22 +365,22 @@ def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, post
     theirs = piece_of(current_automation(session, pipeline_id), posted.stage, part, original)
     news = [f"{detail} Nothing of yours is saved yet."]
     typed = posted.form
+    base_row = session.get(AutomationVersion, (pipeline_id, posted.base)) if posted.base else None
+    base = piece_of(base_row.config, posted.stage, part, original) if base_row is not None else None
     if original and theirs is None:
         news.append(f"Version {current} has no {kind} {original} in {posted.stage}: saving adds it again.")
-    elif original:
-        base_row = session.get(AutomationVersion, (pipeline_id, posted.base)) if posted.base else None
-        base = piece_of(base_row.config, posted.stage, part, original) if base_row is not None else None
-        merged = merge_piece(base, theirs, posted.piece, kind) if base is not None else None
+    elif base is not None and theirs is not None:
+        merged = merge_piece(base, theirs, posted.piece, kind)
         labels = _labels(session, part, posted.piece)
-        if merged is not None and merged.taken:
+        if merged.taken:
             posted.piece, typed = merged.piece, None
-            news.append(f"Version {current} changed this {kind}'s " + ", ".join(labels.get(name, name) for name in merged.taken)
-                        + ": the form below has that change now.")
-        if merged is not None and merged.clashes:
+            taken = ", ".join(labels.get(name, name) for name in merged.taken)
+            news.append(f"Version {current} changed this {kind}'s {taken}: the form below has that change now.")
+        if merged.clashes:
             news.append("You both changed " + "; ".join(
                 f"{labels.get(name, name)} (version {current} has {_shown(value)})"
                 for name, value in merged.clashes.items()) + ": the form keeps what you typed.")
-        if merged is not None and not merged.taken and not merged.clashes:
+        if not merged.taken and not merged.clashes:
             news.append(f"Version {current} left this {kind} as you found it.")
     news.append("Check the form, then save again.")
     posted.original = original if theirs is not None else None

@@ -284,7 +284,7 @@ def _entries(session: Session, item: Item) -> list[tuple[int, TimelineEntry, boo
     for an entry finished as the item entered its stage)."""
     changes = {change.entry_no: change for change in session.exec(select(TimelineEntry).where(
         TimelineEntry.item_id == item.id, TimelineEntry.kind == "stage_changed")).all() if change.entry_no}
-    return [(no, change, change.data.get("workflow") is not False) for no, change in sorted(changes.items())]
+    return [(no, change, not change.entry_without_workflow) for no, change in sorted(changes.items())]
 
 
 async def _item(request: Request, user: ConsoleUser, session: Session, settings: Settings, item: Item,

@@ -91,7 +91,7 @@ def _fields(piece: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
     for name in RULE_FIELDS if kind == "rule" else TRIGGER_FIELDS:
         value = _value(piece, name)
         if name in SPLIT:
-            fields.update({f"{name}.{key}": inner for key, inner in (value or {}).items() if inner not in (None, "")})
+            fields.update({f"{name}.{key}": inner for key, inner in (value or {}).items() if inner != ""})
         else:
             fields[name] = value
     return fields

@@ -4,6 +4,7 @@ entry; an entry whose rules do not all end there gets its workflow, and each rul
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from datetime import datetime, timezone
@@ -29,6 +30,19 @@ async def _workflows(stack, workflow_id: str) -> list[str]:
 
 async def _history(stack, workflow_id: str) -> list[dict]:
     return json.loads((await stack.client.get_workflow_handle(workflow_id).fetch_history()).to_json())["events"]
+
+
+def _step_answers(events: list[dict], step: str) -> list[dict]:
+    """What each local activity `step` in a history answered, as the Temporal UI shows its marker."""
+    answers = []
+    for event in events:
+        marker = event.get("markerRecordedEventAttributes") or {}
+        details = marker.get("details") or {}
+        if marker.get("markerName") != "core_local_activity" or "result" not in details:
+            continue
+        if json.loads(base64.b64decode(details["data"]["payloads"][0]["data"]))["activity_type"] == step:
+            answers.append(json.loads(base64.b64decode(details["result"]["payloads"][0]["data"])))
+    return answers
 
 
 def _commands(events: list[dict], attributes: str) -> list[dict]:
@@ -66,7 +80,13 @@ async def test_an_entry_whose_rules_all_run_at_once_has_no_workflow_and_leaving_
     outcomes = {entry["rule_name"]: entry["kind"] for entry in story if entry["kind"] in ("rule_done", "rule_skipped")}
     assert outcomes == {"hello": "rule_done", "welcome": "rule_done", "big": "rule_skipped"}
     assert [entry["data"].get("workflow") for entry in story if entry["kind"] == "stage_changed"] == [False]
+    version = ok(await stack.http.get(f"/pipelines/{flow['id']}/automation"))["version"]
+    assert {entry["data"].get("version") for entry in story if entry["kind"] in ("rule_done", "rule_skipped")} == {
+        version}
     assert await _workflows(stack, entry_workflow_id("deal", item["id"], 1)) == []
+    # The entry's story in the Temporal UI: the item workflow's `enter NEW` step, which answers that no workflow runs it.
+    assert _step_answers(await _history(stack, item_workflow_id("deal", item["id"])), "enter_stage") == [
+        {"workflow_id": entry_workflow_id("deal", item["id"], 1), "running": False}]
     assert ok(await stack.http.get(f"/deals/{item['id']}/pending")) == []
 
     # A field change, an archive and a restore tell and cancel no entry workflow; the item goes on as before.
