@@ -85,7 +85,9 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if wants_page(request):
+            return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, json_safe(jsonable_encoder(exc.errors())))
         return JSONResponse(
             {"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )

@@ -29,7 +29,7 @@ from api.usecases.rule_types import rule_catalogue, trigger_catalogue
 from api.usecases.users import users_by_name
 from models.domain.conditions import CONDITION_OPS
 from models.domain.rule_types import GROUPS
-from models.domain.versions import automation_changes, merge_piece, piece_of
+from models.domain.versions import automation_changes, merge_piece, piece_of, renamed_piece
 from models.domain.wording import OP_WORDS, condition_words, delay_words, time_after
 from models.tables import AutomationVersion, Pipeline
 
@@ -362,11 +362,16 @@ def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, post
     current, _ = versions.current_version(session, pipeline_id)
     kind = part[:-1]
     original = posted.original
-    theirs = piece_of(current_automation(session, pipeline_id), posted.stage, part, original)
+    now = current_automation(session, pipeline_id)
+    theirs = piece_of(now, posted.stage, part, original)
     news = [f"{detail} Nothing of yours is saved yet."]
     typed = posted.form
     base_row = session.get(AutomationVersion, (pipeline_id, posted.base)) if posted.base else None
     base = piece_of(base_row.config, posted.stage, part, original) if base_row is not None else None
+    if base is not None and theirs is None:
+        theirs = renamed_piece(base_row.config, now, posted.stage, part, base)
+        if theirs is not None:
+            original = theirs["name"]
     if original and theirs is None:
         news.append(f"Version {current} has no {kind} {original} in {posted.stage}: saving adds it again.")
     elif base is not None and theirs is not None:

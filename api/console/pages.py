@@ -124,9 +124,12 @@ ERROR_WORDS = {
     401: ("Sign in first", "Your session has ended."),
     403: ("Not for this key", "Your API key may look at this, but not change it; ask an admin."),
     404: ("Not found", "It does not exist, or no longer does."),
+    405: ("Not a page", "This address takes a form's answer; open the page again from the menu."),
     409: ("Not now", "The item or the automation changed meanwhile; look at it again."),
     422: ("Not saved", "Something in the form needs another value."),
 }
+ADDRESS_WORDS = ("Not this address", "A part of the address is not a value this page takes.")
+"""A page asked for with a value its address cannot take (`/ui/items/deal/abc`)."""
 
 
 def wants_page(request: Request) -> bool:
@@ -137,6 +140,8 @@ def wants_page(request: Request) -> bool:
 def error_page(request: Request, status_code: int, detail: Any) -> HTMLResponse:
     """A refusal as a page of the console, in words: what happened and what to do."""
     title, hint = ERROR_WORDS.get(status_code, ("Something went wrong", "Try again in a moment."))
+    if status_code == status.HTTP_422_UNPROCESSABLE_CONTENT and request.method == "GET":
+        title, hint = ADDRESS_WORDS
     if isinstance(detail, list):
         text = "; ".join(str(problem.get("msg", "")) for problem in detail if isinstance(problem, dict))
     else:

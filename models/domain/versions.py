@@ -77,6 +77,17 @@ def piece_of(config: Mapping[str, Any], stage: str, part: str, name: str | None)
     return next((piece for piece in _pieces(config, stage, part) if piece.get("name") == name), None) if name else None
 
 
+def renamed_piece(
+    before: Mapping[str, Any], now: Mapping[str, Any], stage: str, part: str, piece: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The rule (or trigger) of `stage` that `piece` of the automation `before` became in `now` under another name:
+    the one piece of its type `now` has there that `before` had not (None: it was removed, or it cannot be told)."""
+    known = {other.get("name") for other in _pieces(before, stage, part)}
+    added = [other for other in _pieces(now, stage, part)
+             if other.get("name") not in known and other.get("type") == piece.get("type")]
+    return added[0] if len(added) == 1 else None
+
+
 def rule_of(config: Mapping[str, Any], stage: str, name: str) -> Mapping[str, Any] | None:
     return piece_of(config, stage, "rules", name)
 
@@ -117,8 +128,8 @@ class Merged:
 
 
 def merge_piece(base: Mapping[str, Any], theirs: Mapping[str, Any], mine: Mapping[str, Any], kind: Kind) -> Merged:
-    """`mine`, edited from `base`, on `theirs`, the same piece as another save left it. A field only the other save
-    changed is taken from it; a field both changed differently keeps `mine`. A changed type is a clash as a whole:
+    """`mine`, edited from `base`, on `theirs`, the same piece as another save left it (perhaps renamed). A field only
+    the other save changed is taken from it (its name too); a field both changed differently keeps `mine`. A changed type is a clash as a whole:
     settings of one type mean nothing to another."""
     was, now, typed = _fields(base, kind), _fields(theirs, kind), _fields(mine, kind)
     if now["type"] != was["type"]:
@@ -126,6 +137,12 @@ def merge_piece(base: Mapping[str, Any], theirs: Mapping[str, Any], mine: Mappin
     piece = {**mine, **{name: dict(mine.get(name) or {}) for name in SPLIT if name in mine or name in theirs}}
     taken: list[str] = []
     clashes: dict[str, Any] = {}
+    if theirs.get("name") != base.get("name") and theirs.get("name") != mine.get("name"):
+        if mine.get("name") == base.get("name"):
+            piece["name"] = theirs.get("name")
+            taken.append("name")
+        else:
+            clashes["name"] = theirs.get("name")
     for field in dict.fromkeys([*was, *now, *typed]):
         before, after, edited = (fields.get(field, _ABSENT) for fields in (was, now, typed))
         if after == before or after == edited:

@@ -446,7 +446,10 @@ async def test_an_item_at_the_apis_address_opens_its_page_and_an_unknown_page_is
         unknown = await client.get("/ui/deals/999999", follow_redirects=True, headers={"accept": "text/html"})
         assert unknown.status_code == 404 and "Not found" in unknown.text
         bad = await client.get("/ui/deals/abc", headers={"accept": "text/html"})
-        assert bad.status_code == 422
+        assert bad.status_code == 422 and "<title>" in bad.text and "Not this address" in bad.text
+        form_address = await client.get(f"/ui/pipelines/{crm['pipeline']['id']}/automation/rules",
+                                        headers={"accept": "text/html"})
+        assert form_address.status_code == 405 and "Not a page" in form_address.text
     script = await stack.http.get("/no-such-route")
     assert script.status_code == 404 and script.json() == {"detail": "Not Found"}
 
@@ -471,3 +474,23 @@ async def test_the_update_fields_form_says_how_to_name_a_custom_field(stack, crm
         form = await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "WON", "type": "update_fields"})
         help_text = html.unescape(field_block(form.text, "settings.fields"))
         assert "a custom field as Fields.<its name>" in help_text and '"Fields.delivery": "courier"' in help_text
+
+
+async def test_a_rule_renamed_by_another_admin_meanwhile_is_not_added_again_under_its_old_name(stack, crm):
+    p = crm["pipeline"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        opened = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/hello")).text)
+        automation = ok(await stack.http.get(f"/pipelines/{p}/automation"))
+        automation["stages"]["NEW"]["rules"][0]["name"] = "greeting"
+        ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": automation["stages"]}))
+
+        stale = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**opened, "settings.text": "Hi {{Deal.Title}}", "csrf_token": csrf})
+        assert stale.status_code == 409
+        assert "changed this rule's Name: the form below has that change now" in html.unescape(stale.text)
+        again = form_values(stale.text)
+        assert (again["name"], again["original"], again["settings.text"]) == ("greeting", "greeting", "Hi {{Deal.Title}}")
+        saved = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**again, "csrf_token": csrf})
+        assert saved.status_code == 303, saved.text
+    rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
+    assert [(rule["name"], rule["settings"]["text"]) for rule in rules] == [("greeting", "Hi {{Deal.Title}}")]

@@ -55,3 +55,10 @@ def test_a_setting_that_is_none_is_no_change():
     stored = {"stages": {"NEW": {"rules": [BASE]}}}
     typed = {"stages": {"NEW": {"rules": [{**BASE, "settings": {"text": "A month on", "kind": "comment"}}]}}}
     assert automation_changes(stored, typed) == []
+
+
+def test_a_name_the_other_save_changed_is_taken_and_one_both_changed_is_a_clash():
+    theirs = {**BASE, "name": "reminder"}
+    assert merge_piece(BASE, theirs, {**BASE, "delay": "7d"}, "rule").piece["name"] == "reminder"
+    merged = merge_piece(BASE, theirs, {**BASE, "name": "nudge"}, "rule")
+    assert merged.piece["name"] == "nudge" and merged.clashes == {"name": "reminder"}
