@@ -178,7 +178,9 @@ async def test_fifty_concurrent_moves_and_events_end_in_an_explained_sequence(st
 
     entries = await eventually(settled, timeout=60)
     changes = [entry for entry in entries if entry["kind"] == "stage_changed"]
-    assert [entry["entry_no"] for entry in changes] == list(range(1, len(changes) + 1))
+    told = [(entry["entry_no"], entry["at"], entry["id"], entry["data"].get("from"), entry["data"]["to"])
+            for entry in changes]
+    assert [entry["entry_no"] for entry in changes] == list(range(1, len(changes) + 1)), told
     for before, after in zip(changes, changes[1:]):
         assert after["data"]["from"] == before["data"]["to"] != after["data"]["to"]
     assert ok(await stack.http.get(f"/deals/{item['id']}"))["stage"] == changes[-1]["data"]["to"]
