@@ -321,3 +321,25 @@ async def test_an_entry_left_before_it_loaded_its_rules_records_each_rule_cancel
         ("late", "rule_cancelled"), ("mark", "rule_cancelled"),
     ]
     assert "marked" not in [entry["text"] for entry in await timeline(stack.http, item["id"], kind="comment")]
+
+
+async def test_a_step_that_runs_late_dates_its_stage_change_no_earlier_than_the_one_before(stack):
+    """The step of a move whose workflow task was lost may still run after the workflow went on without it: the
+    stage change it makes comes after the item's last one in time as in number."""
+    flow, manager = await _setup(stack, {})
+    item = await deal(stack.http, flow["id"], manager["id"])
+    asked_at = datetime.now(timezone.utc)
+    ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PREPARE"}))
+
+    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    late = EnterCall(item_id=item["id"], entity="deal", stage="INVOICE", previous_stage="NEW", entry_no=2,
+                     at=asked_at, start_entry=True, search_attributes=True)
+    assert await env.run(engine.stages.enter_stage, late) == entry_workflow_id("deal", item["id"], 3)
+
+    changes = await timeline(stack.http, item["id"], kind="stage_changed")
+    assert [(entry["data"].get("from"), entry["data"]["to"], entry["entry_no"]) for entry in changes] == [
+        (None, "NEW", 1), ("NEW", "PREPARE", 2), ("PREPARE", "INVOICE", 3)]
+    invoiced, prepared = (datetime.fromisoformat(changes[index]["at"]) for index in (2, 1))
+    assert invoiced == prepared > asked_at
