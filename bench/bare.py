@@ -1,5 +1,5 @@
-"""The bare-engine baseline: plain Temporal workflows with trivial activities, a signal/query/update workflow, and an
-item workflow created by update-with-start.
+"""The bare-engine baseline: plain Temporal workflows with trivial activities, a signal/query/update workflow, an
+item workflow created by update-with-start, and a workflow that waits for a moment, then runs one local activity.
 
 `python bench/bare.py --address HOST:PORT --task-queue QUEUE` runs their worker (one Python process), with the
 same slot settings stageflow's worker uses, until SIGTERM. bench/run.py starts it beside the stageflow stack on
@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
@@ -37,6 +37,18 @@ class BareWorkflow:
         for _ in range(k):
             value = await workflow.execute_activity(bare_step, value, start_to_close_timeout=STEP_TIMEOUT)
         return value
+
+
+@workflow.defn(name="BareTimerWorkflow")
+class BareTimerWorkflow:
+    """A rule due at a moment, written by hand: a timer until `due` (ISO 8601), then one trivial local activity."""
+
+    @workflow.run
+    async def run(self, due: str) -> int:
+        remaining = (datetime.fromisoformat(due) - workflow.now()).total_seconds()
+        if remaining > 0:
+            await workflow.sleep(remaining)
+        return await workflow.execute_local_activity(bare_step, 0, start_to_close_timeout=STEP_TIMEOUT)
 
 
 @workflow.defn(name="BareSignalWorkflow")
@@ -107,7 +119,7 @@ def build_bare_worker(client: Client, task_queue: str) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BareWorkflow, BareSignalWorkflow, BareItemWorkflow],
+        workflows=[BareWorkflow, BareSignalWorkflow, BareItemWorkflow, BareTimerWorkflow],
         activities=[bare_step],
         **slot_settings(),
     )

@@ -14,6 +14,7 @@ and the API as a real uvicorn process, both on a SQLite app database, driven ove
   timers      --timers items each waiting on a six-month rule: creation time, worker peak RSS, Temporal database
               growth; then --fire items whose rule falls due at one common moment shortly after they are all
               created (a short delay, so the dev server's real timers fire them): every rule fires exactly once;
+              beside it, as many bare workflows, each a timer until one moment, then one local activity;
   documents   invoices rendered to DOCX + PDF per second (bench/documents.py);
   n8n         (only when named) n8n on the same machine, webhook -> 5 Edit Fields nodes -> one HTTP call, executions/s
               beside stageflow's K=5 entries of the same run (bench/n8n.py).
@@ -52,7 +53,7 @@ from temporalio.client import Client, WithStartWorkflowOperation  # noqa: E402
 from temporalio.common import WorkflowIDConflictPolicy  # noqa: E402
 
 import stack  # noqa: E402
-from bare import BareItemWorkflow, BareSignalWorkflow, BareWorkflow  # noqa: E402
+from bare import BareItemWorkflow, BareSignalWorkflow, BareTimerWorkflow, BareWorkflow  # noqa: E402
 
 PARTS = ("throughput", "latency", "timers", "firing", "documents", "simulation")
 OPTIONAL_PARTS = ("n8n",)
@@ -542,6 +543,40 @@ async def timer_firing(
     }
 
 
+async def bare_firing(client: Client, procs: stack.Processes, count: int, concurrency: int) -> dict[str, Any]:
+    """The same as `timer_firing` written by hand: `count` bare workflows, each a timer until one common moment and
+    then one trivial local activity, on the same server; the rate from the due moment until every one completed."""
+    from datetime import datetime, timezone
+
+    due = datetime.now(timezone.utc) + timedelta(seconds=count / 25 + 20)
+
+    async def start(i: int) -> None:
+        await client.start_workflow(BareTimerWorkflow.run, due.isoformat(), id=f"bare-fire-{i}", task_queue="bare")
+
+    await bounded(count, concurrency, start)
+    wait = (due - datetime.now(timezone.utc)).total_seconds()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    before = procs.cpu()
+    started = time.perf_counter()
+    query = "WorkflowType = 'BareTimerWorkflow' AND ExecutionStatus = 'Completed'"
+    while (await client.count_workflows(query)).count < count:
+        if time.perf_counter() > started + 900:
+            raise RuntimeError("not every bare timer workflow completed within 900 s of its due time")
+        await asyncio.sleep(0.2)
+    fired = time.perf_counter() - started
+    cpu = cpu_per_item(procs, before, count, ("temporal", "bare-worker", "driver"))
+    failed = await client.count_workflows("WorkflowType = 'BareTimerWorkflow' AND ExecutionStatus != 'Completed'")
+    return {
+        "workflows": count,
+        "due_after_started_seconds": round(wait, 1),
+        "fire_seconds": round(fired, 1),
+        "fired_per_second": round(count / fired, 1),
+        "cpu_ms_per_workflow": cpu,
+        "not_completed": failed.count,
+    }
+
+
 # -- documents --------------------------------------------------------------------------------------------------
 
 
@@ -758,6 +793,8 @@ async def run(args) -> dict[str, Any]:
                 log(f"firing: {args.fire} rules due at one moment")
                 result["firing"] = await timer_firing(crm, procs, args.fire, args.concurrency, rate)
                 log(f"firing: {result['firing']}")
+                result["firing"]["bare"] = await bare_firing(client, procs, args.fire, args.concurrency)
+                log(f"bare firing: {result['firing']['bare']}")
             if args.simulations:
                 log(f"simulation: the furniture shop over seven months, {args.simulations} times")
                 result["simulation"] = await shop_simulations(http, args.simulations)
@@ -785,8 +822,9 @@ async def run(args) -> dict[str, Any]:
 
 
 def cpu_parts(cpu: dict[str, float]) -> str:
-    """The milliseconds of CPU of stageflow's processes, by process."""
-    return ", ".join(f"{name} {cpu[name]}" for name in ("temporal", "worker-main", "api-main") if name in cpu)
+    """The milliseconds of CPU of stageflow's (or the bare engine's) processes, by process."""
+    names = ("temporal", "worker-main", "api-main", "bare-worker")
+    return ", ".join(f"{name} {cpu[name]}" for name in names if name in cpu)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -865,6 +903,14 @@ def table(result: dict[str, Any]) -> str:
             f"every rule exactly once: {'yes' if f['every_rule_once'] else 'NO'}; CPU per rule "
             f"{f['cpu_ms_per_rule']['total']} ms ({cpu_parts(f['cpu_ms_per_rule'])})"
         )
+        if "bare" in f:
+            b = f["bare"]
+            lines.append(
+                f"firing, bare engine: {b['workflows']} timer workflows due at one moment, each then one local "
+                f"activity, completed in {b['fire_seconds']} s ({b['fired_per_second']}/s; stageflow "
+                f"{round(f['fired_per_second'] / b['fired_per_second'], 2)}× of it); CPU per workflow "
+                f"{b['cpu_ms_per_workflow']['total']} ms ({cpu_parts(b['cpu_ms_per_workflow'])})"
+            )
     if "simulation" in result:
         sim = result["simulation"]
         lines.append(f"simulation: the furniture shop over {sim['horizon']} ({sim['timeline_entries']} timeline entries) "
