@@ -3,6 +3,7 @@ every change, and the shapes of its answers (a page, a redirect, a refusal)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -88,7 +89,16 @@ def stage_kind(semantic: str | None) -> str:
     return STAGE_KINDS.get(semantic or "", semantic or "")
 
 
-templates.env.filters.update(when=when, money=money, cut=cut, stage_kind=stage_kind)
+def shown(value: Any) -> str:
+    """A setting's value as a diff shows it: text in quotes, nothing as a dash, anything else as JSON."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+templates.env.filters.update(when=when, money=money, cut=cut, stage_kind=stage_kind, shown=shown)
 
 
 UserDep = Annotated[ConsoleUser, Depends(console_user)]

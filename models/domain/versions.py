@@ -51,7 +51,8 @@ def automation_changes(
 ) -> list[dict[str, Any]]:
     """Every rule and trigger `new` adds, removes or changes against `old`, stage by stage (in `order`, the
     pipeline's stage order, when given): `{"stage", "kind", "name", "change", "fields"}`. `by_setting`: a changed
-    setting (or filter) is named on its own (`settings.text`), not as `settings`."""
+    setting (or filter) is named on its own (`settings.text`), not as `settings`, and each change says what each of
+    its fields was and became (`"values": {"settings.text": [old, new]}`, None for a field one side has not)."""
     changes: list[dict[str, Any]] = []
     for stage in _stages(old, new, order):
         for part, kind in (("rules", "rule"), ("triggers", "trigger")):
@@ -64,8 +65,14 @@ def automation_changes(
                 old_position, old_piece = before[name]
                 changed = field_changes(old_piece, piece, kind) if by_setting else piece_changes(old_piece, piece, kind)
                 fields = changed + (["position"] if position != old_position else [])
-                if fields:
-                    changes.append({"stage": stage, "kind": kind, "name": name, "change": "changed", "fields": fields})
+                if not fields:
+                    continue
+                change = {"stage": stage, "kind": kind, "name": name, "change": "changed", "fields": fields}
+                if by_setting:
+                    was, now = _fields(old_piece, kind), _fields(piece, kind)
+                    change["values"] = {field: [was.get(field), now.get(field)] for field in changed}
+                    change["values"] |= {"position": [old_position + 1, position + 1]} if "position" in fields else {}
+                changes.append(change)
             for name in before:
                 if name not in after:
                     changes.append({"stage": stage, "kind": kind, "name": name, "change": "removed", "fields": []})
