@@ -41,18 +41,19 @@ def enter(session: Session, call: EnterCall, item: Item | None = None) -> tuple[
 
     The item may already be further on than the item workflow knows: this same step ran before and its answer was
     lost, or a move's step ran and the server then aborted its update, so that the workflow never heard of it. Found
-    in `call.stage` already, the item stays in that entry; found in another stage, it enters `call.stage` as the
-    entry after the one it is in, from the stage it is really in. A step that runs late (its workflow task was lost
-    while it ran, and the workflow went on without it) carries a time before the item's last stage change: its own
-    change is dated at that one, so that an item's stage changes follow each other in time as in number."""
+    in `call.stage` already, the item stays in that entry (answered as it was made); found in another stage, it
+    enters `call.stage` as the entry after the one it is in, from the stage it is really in. A step that runs late
+    (its workflow task was lost while it ran, and the workflow went on without it) carries a time before the item's
+    last stage change: its own change is dated at that one, so that an item's stage changes follow each other in
+    time as in number."""
     item = item or locked_item(session, call.item_id)
     if item is None:
         raise ApplicationError(f"{call.entity} {call.item_id} does not exist", type="UnknownItem", non_retryable=True)
+    last_change = item.stage_changed_at and timing.as_utc(item.stage_changed_at)
     if item.entry_no >= call.entry_no:
         if item.stage == call.stage:
-            return item, replace(call, entry_no=item.entry_no), False
+            return item, replace(call, entry_no=item.entry_no, at=last_change or call.at), False
         call = replace(call, entry_no=item.entry_no + 1, previous_stage=item.stage)
-    last_change = item.stage_changed_at and timing.as_utc(item.stage_changed_at)
     if last_change and last_change > timing.as_utc(call.at):
         call = replace(call, at=last_change)
     item.stage, item.entry_no, item.stage_changed_at, item.updated_at = call.stage, call.entry_no, call.at, call.at
