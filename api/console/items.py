@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from activities.keys import stage_change_key
 from api.console import forms
 from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
 from api.console.session import ConsoleUser, require_admin
@@ -33,6 +34,7 @@ from api.usecases.users import users_by_name
 from api.errors import Problems
 from models.domain.wording import time_after
 from models.settings import Settings
+from models.store import get_by
 from models.tables import Contact, CrmActivity, Document, Item, Message, Pipeline, Task, TimelineEntry, User
 from workflows.types import entry_workflow_id, item_workflow_id
 
@@ -370,14 +372,16 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
                   client: ClientDep, settings: SettingsDep):
     """What the item's stage entry is waiting for, asked of the workflow now (the page polls this)."""
     item = items.get_item(session, entity, item_id)
-    try:
-        rules = await items.pending_rules(client, settings, item)
-        problem = ""
-    except Exception as error:  # the workflow service is away: the page says so and asks again later
-        rules, problem = [], f"the workflow service did not answer: {type(error).__name__}"
+    change = get_by(session, TimelineEntry, key=stage_change_key(item.entity_type, item.id, item.entry_no))
+    rules, problem, asked = [], "", change is None or not change.entry_without_workflow
+    if asked:
+        try:
+            rules = await items.pending_rules(client, settings, item)
+        except Exception as error:  # the workflow service is away: the page says so and asks again later
+            problem = f"the workflow service did not answer: {type(error).__name__}"
     titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
     return page(request, "pending.html", user, rules=rules, problem=problem, now=datetime.now(timezone.utc),
-                titles=titles, states=PENDING_STATES)
+                titles=titles, states=PENDING_STATES, asked=asked)
 
 
 @router.get("/documents/{document_id}/{kind}")

@@ -495,3 +495,22 @@ async def test_a_rule_renamed_by_another_admin_meanwhile_is_not_added_again_unde
         assert saved.status_code == 303, saved.text
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
     assert [(rule["name"], rule["settings"]["text"]) for rule in rules] == [("greeting", "Hi {{Deal.Title}}")]
+
+
+async def test_pending_says_when_no_workflow_waits_on_the_entry_and_asks_the_one_that_does(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        at_once = html.unescape((await client.get(f"/ui/items/deal/{crm['deal']['id']}/pending")).text)
+        assert "Nothing pending." in at_once and "no workflow waits on it" in at_once
+        assert "asked of the stage entry's workflow" not in at_once
+
+        await automate(stack.http, p, {"NEW": {"rules": [
+            {"name": "later", "type": "add_timeline_entry", "delay": "30d", "settings": {"text": "A month on"}}]}})
+        item = await deal(stack.http, p, manager, title="Armchair")
+
+        async def waiting() -> str | None:
+            text = html.unescape((await client.get(f"/ui/items/deal/{item['id']}/pending")).text)
+            return text if "<td>later</td>" in text else None
+
+        text = await eventually(waiting)
+        assert "asked of the stage entry's workflow" in text and "no workflow waits" not in text
