@@ -42,13 +42,14 @@ def may_finish(entry: EntryInput, at: datetime) -> bool:
     )
 
 
-def _stage_change(session: Session, entry: EntryInput) -> TimelineEntry | None:
-    return get_by(session, TimelineEntry, key=stage_change_key(entry.entity, entry.item_id, entry.entry_no))
+def stage_change(session: Session, entity: str, item_id: int, entry_no: int) -> TimelineEntry | None:
+    """The `stage_changed` timeline entry of the item's entry `entry_no` (None before it is made)."""
+    return get_by(session, TimelineEntry, key=stage_change_key(entity, item_id, entry_no))
 
 
 def finished_before(session: Session, entry: EntryInput) -> bool:
     """Whether the stage change of `entry` says the step that made it finished the entry (no workflow)."""
-    change = _stage_change(session, entry)
+    change = stage_change(session, entry.entity, entry.item_id, entry.entry_no)
     return change is not None and change.entry_without_workflow
 
 
@@ -66,7 +67,7 @@ def finish(session: Session, deps: Deps, runners: Mapping[str, RuleRunner], entr
     ]
     if calls and not all(_final(outcome) for outcome in run_at_once(session, deps, runners, calls)):
         raise NotFinished(workflow_id)
-    change = _stage_change(session, entry)
+    change = stage_change(session, entry.entity, entry.item_id, entry.entry_no)
     if change is not None:
         change.mark_entry_without_workflow()
         session.add(change)

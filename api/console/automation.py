@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from api.console import forms
-from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep, back, page, refusal
+from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep, back, page, refusal, shown
 from api.console.session import CSRF_FIELD, ConsoleUser, require_admin
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.lookups import get_pipeline, stages_of
@@ -383,7 +383,7 @@ def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, post
             news.append(f"Version {current} changed this {kind}'s {taken}: the form below has that change now.")
         if merged.clashes:
             news.append("You both changed " + "; ".join(
-                f"{labels.get(name, name)} (version {current} has {_shown(value)})"
+                f"{labels.get(name, name)} (version {current} has {shown(value)})"
                 for name, value in merged.clashes.items()) + ": the form keeps what you typed.")
         if not merged.taken and not merged.clashes:
             news.append(f"Version {current} left this {kind} as you found it.")
@@ -392,11 +392,6 @@ def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, post
     context = _form(session, posted.pipeline, part, posted.stage, posted.original, posted.piece,
                     {"form": " ".join(news)}, current, posted.note, typed=typed)
     return page(request, "piece_form.html", user, status_code=status.HTTP_409_CONFLICT, **context)
-
-
-def _shown(value: Any) -> str:
-    text = "nothing" if value is None else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 120 else text[:119] + "…"
 
 
 @router.post("/pipelines/{pipeline_id}/automation/{part}/simulate", response_class=HTMLResponse)

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from activities.keys import stage_change_key
+from activities.steps.at_entering import stage_change
 from api.console import forms
 from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
 from api.console.session import ConsoleUser, require_admin
@@ -34,7 +34,6 @@ from api.usecases.users import users_by_name
 from api.errors import Problems
 from models.domain.wording import time_after
 from models.settings import Settings
-from models.store import get_by
 from models.tables import Contact, CrmActivity, Document, Item, Message, Pipeline, Task, TimelineEntry, User
 from workflows.types import entry_workflow_id, item_workflow_id
 
@@ -372,7 +371,7 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
                   client: ClientDep, settings: SettingsDep):
     """What the item's stage entry is waiting for, asked of the workflow now (the page polls this)."""
     item = items.get_item(session, entity, item_id)
-    change = get_by(session, TimelineEntry, key=stage_change_key(item.entity_type, item.id, item.entry_no))
+    change = stage_change(session, item.entity_type, item.id, item.entry_no)
     rules, problem, asked = [], "", change is None or not change.entry_without_workflow
     if asked:
         try:

@@ -90,12 +90,10 @@ def stage_kind(semantic: str | None) -> str:
 
 
 def shown(value: Any) -> str:
-    """A setting's value as a diff shows it: text in quotes, nothing as a dash, anything else as JSON."""
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    """A setting's value in a sentence or a comparison: as JSON (text in quotes), "nothing" for none, cut at 120
+    characters."""
+    text = "nothing" if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 templates.env.filters.update(when=when, money=money, cut=cut, stage_kind=stage_kind, shown=shown)

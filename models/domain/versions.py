@@ -136,8 +136,8 @@ class Merged:
 
 def merge_piece(base: Mapping[str, Any], theirs: Mapping[str, Any], mine: Mapping[str, Any], kind: Kind) -> Merged:
     """`mine`, edited from `base`, on `theirs`, the same piece as another save left it (perhaps renamed). A field only
-    the other save changed is taken from it (its name too); a field both changed differently keeps `mine`. A changed type is a clash as a whole:
-    settings of one type mean nothing to another."""
+    the other save changed is taken from it (its name too); a field both changed differently keeps `mine`. A changed
+    type is a clash as a whole: settings of one type mean nothing to another."""
     was, now, typed = _fields(base, kind), _fields(theirs, kind), _fields(mine, kind)
     if now["type"] != was["type"]:
         return Merged(dict(mine), [], {} if now["type"] == typed["type"] else {"type": now["type"]})
