@@ -218,12 +218,17 @@ async def test_a_trigger_step_run_again_after_a_lost_workflow_task_keeps_its_fir
     assert [(entry["data"]["to"], entry["entry_no"]) for entry in changes] == [("NEW", 1), ("PAID", 2)]
 
 
+def _local_steps(stack) -> tuple[WorkerActivities, ActivityEnvironment]:
+    """The engine's steps, and an environment that runs one as the item workflow runs it: a local activity."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    return WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types), env
+
+
 async def _aborted_move(stack, item: dict, stage: str, previous: str, entry_no: int) -> None:
     """What a move leaves when the server aborts its update after the step that enters the stage ran: the stage
     change on record and the entry's workflow started, with the item workflow never hearing of either."""
-    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    engine, env = _local_steps(stack)
     call = EnterCall(item_id=item["id"], entity="deal", stage=stage, previous_stage=previous, entry_no=entry_no,
                      at=datetime.now(timezone.utc), start_entry=True, search_attributes=True)
     assert await env.run(engine.stages.enter_stage, call) == entry_workflow_id("deal", item["id"], entry_no)
@@ -331,9 +336,7 @@ async def test_a_step_that_runs_late_dates_its_stage_change_no_earlier_than_the_
     asked_at = datetime.now(timezone.utc)
     ok(await stack.http.post(f"/deals/{item['id']}/move", json={"stage": "PREPARE"}))
 
-    engine = WorkerActivities(stack.deps, RULE_TYPES, CUSTOM_RULES, rule_types)
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, task_queue=stack.settings.temporal_task_queue, is_local=True)
+    engine, env = _local_steps(stack)
     late = EnterCall(item_id=item["id"], entity="deal", stage="INVOICE", previous_stage="NEW", entry_no=2,
                      at=asked_at, start_entry=True, search_attributes=True)
     assert await env.run(engine.stages.enter_stage, late) == entry_workflow_id("deal", item["id"], 3)
