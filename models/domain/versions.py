@@ -2,7 +2,8 @@
 
 A rule or a trigger is known by its stage and its name (unique in its stage). A change names what differs of it:
 for a rule its `type`, `start`, `delay`, `condition`, `settings` and `position` in the stage; for a trigger its
-`type`, `filter`, `condition`, `allow_backwards`, `as_user_id` and `position`.
+`type`, `filter`, `condition`, `allow_backwards`, `as_user_id` and `position`. A piece's position changed when
+its place among the pieces both versions have changed: a rule below an added or removed one has not moved.
 """
 
 from __future__ import annotations
@@ -46,6 +47,38 @@ def _stages(old: Mapping[str, Any], new: Mapping[str, Any], order: list[str] | N
     return list(dict.fromkeys(seen))
 
 
+def moved_names(before: list[Any], after: list[Any]) -> set[Any]:
+    """The names both orders hold whose place among those common names changed: the fewest names that, taken out
+    and put back, turn `before` into `after` (an added or removed name alone moves none)."""
+    common = set(before) & set(after)
+    rank = {name: place for place, name in enumerate(name for name in before if name in common)}
+    order = [name for name in after if name in common]
+    # The longest run of `order` already in `before`'s order stays; every other common name moved.
+    tails: list[int] = []
+    back: list[int | None] = [None] * len(order)
+    ends: list[int] = []
+    for index, name in enumerate(order):
+        low, high = 0, len(tails)
+        while low < high:
+            middle = (low + high) // 2
+            if tails[middle] < rank[name]:
+                low = middle + 1
+            else:
+                high = middle
+        back[index] = ends[low - 1] if low else None
+        if low == len(tails):
+            tails.append(rank[name])
+            ends.append(index)
+        else:
+            tails[low], ends[low] = rank[name], index
+    kept: set[Any] = set()
+    index = ends[-1] if ends else None
+    while index is not None:
+        kept.add(order[index])
+        index = back[index]
+    return common - kept
+
+
 def automation_changes(
     old: Mapping[str, Any], new: Mapping[str, Any], order: list[str] | None = None, *, by_setting: bool = False
 ) -> list[dict[str, Any]]:
@@ -58,13 +91,14 @@ def automation_changes(
         for part, kind in (("rules", "rule"), ("triggers", "trigger")):
             before = {piece.get("name"): (position, piece) for position, piece in enumerate(_pieces(old, stage, part))}
             after = {piece.get("name"): (position, piece) for position, piece in enumerate(_pieces(new, stage, part))}
+            moved = moved_names(list(before), list(after))
             for name, (position, piece) in after.items():
                 if name not in before:
                     changes.append({"stage": stage, "kind": kind, "name": name, "change": "added", "fields": []})
                     continue
                 old_position, old_piece = before[name]
                 changed = field_changes(old_piece, piece, kind) if by_setting else piece_changes(old_piece, piece, kind)
-                fields = changed + (["position"] if position != old_position else [])
+                fields = changed + (["position"] if name in moved else [])
                 if not fields:
                     continue
                 change = {"stage": stage, "kind": kind, "name": name, "change": "changed", "fields": fields}

@@ -105,7 +105,7 @@ async def test_versions_are_listed_read_compared_and_restored(stack, sales):
     diff = ok(await http.get(f"/pipelines/{p}/automation/versions/2/diff"))
     assert (diff["from"], diff["to"]) == (1, 2)
     assert {(c["stage"], c["kind"], c["name"], c["change"], tuple(c["fields"])) for c in diff["changes"]} == {
-        ("NEW", "rule", "later", "changed", ("delay", "position")), ("NEW", "rule", "task", "added", ()),
+        ("NEW", "rule", "later", "changed", ("delay",)), ("NEW", "rule", "task", "added", ()),
         ("NEW", "rule", "note", "removed", ()), ("WON", "trigger", "paid", "added", ()),
     }
     back = ok(await http.get(f"/pipelines/{p}/automation/versions/1/diff", params={"against": 2}))
