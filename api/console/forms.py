@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from api.deps import MAX_ID
 from api.schemas import EMAIL_PATTERN, PHONE_PATTERN
 from models.domain.data_tree import ITEM_TREE, entity_root
-from models.domain.fields import USER_REF_DESCRIPTION
+from models.domain.fields import USER_REF_DESCRIPTION, field_title
 
 LONG_TEXT = 300
 """Strings that may be longer than this get a text area."""
@@ -122,7 +122,7 @@ def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | 
             value = values.get(name, prop.get("default"))
             shown, checked = _shown(kind, value), bool(value) if kind == "boolean" else False
         fields.append(FormField(
-            name=key, title=prop.get("title") or name, kind=kind, required=name in required,
+            name=key, title=prop.get("title") or field_title(name), kind=kind, required=name in required,
             description=prop.get("description") or "", options=options, value=shown, checked=checked,
             suggest="people" if kind == "text" and _names_a_user(prop) else "",
         ))
@@ -131,7 +131,8 @@ def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | 
 
 def schema_labels(schema: dict[str, Any], prefix: str) -> dict[str, str]:
     """The label each of the schema's form fields shows: `settings.text` → `Text`."""
-    return {f"{prefix}.{name}": prop.get("title") or name for name, prop in (schema.get("properties") or {}).items()}
+    properties = schema.get("properties") or {}
+    return {f"{prefix}.{name}": prop.get("title") or field_title(name) for name, prop in properties.items()}
 
 
 def _number(text: str) -> Any:

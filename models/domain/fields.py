@@ -42,10 +42,30 @@ RESERVED_TIMELINE_KINDS = (
 )
 
 
+ACRONYMS = {"url": "URL", "sms": "SMS", "pdf": "PDF", "docx": "DOCX", "vat": "VAT", "iban": "IBAN", "api": "API",
+            "http": "HTTP", "utc": "UTC"}
+UNITS = ("seconds", "minutes", "hours", "days")
+
+
+def field_title(name: str, _info: Any = None) -> str:
+    """The label a form shows for a settings field: `author_id` → `Author`, `signer_user_id` → `Signer`,
+    `recipient_ids` → `Recipients`, `timeout_seconds` → `Timeout (seconds)`, `url` → `URL`."""
+    words = [word for word in name.split("_") if word] or [name]
+    if len(words) > 1 and words[-1] in ("id", "ids"):
+        plural = words.pop() == "ids"
+        if len(words) > 1 and words[-1] == "user":
+            words.pop()
+        words[-1] += "s" if plural else ""
+    unit = f" ({words.pop()})" if len(words) > 1 and words[-1] in UNITS else ""
+    words = [ACRONYMS.get(word, word) for word in words]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]]) + unit
+
+
 def settings_config(*examples: dict[str, Any]) -> ConfigDict:
-    """A settings (or filter) model's config: unknown keys refused, field docstrings as descriptions, the
-    examples a client builds its form from."""
-    return ConfigDict(extra="forbid", use_attribute_docstrings=True, json_schema_extra={"examples": list(examples)})
+    """A settings (or filter) model's config: unknown keys refused, field docstrings as descriptions, labels made
+    from the field names (`field_title`), the examples a client builds its form from."""
+    return ConfigDict(extra="forbid", use_attribute_docstrings=True, field_title_generator=field_title,
+                      json_schema_extra={"examples": list(examples)})
 
 
 # -- field types ---------------------------------------------------------------------------------
