@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from activities.steps.at_entering import stage_change
 from api.console import forms
 from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
 from api.console.session import ConsoleUser, require_admin
@@ -371,11 +370,10 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
                   client: ClientDep, settings: SettingsDep):
     """What the item's stage entry is waiting for, asked of the workflow now (the page polls this)."""
     item = items.get_item(session, entity, item_id)
-    change = stage_change(session, item.entity_type, item.id, item.entry_no)
-    rules, problem, asked = [], "", change is None or not change.entry_without_workflow
+    rules, problem, asked = [], "", not items.entry_without_workflow(session, item)
     if asked:
         try:
-            rules = await items.pending_rules(client, settings, item)
+            rules = await items.pending_rules(session, client, settings, item)
         except Exception as error:  # the workflow service is away: the page says so and asks again later
             problem = f"the workflow service did not answer: {type(error).__name__}"
     titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}

@@ -203,9 +203,10 @@ async def restore(item: ItemDep, session: SessionDep, client: ClientDep):
     return items.item_public(await items.restore_item(session, client, item))
 
 
-async def pending(item: ItemDep, client: ClientDep, settings: SettingsDep, page: PageDep, response: Response):
+async def pending(item: ItemDep, session: SessionDep, client: ClientDep, settings: SettingsDep, page: PageDep,
+                  response: Response):
     """The rules of the current stage entry still waiting: due time and why (delay, after previous, condition)."""
-    return page_of(await items.pending_rules(client, settings, item), page, response)
+    return page_of(await items.pending_rules(session, client, settings, item), page, response)
 
 
 def item_router(entity: Literal["deal", "lead"]) -> APIRouter:

@@ -193,7 +193,7 @@ class Run:
                         await self._until(env, start + self.plan.horizon, deadline)
                     ended = await env.get_current_time()
                     followed = await asyncio.to_thread(self._items, engine, subject, baseline)
-                    pending = await self._pending(env.client, settings, followed)
+                    pending = await self._pending(engine, env.client, settings, followed)
             finally:
                 await env.shutdown()
             await self._render_documents(engine, baseline)
@@ -292,11 +292,13 @@ class Run:
                 self.refs[item.id] = {"entity": item.entity_type, "ref": f"created-{created}"}
         return sorted(followed, key=lambda item: item.id != subject)
 
-    async def _pending(self, client: Client, settings: Settings, followed: list[Item]) -> list[dict[str, Any]]:
+    async def _pending(self, engine: Engine, client: Client, settings: Settings,
+                       followed: list[Item]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for item in followed:
             try:
-                rules = await items.pending_rules(client, settings, item)
+                with Session(engine) as session:
+                    rules = await items.pending_rules(session, client, settings, item)
             except RPCError as error:
                 log.warning("pending rules of %s %s not read: %s", item.entity_type, item.id, error)
                 continue

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from activities.steps.at_entering import stage_change
 from api.errors import Problems, not_found
 from api.idempotency import Idempotency
 from api.lookups import stages_of
@@ -383,8 +384,19 @@ async def send_once(
         session.rollback()
 
 
-async def pending_rules(client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:
-    """The rules of the item's current stage entry still waiting: due time and why, asked of its workflow now."""
+def entry_without_workflow(session: Session, item: Item) -> bool:
+    """Whether the item's current stage entry was finished as the item entered its stage: no workflow waits on it."""
+    if not item.entry_no:
+        return False
+    change = stage_change(session, item.entity_type, item.id, item.entry_no)
+    return change is not None and change.entry_without_workflow
+
+
+async def pending_rules(session: Session, client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:
+    """The rules of the item's current stage entry still waiting: due time and why, asked of its workflow now (none
+    for an entry finished as the item entered, whose workflow is not asked)."""
+    if entry_without_workflow(session, item):
+        return []
     return await workflow_client.pending_rules(client, settings, item)
 
 

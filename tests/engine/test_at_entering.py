@@ -24,6 +24,13 @@ BIG = {"name": "big", "type": "add_timeline_entry", "settings": {"text": "A big 
 LATER = {"name": "later", "type": "add_timeline_entry", "delay": "1d", "settings": {"text": "later"}}
 
 
+class _Unreachable:
+    """A Temporal client whose every use fails, as when the service is away."""
+
+    def __getattr__(self, name: str):
+        raise ConnectionError(f"Temporal is away ({name})")
+
+
 async def _workflows(stack, workflow_id: str) -> list[str]:
     return [run.run_id async for run in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
 
@@ -88,6 +95,12 @@ async def test_an_entry_whose_rules_all_run_at_once_has_no_workflow_and_leaving_
     assert _step_answers(await _history(stack, item_workflow_id("deal", item["id"])), "enter_stage") == [
         {"workflow_id": entry_workflow_id("deal", item["id"], 1), "running": False}]
     assert ok(await stack.http.get(f"/deals/{item['id']}/pending")) == []
+    # No workflow is asked for it: with the API's Temporal client unable to answer, the entry still has nothing pending.
+    stack.app.state.temporal_client, working = _Unreachable(), stack.app.state.temporal_client
+    try:
+        assert ok(await stack.http.get(f"/deals/{item['id']}/pending")) == []
+    finally:
+        stack.app.state.temporal_client = working
 
     # A field change, an archive and a restore tell and cancel no entry workflow; the item goes on as before.
     ok(await stack.http.patch(f"/deals/{item['id']}", json={"title": "Oak sofa"}))
