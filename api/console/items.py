@@ -279,12 +279,31 @@ async def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep
     return await _item(request, user, session, settings, items.get_item(session, entity, item_id), {}, kind=kind)
 
 
-def _entries(session: Session, item: Item) -> list[tuple[int, TimelineEntry, bool]]:
-    """Each stage entry of the item by number: its stage change, and whether a workflow of its own ran it (none did
-    for an entry finished as the item entered its stage)."""
+OUTCOMES = {"rule_done": "done", "rule_skipped": "skipped", "rule_cancelled": "cancelled", "rule_failed": "failed"}
+
+
+def _entries(session: Session, item: Item) -> list[dict[str, Any]]:
+    """Each stage entry of the item by number: its stage change, when the next one ended it, whether a workflow of
+    its own ran it (none did for an entry finished as the item entered its stage), and how its rules ended (each
+    rule by its last outcome)."""
     changes = {change.entry_no: change for change in session.exec(select(TimelineEntry).where(
         TimelineEntry.item_id == item.id, TimelineEntry.kind == "stage_changed")).all() if change.entry_no}
-    return [(no, change, not change.entry_without_workflow) for no, change in sorted(changes.items())]
+    last: dict[tuple[int, str | None], str] = {}
+    for no, rule, kind in session.exec(
+            select(TimelineEntry.entry_no, TimelineEntry.rule_name, TimelineEntry.kind)
+            .where(TimelineEntry.item_id == item.id, TimelineEntry.kind.in_(OUTCOMES))  # type: ignore[attr-defined]
+            .order_by(TimelineEntry.id)).all():
+        last[(no, rule)] = OUTCOMES[kind]
+    ordered = sorted(changes.items())
+    entries = []
+    for place, (no, change) in enumerate(ordered):
+        ended = [outcome for (entry_no, _), outcome in last.items() if entry_no == no]
+        entries.append({
+            "no": no, "change": change, "own": not change.entry_without_workflow,
+            "until": ordered[place + 1][1].at if place + 1 < len(ordered) else None,
+            "outcomes": ", ".join(f"{ended.count(word)} {word}" for word in OUTCOMES.values() if word in ended),
+        })
+    return entries
 
 
 async def _item(request: Request, user: ConsoleUser, session: Session, settings: Settings, item: Item,
@@ -296,10 +315,11 @@ async def _item(request: Request, user: ConsoleUser, session: Session, settings:
     kinds = sorted(set(session.exec(select(TimelineEntry.kind).where(TimelineEntry.item_id == item.id)).all()))
     stages = stages_of(session, item.pipeline_id)
     names = {stage.code: stage.name for stage in stages}
-    entries = [{"no": no, "stage": names.get(entry.data.get("to"), entry.data.get("to")), "at": entry.at,
-                "own": own, "link": settings.workflow_ui_link(entry_workflow_id(item.entity_type, item.id, no) if own
-                                                              else item_workflow_id(item.entity_type, item.id))}
-               for no, entry, own in _entries(session, item)]
+    entries = [{**entry, "stage": names.get(entry["change"].data.get("to"), entry["change"].data.get("to")),
+                "at": entry["change"].at,
+                "link": settings.workflow_ui_link(entry_workflow_id(item.entity_type, item.id, entry["no"])
+                                                  if entry["own"] else item_workflow_id(item.entity_type, item.id))}
+               for entry in _entries(session, item)]
     values = typed or {
         "title": item.title, "amount": "" if item.amount is None else f"{item.amount:g}",
         "currency": item.currency or "",
