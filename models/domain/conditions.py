@@ -196,6 +196,22 @@ def _condition_problems(raw: Any, loc: tuple[str | int, ...], depth: int) -> lis
     return problems
 
 
+def blank_value_problem(leaf: Mapping[str, Any]) -> str | None:
+    """What is wrong with a comparison as written whose value (or one of its values) is blank text: nothing to compare
+    with (`=` and `!=` excepted, where "" is a value). Checked when an automation is saved, not when one saved
+    before runs."""
+    op = leaf.get("op")
+    op = _OP_ALIASES.get(" ".join(op.lower().split()), " ".join(op.lower().split())) if isinstance(op, str) else op
+    if op in ("=", "!=") or op in NO_VALUE_OPS or op not in CONDITION_OPS:
+        return None
+    value = leaf.get("value")
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(item, str) and not item.strip() for item in values):
+        which = "each of its values" if isinstance(value, list) else "a value"
+        return f"op {op!r} needs {which} to compare with; it is empty"
+    return None
+
+
 def parse_condition(raw: Any) -> AllOf | AnyOf | ConditionLeaf | None:
     """A condition from its JSON form (None stays None); raises `ConditionInvalid` listing every problem."""
     if raw is None or isinstance(raw, (AllOf, AnyOf, ConditionLeaf)):

@@ -15,7 +15,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from models.domain.automation import AutomationConfig, RuleConfig, StageAutomation, TriggerConfig
-from models.domain.conditions import AllOf, AnyOf, ConditionInvalid, ConditionLeaf, parse_condition, raw_leaves
+from models.domain.conditions import (
+    AllOf,
+    AnyOf,
+    ConditionInvalid,
+    ConditionLeaf,
+    blank_value_problem,
+    parse_condition,
+    raw_leaves,
+)
 from models.domain.data_tree import ANY, ITEM_TREE, entity_root
 from models.domain.delays import DelayError, parse_delay
 from models.domain.fields import ENTITY_TYPES, MAX_TEXT_LENGTH
@@ -509,6 +517,8 @@ class _Validation:
                 problem = placeholder_problem(path, scope)
                 if problem:
                     self.located(base, label, ["condition", *sub, "field"], f"{path} cannot resolve: {problem}")
+            if (blank := blank_value_problem(leaf)) is not None:
+                self.located(base, label, ["condition", *sub, "value"], blank)
             if leaf.get("value") is not None:
                 self.texts(
                     leaf["value"], [*base, "condition", *sub, "value"], label, ["condition", *sub, "value"], scope

@@ -240,6 +240,25 @@ def test_conditions_are_checked_against_the_data_tree() -> None:
     assert config.stages["NEW"].rules[0].condition.all[1].op == "not empty"
 
 
+def test_a_comparison_with_an_empty_value_is_refused_on_save_but_equality_with_empty_text_is_not() -> None:
+    rule = {"name": "big", "type": "send_sms", "settings": {"text": "hi"}, "condition": {"all": [
+        {"field": "Deal.Amount", "op": ">", "value": ""},
+        {"field": "Deal.Amount", "op": "between", "value": [5, " "]},
+        {"field": "Deal.Currency", "op": "in", "value": ["USD", ""]},
+    ]}}
+    base = ["body", "stages", "NEW", "rules", 0, "condition", "all"]
+    errors = invalid(one_rule(rule))
+    assert "op '>' needs a value to compare with; it is empty" in find(errors, [*base, 0, "value"])["msg"]
+    assert "op 'between' needs each of its values" in find(errors, [*base, 1, "value"])["msg"]
+    assert "op 'in' needs each of its values" in find(errors, [*base, 2, "value"])["msg"]
+    trigger = {"name": "paid", "type": "payment_received",
+               "condition": {"field": "Deal.Amount", "op": ">=", "value": ""}}
+    errors = invalid({"stages": {"NEW": {"triggers": [trigger]}}})
+    assert any("needs a value to compare with" in error["msg"] for error in errors)
+    rule["condition"] = {"field": "Deal.Currency", "op": "!=", "value": ""}
+    assert validate_automation(one_rule(rule), context()).stages["NEW"].rules[0].condition.value == ""
+
+
 # -- placeholders ---------------------------------------------------------------------------------
 
 
