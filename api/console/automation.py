@@ -209,16 +209,19 @@ def _read_rule(session: Session, form: Any) -> tuple[dict[str, Any], dict[str, s
                             "start": form.get("start") or "on_entry"}
     rule["delay"] = forms.read_delay(forms.typed_delay_inputs(form), problems)
     rule["condition"] = _condition(form, problems)
-    rule["settings"] = forms.read_schema_fields(kind["settings_schema"], "settings", form, problems) if kind else {}
+    people = forms.people_by_name(users_by_name(session))
+    rule["settings"] = (forms.read_schema_fields(kind["settings_schema"], "settings", form, problems, people)
+                        if kind else {})
     return rule, problems
 
 
-def _read_trigger(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _read_trigger(session: Session, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
     problems: dict[str, str] = {}
     kind = _trigger_types().get(form.get("type") or "")
     trigger: dict[str, Any] = {"name": (form.get("name") or "").strip(), "type": form.get("type") or "",
                                "allow_backwards": form.get("allow_backwards") == "on"}
-    values = forms.read_schema_fields(kind["filter_schema"], "filter", form, problems) if kind else {}
+    people = forms.people_by_name(users_by_name(session))
+    values = forms.read_schema_fields(kind["filter_schema"], "filter", form, problems, people) if kind else {}
     trigger["filter"] = {key: value for key, value in values.items() if value not in (False, [], None)} or None
     trigger["condition"] = _condition(form, problems)
     return trigger, problems
@@ -302,7 +305,7 @@ async def _posted(request: Request, session: Session, pipeline_id: int, part: st
     original = str(form.get("original") or "") or None
     saved = current_automation(session, pipeline_id)
     config = copy.deepcopy(saved)
-    piece, problems = _read_rule(session, form) if part == "rules" else _read_trigger(form)
+    piece, problems = _read_rule(session, form) if part == "rules" else _read_trigger(session, form)
     return PostedPiece(pipeline=pipeline, stage=stage, original=original, base=_base_version(form) or 0,
                        note=str(form.get("note") or "")[:500], saved=saved, config=config, piece=piece,
                        position=_put(config, stage, part, original, piece), problems=problems, form=form)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,10 +153,32 @@ class FormProblem(ValueError):
         self.field_name = field_name
 
 
-def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems: dict[str, str]) -> dict[str, Any]:
+def _person(text: str, people: Mapping[str, list[int]] | None, label: str, key: str,
+            problems: dict[str, str]) -> Any:
+    """A user field as typed: an id or a placeholder as it is, else the name of one person, as their id."""
+    if people is None or text.isdigit() or "{{" in text:
+        return _number(text)
+    ids = people.get(text.casefold(), [])
+    if len(ids) == 1:
+        return ids[0]
+    problems[key] = (f"{label}: {len(ids)} people are named {text!r}: pick one from the list (it fills in the id)"
+                     if ids else f"{label}: no person is named {text!r}: pick one from the list, or give an id")
+    return None
+
+
+def people_by_name(users: Any) -> dict[str, list[int]]:
+    """The ids of the people of each name (case aside): what a user field typed as a name may mean."""
+    found: dict[str, list[int]] = {}
+    for person in users:
+        found.setdefault(person.name.casefold(), []).append(person.id)
+    return found
+
+
+def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems: dict[str, str],
+                       people: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
     """The values a posted form gives for the schema's properties; an empty field is left out (its default
-    applies). Text that cannot be read (bad JSON) is left out too, its problem added to `problems` under the
-    field's name."""
+    applies). Text that cannot be read (bad JSON, a name no one of `people` has) is left out too, its problem added
+    to `problems` under the field's name."""
     values: dict[str, Any] = {}
     for name, prop in (schema.get("properties") or {}).items():
         kind, _ = _kind(prop)
@@ -171,8 +194,15 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
         elif kind == "lines":
             items = _plain(prop).get("items") or {}
             lines = [line.strip() for line in text.splitlines() if line.strip()]
-            numbers = items.get("type") in ("integer", "number") or _names_a_user(items)
-            values[name] = [_number(line) for line in lines] if numbers else lines
+            if _names_a_user(items):
+                label = prop.get("title") or field_title(name)
+                values[name] = [_person(line, people, label, key, problems) for line in lines]
+                if key in problems:
+                    del values[name]
+            elif items.get("type") in ("integer", "number"):
+                values[name] = [_number(line) for line in lines]
+            else:
+                values[name] = lines
         elif kind == "text_or_json":
             values[name] = _text_or_json(text)
             if values[name] == text and text.startswith(("{", "[")) and "{{" not in text:
@@ -188,6 +218,10 @@ def read_schema_fields(schema: dict[str, Any], prefix: str, form: Any, problems:
             except ValueError as error:
                 problems[key] = (f"{prop.get('title') or name}: is not JSON ({error}); write it as JSON, "
                                  'text in double quotes ("Gdańsk")')
+        elif kind == "text" and _names_a_user(prop):
+            value = _person(text, people, prop.get("title") or field_title(name), key, problems)
+            if key not in problems:
+                values[name] = value
         elif kind == "text" and "anyOf" in _plain(prop):
             values[name] = _number(text)
         else:

@@ -117,6 +117,9 @@ async def test_bad_console_input_is_a_4xx_and_changes_nothing(stack, crm):
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NOPE", "type": "add_timeline_entry", "name": "x"}),
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "no_such_type", "name": "x"}),
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x", "condition": "{"}),
+            (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "x",
+                                                     "settings.text": "t",
+                                                     "condition": '{"field": "Deal.Amount", "op": ">", "value": ""}'}),
             (f"/ui/pipelines/{p}/automation/rules", {"stage": "NEW", "type": "add_timeline_entry", "name": "a\x00b"}),
             (f"/ui/pipelines/{p}/automation/rules/NEW/nope/delete", {}),
             (f"/ui/pipelines/{p}/automation/rules/NEW/order", {"order": "3,x"}),
@@ -514,3 +517,24 @@ async def test_pending_says_when_no_workflow_waits_on_the_entry_and_asks_the_one
 
         text = await eventually(waiting)
         assert "asked of the stage entry's workflow" in text and "no workflow waits" not in text
+
+
+async def test_a_person_field_takes_a_name_as_typed_and_says_when_no_one_or_several_have_it(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    await user(stack.http, "Ola Nowak")
+    await user(stack.http, "Ola Nowak")
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        form = {"stage": "NEW", "type": "add_timeline_entry", "name": "signed", "settings.text": "Hi",
+                "csrf_token": csrf}
+        for typed, problem in (("Nobody Here", "Author: no person is named 'Nobody Here'"),
+                               ("ola nowak", "Author: 2 people are named 'ola nowak'")):
+            refused = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**form, "settings.author_id": typed})
+            assert refused.status_code == 422
+            assert problem in html.unescape(refused.text)
+            assert form_values(refused.text)["settings.author_id"] == typed
+        saved = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**form, "settings.author_id": "marek manager"})
+        assert saved.status_code == 303, saved.text
+    rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
+    assert [(rule["name"], rule["settings"].get("author_id")) for rule in rules] == [
+        ("hello", None), ("signed", manager)]
