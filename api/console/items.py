@@ -31,6 +31,7 @@ from api.usecases.documents import get_document
 from api.usecases.rule_types import rule_catalogue
 from api.usecases.users import users_by_name
 from api.errors import Problems
+from models.domain.fields import MAX_TEXT_LENGTH
 from models.domain.wording import time_after
 from models.settings import Settings
 from models.tables import Contact, CrmActivity, Document, Item, Message, Pipeline, Task, TimelineEntry, User
@@ -53,6 +54,11 @@ def form_errors(problems: list[dict[str, Any]]) -> dict[str, str]:
         label = LABELS.get(name)
         errors[name if label else "form"] = f"{label}: {message}" if label else message
     return errors
+
+
+Typed = Annotated[str, Form(max_length=100_000)]
+"""A form field as typed: up to 100,000 characters; within that the use case's own checks refuse what is too long,
+by name, and the form comes back filled in."""
 
 
 def _refused(refused: ValidationError | HTTPException) -> dict[str, str]:
@@ -83,9 +89,8 @@ def items_board(request: Request, pipeline_id: Id, user: UserDep, session: Sessi
 @router.post("/pipelines/{pipeline_id}/items")
 async def create_item(
     request: Request, pipeline_id: Id, user: ChangeDep, session: SessionDep, client: ClientDep, settings: SettingsDep,
-    title: Annotated[str, Form(max_length=200)] = "", responsible_id: Annotated[str, Form(max_length=20)] = "",
-    contact_id: Annotated[str, Form(max_length=20)] = "", amount: Annotated[str, Form(max_length=30)] = "",
-    currency: Annotated[str, Form(max_length=3)] = "", stage: Annotated[str, Form(max_length=50)] = "",
+    title: Typed = "", responsible_id: Typed = "", contact_id: Typed = "", amount: Typed = "", currency: Typed = "",
+    stage: Typed = "",
     idempotency_key: Annotated[str, Form(max_length=200, pattern=r"^[\x21-\x7e]*$")] = "",
 ):
     """A new item from the board's form, in the stage chosen (the first unless another is): created by the same use
@@ -173,10 +178,13 @@ async def edit_fields(request: Request, entity: Entity, item_id: Id, user: Chang
 
 @router.post("/items/{entity}/{item_id}/comments", response_class=HTMLResponse)
 async def comment(request: Request, entity: Entity, item_id: Id, user: ChangeDep, session: SessionDep,
-                  settings: SettingsDep, text: Annotated[str, Form(max_length=10_000)] = ""):
+                  settings: SettingsDep, text: Typed = ""):
     item = items.get_item(session, entity, item_id)
-    if not text.strip():
-        return await _item(request, user, session, settings, item, {"comment": "Write a comment first."},
+    problem = ("Write a comment first." if not text.strip() else
+               f"Comment: at most {MAX_TEXT_LENGTH:,} characters; this one has {len(text.strip()):,}"
+               if len(text.strip()) > MAX_TEXT_LENGTH else "")
+    if problem:
+        return await _item(request, user, session, settings, item, {"comment": problem},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     items.add_comment(session, item, f"{text.strip()}", None)
     return back(f"/ui/items/{entity}/{item_id}")

@@ -538,3 +538,26 @@ async def test_a_person_field_takes_a_name_as_typed_and_says_when_no_one_or_seve
     rules = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["NEW"]["rules"]
     assert [(rule["name"], rule["settings"].get("author_id")) for rule in rules] == [
         ("hello", None), ("signed", manager)]
+
+
+async def test_a_too_long_title_or_comment_is_refused_by_name_and_the_new_deal_form_keeps_what_was_typed(stack, crm):
+    p, d, manager = crm["pipeline"]["id"], crm["deal"]["id"], crm["manager"]["id"]
+    before = ok(await stack.http.get("/deals"))
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        board = await client.get(f"/ui/pipelines/{p}/items")
+        key = form_values(board.text)["idempotency_key"]
+        long_title = "Oak " * 60
+        refused = await client.post(f"/ui/pipelines/{p}/items", data={
+            "csrf_token": csrf, "idempotency_key": key, "title": long_title, "amount": "1200", "currency": "EURO",
+            "responsible_id": str(manager), "stage": "NEW"})
+        assert refused.status_code == 422
+        text = html.unescape(refused.text)
+        assert "Title" in text and "200" in text and "Currency" in text
+        kept = form_values(refused.text)
+        assert (kept["title"], kept["amount"], kept["currency"]) == (long_title, "1200", "EURO")
+
+        comment = await client.post(f"/ui/items/deal/{d}/comments", data={"csrf_token": csrf, "text": "x" * 10_001})
+        assert comment.status_code == 422
+        assert "Comment: at most 10,000 characters; this one has 10,001" in html.unescape(comment.text)
+    assert ok(await stack.http.get("/deals")) == before
+    assert not [entry for entry in await timeline(stack.http, d) if entry["text"].startswith("xxx")]
