@@ -228,7 +228,7 @@ async def change_item(
         item.updated_at = utcnow()
         session.add(item)
         session.add(TimelineEntry(
-            item_id=item.id, kind="field_changed", text=_changes_text(shown), author_id=by_user_id,
+            item_id=item.id, kind="field_changed", text=_changes_text(session, shown), author_id=by_user_id,
             entry_no=item.entry_no, data={"changes": shown, "by_user_id": by_user_id},
         ))
         session.commit()
@@ -246,14 +246,24 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _changes_text(shown: list[dict[str, Any]]) -> str:
-    def value(raw: Any) -> str:
+NAMED_BY_ID = {"responsible_id": User, "contact_id": Contact, "company_id": Company}
+"""The fields that hold the id of someone (or some company): the timeline names them."""
+
+
+def _changes_text(session: Session, shown: list[dict[str, Any]]) -> str:
+    """`Changed amount 1500 → 2000; responsible Marek Manager → Sonia Supervisor`."""
+
+    def value(field: str, raw: Any) -> str:
+        if field in NAMED_BY_ID and isinstance(raw, int):
+            named = session.get(NAMED_BY_ID[field], raw)
+            return named.name if named is not None else f"#{raw}"
         if isinstance(raw, float) and raw.is_integer():
             return str(int(raw))
         return "—" if raw in (None, "") else str(raw)
 
-    return "Changed " + "; ".join(f"{field_words(change['field'])} {value(change['from'])} → {value(change['to'])}"
-                                  for change in shown)
+    return "Changed " + "; ".join(
+        f"{field_words(change['field'])} {value(change['field'], change['from'])} → "
+        f"{value(change['field'], change['to'])}" for change in shown)
 
 
 async def archive_item(session: Session, client: Client, item: Item, *, by_user_id: int | None = None) -> Item:

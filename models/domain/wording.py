@@ -34,9 +34,11 @@ def time_after(start: datetime, moment: datetime) -> str:
 
 
 def field_words(field: str) -> str:
+    """An item's field in words: `close_date` → `close date`, `responsible_id` → `responsible`, `Fields.vip` →
+    `field vip`."""
     if field.startswith(CUSTOM_FIELD_PREFIX):
         return f"field {field[len(CUSTOM_FIELD_PREFIX):]}"
-    return field.replace("_", " ")
+    return field.removesuffix("_id").replace("_", " ")
 
 
 def delay_words(delay: Any, start: str = "on_entry") -> str:

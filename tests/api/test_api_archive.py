@@ -77,6 +77,11 @@ async def test_a_patch_is_one_field_changed_entry_naming_each_field_from_and_to(
         {"field": "close_date", "from": None, "to": "2027-03-01"},
     ]
     assert "amount 5000 → 6000" in changed["text"]
+    other = await user(http, "Sonia Supervisor")
+    ok(await http.patch(f"/deals/{item['id']}", json={"responsible_id": other["id"]}))
+    [handed] = [entry for entry in await timeline(http, item["id"], kind="field_changed") if entry["id"] != changed["id"]]
+    assert handed["text"] == "Changed responsible Marek → Sonia Supervisor"
+    assert handed["data"]["changes"] == [{"field": "responsible_id", "from": item["responsible_id"], "to": other["id"]}]
     await stack.client.get_workflow_handle(f"deal-{item['id']}").query("current")
     received = await timeline(http, item["id"], kind="event_received")
     assert not [entry for entry in received if "moved nothing" in entry["text"]]
