@@ -88,7 +88,7 @@ async def test_a_string_with_an_unpaired_surrogate_is_refused_wherever_it_is(sta
 
 
 async def test_a_nul_character_is_refused_in_bodies_queries_and_paths(stack):
-    manager = await user(stack.http, "Marek Manager")
+    await user(stack.http, "Marek Manager")
     response = await stack.http.post("/users", **_raw({"name": "Ann", "email": "ann\u0000@shop.example"}))
     assert "NUL" in _at(response, "body", "email")["msg"]
     response = await stack.http.get("/timeline", params={"kind": "comment\x00"})

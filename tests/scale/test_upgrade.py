@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
