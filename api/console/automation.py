@@ -28,6 +28,7 @@ from api.usecases.automation import Saved, checked_automation, current_automatio
 from api.usecases.rule_types import rule_catalogue, trigger_catalogue
 from api.usecases.users import users_by_name
 from models.domain.conditions import CONDITION_OPS
+from models.domain.fields import field_title
 from models.domain.rule_types import GROUPS
 from models.domain.versions import automation_changes, merge_piece, piece_of, renamed_piece
 from models.domain.wording import OP_WORDS, condition_words, delay_words, time_after
@@ -81,6 +82,17 @@ def _filter_words(filter_: dict[str, Any] | None) -> str:
 RULE_LABELS = {"name": "Name", "type": "Type", "start": "Starts", "delay": "Delay", "condition": "Condition"}
 TRIGGER_LABELS = {"name": "Name", "type": "Type", "filter": "Filter", "allow_backwards": "May move back",
                   "condition": "Condition"}
+
+
+CHANGE_LABELS = {**RULE_LABELS, **TRIGGER_LABELS, "position": "Place", "as_user_id": "Moves as"}
+
+
+def change_label(field: str) -> str:
+    """A changed field of a rule or trigger as the comparison names it: `settings.author_id` → `Author`."""
+    part, _, key = field.partition(".")
+    if key and part in ("settings", "filter"):
+        return field_title(key)
+    return CHANGE_LABELS.get(field, field_title(field))
 
 
 def _condition_text(piece: dict[str, Any], typed: Any) -> str:
@@ -520,8 +532,10 @@ def version_diff(request: Request, pipeline_id: Id, version: Id, user: UserDep, 
     diff = versions.diff(session, pipeline_id, version, against, by_setting=True)
     row = versions.get_version(session, pipeline_id, version)
     current, _ = versions.current_version(session, pipeline_id)
+    names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
     return page(request, "version_diff.html", user, pipeline=pipeline, diff=diff, row=row, current=current,
-                others=[other.version for other in versions.list_versions(session, pipeline_id)])
+                others=[other.version for other in versions.list_versions(session, pipeline_id)],
+                stage_names=names, label=change_label)
 
 
 @router.post("/pipelines/{pipeline_id}/versions/{version}/restore", response_class=HTMLResponse)

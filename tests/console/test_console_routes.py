@@ -425,8 +425,10 @@ async def test_a_rule_saved_on_a_version_another_admin_saved_meanwhile_takes_the
         assert f'You both changed Text (version {version} has "Boris\'s month"): the form keeps what you typed' in news
         assert form_values(stale.text)["settings.text"] == "Anna's month"
         changes = html.unescape((await client.get(f"/ui/pipelines/{p}/versions/{version}")).text)
-        assert ('<td>changed</td><td><div class="field-change"><code>settings.text</code>: "A month on, says Anna" → '
+        assert ('<td>changed</td><td><div class="field-change"><span title="settings.text">Text</span>: '
+                '"A month on, says Anna" → '
                 '"Boris\'s month"</div></td>') in changes
+        assert '<tr class="change-changed"><td>New</td>' in changes
         history = (await client.get(f"/ui/pipelines/{p}/versions")).text
         assert history.count('<div class="actions">') == version
 
