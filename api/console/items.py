@@ -236,7 +236,7 @@ def _entity_of(session: Session, item_id: int | None) -> str:
 
 @router.post("/items/{entity}/{item_id}/simulate", response_class=HTMLResponse)
 async def simulate_item(request: Request, entity: Entity, item_id: Id, user: ChangeDep, session: SessionDep,
-                        settings: SettingsDep, horizon: Annotated[str, Form(max_length=40)] = "30d"):
+                        settings: SettingsDep, horizon: Typed = "30d"):
     """What will happen to this item if nothing else happens: its entry goes on in a simulation (what its rules did
     stays done), the coming months as a table on its page."""
     require_admin(user)
@@ -248,14 +248,14 @@ async def simulate_item(request: Request, entity: Entity, item_id: Id, user: Cha
     try:
         body = ItemSimulate.model_validate({"horizon": horizon.strip() or "30d"})
     except ValidationError as error:
-        return await _item(request, user, session, settings, item, {"simulate": f"Horizon: {error.errors()[0]['msg']}"},
+        return await _item(request, user, session, settings, item, {"simulate": f"Over: {forms.plain(error.errors()[0]['msg'])}"},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     problems = Problems()
     config = current_automation(session, item.pipeline_id)
     steps, length = plan_steps(session, problems, body, [stage.code for stage in stages_of(session, item.pipeline_id)],
                                config)
     if problems.items:
-        return await _item(request, user, session, settings, item, {"simulate": f"Horizon: {problems.items[0]['msg']}"},
+        return await _item(request, user, session, settings, item, {"simulate": f"Over: {forms.plain(problems.items[0]['msg'])}"},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     plan = Plan(pipeline_id=item.pipeline_id, entity=entity, stage=item.stage, steps=steps, horizon=length,
                 webhooks={}, item_id=item.id)

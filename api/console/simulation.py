@@ -20,9 +20,12 @@ from api.simulation.runner import SimulationsBusy
 from api.simulation.schemas import SampleItem, ScriptPart
 from api.usecases.automation import current_automation
 from api.usecases.users import users_by_name
+from models.domain.fields import field_title
 from models.domain.wording import time_after
 
 router = APIRouter()
+SAMPLE_LABELS = {"title": "Title", "amount": "Amount", "currency": "Currency", "responsible_id": "Responsible",
+                 "contact_id": "Contact", "horizon": "Simulate for", "script": "Script"}
 
 @router.get("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
 def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
@@ -49,29 +52,44 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
                "users": users_by_name(session),
                "contacts": contacts_by_name(session)}
     errors: dict[str, str] = {}
+    lines = [number for number, line in enumerate(values["script"].splitlines(), start=1) if line.split()]
+
+    def refused(loc: list[str], message: str) -> None:
+        name = "script" if loc[0] == "script" else loc[0]
+        where = SAMPLE_LABELS.get(loc[0], field_title(loc[0]))
+        if loc[0] == "script" and len(loc) > 1 and loc[1].isdigit() and int(loc[1]) < len(lines):
+            where += f", line {lines[int(loc[1])]}"
+        text = f"{where}: {forms.plain(message)}"
+        errors[name] = f"{errors[name]}; {text}" if name in errors else text
+
+    script: list = []
     try:
         script = forms.read_script(values["script"])
+    except forms.FormProblem as problem:
+        errors["script"] = f"Script, {problem}"
+    try:
         sample = SampleItem.model_validate({
             key: value for key, value in {
                 "title": values["title"], "amount": values["amount"] or None, "currency": values["currency"] or None,
                 "responsible_id": values["responsible_id"] or None, "contact_id": values["contact_id"] or None,
             }.items() if value is not None
         })
-        part = ScriptPart.model_validate({"script": script, "horizon": values["horizon"] or "30d"})
-    except forms.FormProblem as problem:
-        errors[problem.field_name] = str(problem)
     except ValidationError as error:
         for problem in error.errors():
-            loc = [str(p) for p in problem["loc"]]
-            errors["script" if loc[0] == "script" else loc[0]] = f"{'.'.join(loc)}: {problem['msg']}"
+            refused([str(piece) for piece in problem["loc"]], problem["msg"])
+    try:
+        part = ScriptPart.model_validate({"script": script, "horizon": values["horizon"] or "30d"})
+    except ValidationError as error:
+        for problem in error.errors():
+            refused([str(piece) for piece in problem["loc"]], problem["msg"])
     if errors:
         return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
     try:
         plan = sample_plan(session, pipeline, sample, part, current_automation(session, pipeline_id), draft=False)
-    except HTTPException as refused:
-        for problem in refused.detail:
+    except HTTPException as problems:
+        for problem in problems.detail:
             loc = [str(p) for p in problem["loc"]]
-            errors["script" if "script" in loc else loc[-1]] = f"{'.'.join(loc[1:])}: {problem['msg']}"
+            refused(loc[1:] if loc[0] == "body" and len(loc) > 1 else loc, str(problem["msg"]))
         return page(request, "simulate.html", user, status_code=422, errors=errors, **context)
     try:
         answer = await simulator(request).run(plan)

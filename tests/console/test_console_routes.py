@@ -563,3 +563,24 @@ async def test_a_too_long_title_or_comment_is_refused_by_name_and_the_new_deal_f
         assert "Comment: at most 10,000 characters; this one has 10,001" in html.unescape(comment.text)
     assert ok(await stack.http.get("/deals")) == before
     assert not [entry for entry in await timeline(stack.http, d) if entry["text"].startswith("xxx")]
+
+
+async def test_the_simulate_form_names_every_problem_at_once_in_words(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        refused = await client.post(f"/ui/pipelines/{p}/simulate", data={
+            "csrf_token": csrf, "title": "S", "amount": "lots", "responsible_id": str(manager),
+            "horizon": "3 parsecs", "script": "+1d move WON\n\n+2d fly away"})
+        assert refused.status_code == 422
+        text = html.unescape(refused.text)
+        assert "Amount: " in text and "Simulate for: " in text and "Script, line 3: write +<time> move" in text
+        assert "amount: Input" not in text and "horizon:" not in text and "Value error" not in text
+        unknown = html.unescape((await client.post(f"/ui/pipelines/{p}/simulate", data={
+            "csrf_token": csrf, "title": "S", "responsible_id": str(manager), "horizon": "30d",
+            "script": "+1d move WON\n+2d move MARS"})).text)
+        assert "Script, line 2" in unknown and "MARS" in unknown and "script.1" not in unknown
+        item = await client.post(f"/ui/items/deal/{crm['deal']['id']}/simulate",
+                                 data={"csrf_token": csrf, "horizon": "3 parsecs"})
+        assert item.status_code == 422
+        said = html.unescape(item.text)
+        assert "Over: " in said and "is not a duration" in said and "Value error" not in said
