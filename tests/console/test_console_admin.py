@@ -164,11 +164,24 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     # where the admin says.
     other = await deal(http, p, manager["id"], title="Pine shelf")
     await page.goto(f"{url}/ui/pipelines/{p}/stages")
+    asked: list[str] = []
+
+    async def answer(dialog) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if len(asked) > 1 else dialog.dismiss())
+
+    page.on("dialog", answer)
+    # Removing asks first: said no to, nothing happens.
+    await page.click("tr[data-stage=NEW_ORDER] form.remove button")
+    await expect(page.locator("tr[data-stage=NEW_ORDER]")).to_have_count(1)
+    assert asked == ["Remove the stage New order?"]
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator(".row-error")).to_contain_text("1 deal is in stage NEW_ORDER")
     await page.select_option("tr[data-stage=NEW_ORDER] select[name=move_items_to]", "WON")
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator("#saved")).to_contain_text("New order removed")
+    assert asked == ["Remove the stage New order?"] * 3
+    page.remove_listener("dialog", answer)
     assert [stage["code"] for stage in ok(await http.get(f"/pipelines/{p}"))["stages"]] == ["INVOICE", "WON"]
     assert ok(await http.get(f"/deals/{other['id']}"))["stage"] == "WON"
 
