@@ -532,7 +532,8 @@ class _Validation:
             where = [*shown, *sub]
             full = ".".join(str(part) for part in where)
             if len(text) > MAX_TEXT_LENGTH:
-                self.error([*loc, *sub], f"{label}: {full}: at most {MAX_TEXT_LENGTH} characters")
+                if not any(error["loc"] == ["body", *loc, *sub] for error in self.errors):  # said by its model
+                    self.error([*loc, *sub], f"{label}: {full}: at most {MAX_TEXT_LENGTH} characters")
                 continue
             for path in find_placeholders(text):
                 problem = placeholder_problem(path, scope)

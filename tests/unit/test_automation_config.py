@@ -670,3 +670,10 @@ def test_app_rule_types() -> None:
 def test_bad_app_rule_types(name: str, schema: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         custom_type(name, settings_schema=schema, handler_url="https://x.example.com", reserved=RULE_TYPES)
+
+
+def test_a_too_long_setting_is_named_once() -> None:
+    rule = {"name": "note", "type": "add_timeline_entry", "settings": {"text": "x" * 10_001}}
+    errors = invalid(one_rule(rule))
+    at = [error for error in errors if error["loc"] == ["body", "stages", "NEW", "rules", 0, "settings", "text"]]
+    assert len(at) == 1 and "10000" in at[0]["msg"]
