@@ -89,15 +89,14 @@ def condition_words(condition: Any) -> str:
         return ""
     if "all" in condition or "any" in condition:
         joiner = " and " if "all" in condition else " or "
-        inner = [condition_words(part) for part in condition.get("all") or condition.get("any") or []]
-        return joiner.join(f"({text})" if (" and " in text or " or " in text) else text for text in inner)
+        parts = condition.get("all") or condition.get("any") or []
+        return joiner.join(
+            f"({condition_words(part)})" if isinstance(part, dict) and ("all" in part or "any" in part)
+            else condition_words(part) for part in parts)
     field, op, value = condition.get("field", ""), condition.get("op", ""), condition.get("value")
+    words = OP_WORDS.get(op, op)
     if op in ("empty", "not empty"):
-        return f"{field} is {op}"
+        return f"{field} {words}"
     if op == "between" and isinstance(value, list) and len(value) == 2:
-        return f"{field} between {_value_words(value[0])} and {_value_words(value[1])}"
-    if op == "=":
-        return f"{field} is {_value_words(value)}"
-    if op == "!=":
-        return f"{field} is not {_value_words(value)}"
-    return f"{field} {op} {_value_words(value)}"
+        return f"{field} {words} {_value_words(value[0])} and {_value_words(value[1])}"
+    return f"{field} {words} {_value_words(value)}"

@@ -112,7 +112,7 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     assert len(ok(await http.get(f"/pipelines/{p}/automation"))["stages"]["INVOICE"]["rules"]) == 1
     await page.click("text=Save rule")
     await expect(page.locator("#saved")).to_contain_text("remind")
-    await expect(page.locator("section[data-stage=INVOICE] .rule .condition").last).to_contain_text("Deal.Amount > 1000")
+    await expect(page.locator("section[data-stage=INVOICE] .rule .condition").last).to_contain_text("Deal.Amount is more than 1000")
     remind = ok(await http.get(f"/pipelines/{p}/automation"))["stages"]["INVOICE"]["rules"][1]
     assert (remind["condition"], remind["delay"]) == (CONDITION, "3d")
 

@@ -5,6 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from models.domain.conditions import ConditionInvalid, evaluate, parse_condition
+from models.domain.wording import condition_words
 
 DATA = {
     "Deal": {
@@ -147,3 +148,15 @@ def test_nesting_is_limited() -> None:
         condition = {"all": [condition]}
     with pytest.raises(ConditionInvalid, match="nest at most"):
         parse_condition(condition)
+
+
+def test_a_condition_reads_in_words_as_the_builder_offers_them():
+    condition = {"all": [
+        {"field": "Deal.Amount", "op": ">=", "value": 1000},
+        {"field": "Deal.Amount", "op": "between", "value": [1, 2]},
+        {"any": [{"field": "Deal.Currency", "op": "in", "value": ["EUR", "PLN"]},
+                 {"field": "Deal.Fields.vip", "op": "not empty"}]},
+    ]}
+    assert condition_words(condition) == (
+        "Deal.Amount is at least 1000 and Deal.Amount is between 1 and 2 and "
+        "(Deal.Currency is one of EUR, PLN or Deal.Fields.vip is not empty)")
