@@ -470,7 +470,7 @@ class ScheduleActivitySettings(BaseModel):
     )
     kind: Literal["call", "meeting", "other"] = "call"
     description: Text
-    when: Moment = "+1d"
+    when: Annotated[Moment, Field(title="Due")] = "+1d"
     """When the activity is due; `{"in_days": 1, "at": "14:00"}` counts days in the company time zone."""
     responsible_id: UserRef | None = None
     """Default: the item's responsible."""

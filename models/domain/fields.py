@@ -45,6 +45,7 @@ RESERVED_TIMELINE_KINDS = (
 ACRONYMS = {"url": "URL", "sms": "SMS", "pdf": "PDF", "docx": "DOCX", "vat": "VAT", "iban": "IBAN", "api": "API",
             "http": "HTTP", "utc": "UTC"}
 UNITS = ("seconds", "minutes", "hours", "days")
+WORDS = {"op": "operation"}
 
 
 def field_title(name: str, _info: Any = None) -> str:
@@ -57,7 +58,7 @@ def field_title(name: str, _info: Any = None) -> str:
             words.pop()
         words[-1] += "s" if plural else ""
     unit = f" ({words.pop()})" if len(words) > 1 and words[-1] in UNITS else ""
-    words = [ACRONYMS.get(word, word) for word in words]
+    words = [ACRONYMS.get(word, WORDS.get(word, word)) for word in words]
     return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]]) + unit
 
 

@@ -17,7 +17,7 @@ def test_a_setting_is_labelled_in_words():
 def test_no_built_in_setting_shows_a_code_name():
     titles = {name: prop["title"] for kind in rule_type_catalogue(RULE_TYPES)
               for name, prop in kind["settings_schema"]["properties"].items()}
-    assert titles["author_id"] == "Author" and titles["responsible_id"] == "Responsible"
+    assert titles["author_id"] == "Author" and titles["responsible_id"] == "Responsible" and titles["op"] == "Operation"
     assert not [title for title in titles.values() if "_" in title or title.endswith((" Id", " id", " ids"))]
 
 
