@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from fastapi import HTTPException, status
 from sqlmodel import Session, col, select
 
-from api.errors import field_error, not_found
+from api.errors import field_error
 from api.lookups import stages_of
 from models.domain.versions import FOLLOWED, automation_changes, piece_changes
 from models.tables import Automation, AutomationVersion, Item, TimelineEntry
@@ -41,7 +42,8 @@ def list_versions(session: Session, pipeline_id: int) -> list[AutomationVersion]
 def get_version(session: Session, pipeline_id: int, number: int) -> AutomationVersion:
     row = session.get(AutomationVersion, (pipeline_id, number))
     if row is None:
-        raise not_found(f"Version of the automation of pipeline {pipeline_id}", number)
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND,
+                            detail=f"Pipeline {pipeline_id} has no version {number} of its automation")
     return row
 
 

@@ -136,6 +136,8 @@ async def test_unknown_versions_and_bad_comparisons_are_refused(stack, sales, pa
     await put(stack.http, sales["id"], first([NOTE]))
     refused = await stack.http.get(f"/pipelines/{sales['id']}{path}")
     assert refused.status_code == status, refused.text
+    if status == 404:
+        assert refused.json()["detail"] == f"Pipeline {sales['id']} has no version 9 of its automation"
     if loc is not None:
         assert refused.json()["detail"][0]["loc"] == loc
 
