@@ -132,6 +132,7 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await page.screenshot(path=str(SCREENSHOTS / "item.png"), full_page=True)
     await page.select_option("select[name=kind]", "stage_changed")
     await expect(page.locator("#timeline li")).to_have_count(2)
+    await expect(page.locator("#timeline li .kind").first).to_have_text("stage changed")
 
     # NEW's entry ran its one rule as the deal entered NEW: no workflow of its own, its story is the item's workflow.
     first = page.locator("ul.entries-links li").first
