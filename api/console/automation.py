@@ -18,6 +18,7 @@ from sqlmodel import Session
 from api.console import forms
 from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep, back, page, refusal, shown
 from api.console.session import CSRF_FIELD, ConsoleUser, require_admin
+from api.console.words import simulation_in_words
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.lookups import get_pipeline, stages_of
 from api.simulation.plan import sample_plan, simulator
@@ -458,6 +459,7 @@ async def simulate_draft(request: Request, pipeline_id: Id, part: Part, user: Ch
     for entry in answer["timeline"]:
         entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
     names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+    answer = simulation_in_words(session, answer, pipeline_id, request.state.zone)
     return _form_again(request, user, session, posted, part, {}, status_code=status.HTTP_200_OK, answer=answer,
                        stage_names=names)
 

@@ -5,7 +5,6 @@ JSON API uses; a refused form comes back with everything that was typed and the 
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -16,8 +15,9 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from api.console import forms
-from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text, when
+from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text
 from api.console.session import ConsoleUser, require_admin
+from api.console.words import entry_words, simulation_in_words, words_for
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import document_file
 from api.lookups import contacts_by_name, get_pipeline, stages_of
@@ -267,7 +267,8 @@ async def simulate_item(request: Request, entity: Entity, item_id: Id, user: Cha
     start = datetime.fromisoformat(answer["started_at"])
     for entry in answer["timeline"]:
         entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
-    return await _item(request, user, session, settings, item, {}, simulation=answer)
+    return await _item(request, user, session, settings, item, {},
+                       simulation=simulation_in_words(session, answer, item.pipeline_id, request.state.zone))
 
 
 @router.get("/deals/{item_id}")
@@ -362,16 +363,8 @@ def item_timeline(request: Request, entity: Entity, item_id: Id, user: UserDep, 
     return page(request, "timeline.html", user, timeline=_timeline(session, item, kind, request.state.zone))
 
 
-ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
-TYPE_NAME = re.compile(r"\(([a-z][a-z0-9_]*)\)")
 PENDING_STATES = {"waiting_delay": "waiting for its time", "waiting_previous": "waiting for the rule before it",
                   "waiting_rule": "waiting for a rule it reads", "running": "running now"}
-
-
-def _words(text: str, zone: str, titles: dict[str, str]) -> str:
-    """An engine's text as people read it: times in the company's zone to the minute, rule types by title."""
-    text = ISO_MOMENT.sub(lambda found: when(found.group(0), zone), text)
-    return TYPE_NAME.sub(lambda found: f"({titles.get(found.group(1), found.group(1))})", text)
 
 
 def _timeline(session: Session, item: Item, kind: str, zone: str) -> list[dict[str, Any]]:
@@ -379,18 +372,11 @@ def _timeline(session: Session, item: Item, kind: str, zone: str) -> list[dict[s
     statement = select(TimelineEntry).where(TimelineEntry.item_id == item.id)
     if kind:
         statement = statement.where(TimelineEntry.kind == kind)
-    names = {stage.code: stage.name for stage in stages_of(session, item.pipeline_id)}
-    titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
-    shown = []
-    for entry in session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
-                              .limit(500)).all():
-        text = entry.text
-        if entry.kind == "stage_changed":
-            before, after = entry.data.get("from"), entry.data.get("to")
-            text = text.replace(f"{before or '—'} → {after}",
-                                f"{names.get(before, before) or '—'} → {names.get(after, after)}", 1)
-        shown.append({"at": entry.at, "kind": entry.kind, "text": _words(text, zone, titles)})
-    return shown
+    names, titles = words_for(session, item.pipeline_id)
+    return [{"at": entry.at, "kind": entry.kind,
+             "text": entry_words(entry.kind, entry.text, entry.data, names, zone, titles)}
+            for entry in session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
+                                      .limit(500)).all()]
 
 
 @router.get("/items/{entity}/{item_id}/pending", response_class=HTMLResponse)

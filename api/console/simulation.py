@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from api.console import forms
 from api.console.pages import ChangeDep, Id, UserDep, page
 from api.console.session import require_admin
+from api.console.words import simulation_in_words
 from api.deps import SessionDep
 from api.lookups import contacts_by_name, get_pipeline, stages_of
 from api.simulation.documents import read_simulated_document
@@ -98,6 +99,7 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     start = datetime.fromisoformat(answer["started_at"])
     for entry in answer["timeline"]:
         entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
+    answer = simulation_in_words(session, answer, pipeline_id, request.state.zone)
     return page(request, "simulate.html", user, errors={}, **{**context, "answer": answer})
 
 

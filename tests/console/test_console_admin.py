@@ -107,6 +107,7 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     await page.click("text=Simulate this draft")
     await expect(page.locator("#simulation tr", has_text="Rule remind")).to_contain_text("done", timeout=60_000)
     await expect(page.locator("#simulation tr", has_text="Rule remind")).to_contain_text("+3d")
+    await expect(page.locator("#simulation tr", has_text="Rule remind")).to_contain_text("(Add history entry)")
     assert await page.input_value("input[name=delay_after]") == "3d"
     await page.screenshot(path=str(SCREENSHOTS / "rule.png"), full_page=True)
     assert len(ok(await http.get(f"/pipelines/{p}/automation"))["stages"]["INVOICE"]["rules"]) == 1

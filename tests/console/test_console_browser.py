@@ -191,6 +191,6 @@ async def test_simulate_from_the_board(console, page):
     await page.click("form.piece >> text=Simulate")
     result = page.locator("#simulation")
     await expect(result).to_contain_text("ends in Called")
-    await expect(result).to_contain_text("Rule late (add_timeline_entry) done")
-    await expect(result).to_contain_text("Stage NEW → CALLED (moved by trigger paid)")
+    await expect(result).to_contain_text("Rule late (Add history entry) done")
+    await expect(result).to_contain_text("Stage New → Called (moved by trigger paid)")
     assert ok(await http.get("/deals")) == []
