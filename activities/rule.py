@@ -92,6 +92,8 @@ class RuleContext(Generic[S]):
     """Item fields this rule changed (`close_date`, `Fields.<name>`): delays counted from them follow."""
     record: Callable[[Session, RuleOutcome], None] | None = None
     recorded: RuleOutcome | None = None
+    empty: list[str] = field(default_factory=list)
+    """The placeholders this rule's texts rendered as nothing (no value): its `rule_done` entry names them."""
 
     @property
     def effect_key(self) -> str:
@@ -147,11 +149,20 @@ class RuleContext(Generic[S]):
         return self.call.at
 
     def render(self, text: str | None) -> str:
-        return placeholders.render(text or "", self.data)
+        rendered = placeholders.render(text or "", self.data)
+        self._note_empty(text)
+        return rendered
 
     def render_value(self, value: Any) -> Any:
         """A setting's value with its placeholders filled in (a single placeholder keeps its value's type)."""
-        return placeholders.render_value(value, self.data)
+        rendered = placeholders.render_value(value, self.data)
+        self._note_empty(value)
+        return rendered
+
+    def _note_empty(self, value: Any) -> None:
+        for path in placeholders.empty_placeholders(value, self.data):
+            if path not in self.empty:
+                self.empty.append(path)
 
     def user_id(self, value: Any, field: str) -> int:
         """The user id a setting names: an id, or one placeholder that yields one (`{{Constants.Boss}}`);

@@ -95,7 +95,7 @@ class RuleRunner:
         settings = self._settings(call)
         item, data = ready
         context = RuleContext(deps=deps, call=call, settings=settings, data=data, item=item)
-        context.record = lambda session, outcome: self._after(session, call, key, outcome)
+        context.record = lambda session, outcome: self._after(session, call, key, outcome, context.empty)
         try:
             result = await self.kind.run(context)
         except RuleFailed as error:
@@ -104,7 +104,7 @@ class RuleRunner:
             raise ApplicationError(f"placeholder cannot resolve: {error}", type="RuleFailed", non_retryable=True) from error
         outcome = context.outcome(result)
         if context.recorded is None:
-            await deps.db(lambda session: self._after(session, call, key, outcome))
+            await deps.db(lambda session: self._after(session, call, key, outcome, context.empty))
         elif context.recorded != outcome:
             raise RuntimeError(f"rule type {call.rule.type} changed its outcome after finishing")
         return outcome
@@ -158,7 +158,8 @@ class RuleRunner:
             late = lateness(call.rule.due)
             metrics.after_commit(session, lambda: metrics.rule_finished(call.rule.type, outcome, late))
 
-    def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome) -> None:
+    def _after(self, session: Session, call: RuleCall, key: str, outcome: RuleOutcome,
+               empty: list[str] | None = None) -> None:
         effect = dict(
             key=key,
             item_id=call.item_id,
@@ -180,11 +181,12 @@ class RuleRunner:
         if outcome.wait is not None:
             record_waiting(session, call, outcome.wait)
             return
+        said = f"; these placeholders had no value: {', '.join(empty)}" if empty else ""
         add_timeline(
-            session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done",
+            session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done{said}",
             at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
             entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
-            version=call.rule.version or None,
+            version=call.rule.version or None, empty_placeholders=empty or None,
         )
 
 

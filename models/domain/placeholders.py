@@ -139,6 +139,26 @@ def render_value(value: Any, data: Mapping[str, Any], *, strict: bool = True) ->
     return value
 
 
+def empty_placeholders(value: Any, data: Mapping[str, Any]) -> list[str]:
+    """The placeholders in a settings value (its texts, item by item) that resolve to nothing: no value or empty
+    text, so that they render as nothing (`Say hello to {{Deal.Contact.Name}}` for a deal without a contact)."""
+    if isinstance(value, Mapping):
+        return [path for inner in value.values() for path in empty_placeholders(inner, data)]
+    if isinstance(value, list):
+        return [path for inner in value for path in empty_placeholders(inner, data)]
+    if not isinstance(value, str):
+        return []
+    empty = []
+    for path in find_placeholders(value):
+        try:
+            found = resolve(path, data)
+        except UnresolvedPlaceholder:
+            continue
+        if found is None or (isinstance(found, str) and not found.strip()):
+            empty.append(path)
+    return empty
+
+
 def resolve_user_ref(value: Any, data: Mapping[str, Any]) -> int | None:
     """A user-id setting (an id, or one placeholder such as `{{Constants.Courier}}`) as an int.
 

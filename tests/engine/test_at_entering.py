@@ -173,3 +173,19 @@ async def test_a_step_run_again_answers_as_the_step_that_made_the_stage_change_c
 
 async def _comments(stack, item_id: int, expected: list[str]) -> bool:
     return [entry["text"] for entry in await timeline(stack.http, item_id, kind="comment")] == expected
+
+
+async def test_a_rule_whose_placeholder_had_no_value_says_so_on_its_done_entry(stack):
+    greet = {"name": "greet", "type": "add_timeline_entry", "settings": {"text": "Say hello to {{Deal.Contact.Name}}"}}
+    flow, alone = await _sofa(stack, {"NEW": {"rules": [greet]}})
+    contact = ok(await stack.http.post("/contacts", json={"name": "Anna Nowak"}), 201)
+    manager = ok(await stack.http.get("/users"))[0]
+    met = await deal(stack.http, flow["id"], manager["id"], title="Chair", contact_id=contact["id"])
+
+    [done] = await timeline(stack.http, alone["id"], kind="rule_done")
+    assert done["text"].endswith("done; these placeholders had no value: Deal.Contact.Name")
+    assert done["data"]["empty_placeholders"] == ["Deal.Contact.Name"]
+    assert "Say hello to " in [entry["text"] for entry in await timeline(stack.http, alone["id"], kind="comment")]
+    [fine] = await timeline(stack.http, met["id"], kind="rule_done")
+    assert "placeholders" not in fine["text"] and "empty_placeholders" not in fine["data"]
+    assert "Say hello to Anna Nowak" in [entry["text"] for entry in await timeline(stack.http, met["id"], kind="comment")]
