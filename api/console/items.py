@@ -289,6 +289,8 @@ async def item_page(request: Request, entity: Entity, item_id: Id, user: UserDep
 
 
 OUTCOMES = {"rule_done": "done", "rule_skipped": "skipped", "rule_cancelled": "cancelled", "rule_failed": "failed"}
+STARTED = {"rule_scheduled": "waiting", "rule_waiting": "waiting"}
+"""A rule of the current entry scheduled, or waiting for something after its effect, and not ended yet."""
 
 
 def _entries(session: Session, item: Item) -> list[dict[str, Any]]:
@@ -300,17 +302,20 @@ def _entries(session: Session, item: Item) -> list[dict[str, Any]]:
     last: dict[tuple[int, str | None], str] = {}
     for no, rule, kind in session.exec(
             select(TimelineEntry.entry_no, TimelineEntry.rule_name, TimelineEntry.kind)
-            .where(TimelineEntry.item_id == item.id, TimelineEntry.kind.in_(OUTCOMES))  # type: ignore[attr-defined]
+            .where(TimelineEntry.item_id == item.id,
+                   TimelineEntry.kind.in_([*OUTCOMES, *STARTED]))  # type: ignore[attr-defined]
             .order_by(TimelineEntry.id)).all():
-        last[(no, rule)] = OUTCOMES[kind]
+        last[(no, rule)] = OUTCOMES.get(kind) or STARTED[kind]
     ordered = sorted(changes.items())
     entries = []
     for place, (no, change) in enumerate(ordered):
+        current = place + 1 == len(ordered) and item.archived_at is None
         ended = [outcome for (entry_no, _), outcome in last.items() if entry_no == no]
+        words = [*OUTCOMES.values(), *(["waiting"] if current else [])]
         entries.append({
             "no": no, "change": change, "own": not change.entry_without_workflow,
             "until": ordered[place + 1][1].at if place + 1 < len(ordered) else None,
-            "outcomes": ", ".join(f"{ended.count(word)} {word}" for word in OUTCOMES.values() if word in ended),
+            "outcomes": ", ".join(f"{ended.count(word)} {word}" for word in words if word in ended),
         })
     return entries
 

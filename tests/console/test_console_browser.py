@@ -140,7 +140,7 @@ async def test_build_an_automation_move_a_deal_and_follow_its_story(console, pag
     await expect(first).to_contain_text("its rules: 1 done")
     await expect(first).to_contain_text(" to ")
     await expect(page.locator("ul.entries-links li").last).to_contain_text("Called, since")
-    await expect(page.locator("ul.entries-links li").last).to_contain_text("(current)")
+    await expect(page.locator("ul.entries-links li").last).to_contain_text("(current); its rules: 1 waiting")
     assert (await first.locator("a").get_attribute("href")).endswith(f"/namespaces/default/workflows/deal-{deal_id}")
     # The stage entry's workflow in the Temporal UI.
     link = page.locator("a.temporal-link").last
