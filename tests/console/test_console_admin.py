@@ -177,7 +177,8 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     await expect(page.locator("tr[data-stage=NEW_ORDER]")).to_have_count(1)
     assert asked == ["Remove the stage New order?"]
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
-    await expect(page.locator(".row-error")).to_contain_text("1 deal is in stage NEW_ORDER")
+    await expect(page.locator(".row-error")).to_contain_text(
+        "1 deal is in New order: say where it goes in the list beside Remove, then Remove again")
     await page.select_option("tr[data-stage=NEW_ORDER] select[name=move_items_to]", "WON")
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator("#saved")).to_contain_text("New order removed")
