@@ -100,6 +100,7 @@ def _references(session: Session, settings: Settings, pipeline: Pipeline, code: 
         if owner is None:
             continue
         context = automation.validation_context(session, owner, settings)
+        context.saving = False
         codes = dict(context.pipelines)
         entity, stage_codes = codes[pipeline.id]
         codes[pipeline.id] = (entity, [other for other in stage_codes if other != code])

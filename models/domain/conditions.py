@@ -61,6 +61,18 @@ _OP_ALIASES = {
 }
 
 
+ORDERED_OPS = frozenset({">", ">=", "<", "<=", "between", "contains", "not contains"})
+"""The operators that order or search: an empty value gives them nothing to compare with."""
+
+
+def normal_op(value: Any) -> str | None:
+    """An operator as written (`==`, `is empty`, ` NOT  IN `) in its one spelling; None for what is not text."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.lower().split())
+    return _OP_ALIASES.get(text, text)
+
+
 def _scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool))
 
@@ -97,8 +109,7 @@ class ConditionLeaf(BaseModel):
     @classmethod
     def _op(cls, value: Any) -> Any:
         if isinstance(value, str):
-            text = " ".join(value.lower().split())
-            text = _OP_ALIASES.get(text, text)
+            text = normal_op(value)
             if text not in CONDITION_OPS:
                 raise ValueError(f"unknown operator {value!r}; use {', '.join(CONDITION_OPS)}")
             return text
@@ -198,11 +209,10 @@ def _condition_problems(raw: Any, loc: tuple[str | int, ...], depth: int) -> lis
 
 def blank_value_problem(leaf: Mapping[str, Any]) -> str | None:
     """What is wrong with a comparison as written whose value (or one of its values) is blank text: nothing to compare
-    with (`=` and `!=` excepted, where "" is a value). Checked when an automation is saved, not when one saved
-    before runs."""
-    op = leaf.get("op")
-    op = _OP_ALIASES.get(" ".join(op.lower().split()), " ".join(op.lower().split())) if isinstance(op, str) else op
-    if op in ("=", "!=") or op in NO_VALUE_OPS or op not in CONDITION_OPS:
+    with, for the operators that order or search (`=`, `!=`, `in` and `not in` take "" as a value). Checked when an
+    automation is saved, not when one saved before runs."""
+    op = normal_op(leaf.get("op"))
+    if op not in ORDERED_OPS:
         return None
     value = leaf.get("value")
     values = value if isinstance(value, list) else [value]

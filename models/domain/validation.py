@@ -66,6 +66,9 @@ class ValidationContext:
     """Every rule type a rule may have: the built-in registry and the custom rule types."""
     pipeline_id: int | None = None
     """The pipeline being configured, when known."""
+    saving: bool = True
+    """The automation is being saved: the checks added since automations were first saved apply (a comparison with
+    an empty value). False when one saved before is looked through (which stages it names)."""
     phone_region: str = "US"
     """The region phone numbers without a country code are read in (STAGEFLOW_SMS_DEFAULT_REGION)."""
     channel_templates: Mapping[str, str] = field(default_factory=dict)
@@ -517,7 +520,7 @@ class _Validation:
                 problem = placeholder_problem(path, scope)
                 if problem:
                     self.located(base, label, ["condition", *sub, "field"], f"{path} cannot resolve: {problem}")
-            if (blank := blank_value_problem(leaf)) is not None:
+            if self.ctx.saving and (blank := blank_value_problem(leaf)) is not None:
                 self.located(base, label, ["condition", *sub, "value"], blank)
             if leaf.get("value") is not None:
                 self.texts(

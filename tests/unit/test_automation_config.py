@@ -244,19 +244,31 @@ def test_a_comparison_with_an_empty_value_is_refused_on_save_but_equality_with_e
     rule = {"name": "big", "type": "send_sms", "settings": {"text": "hi"}, "condition": {"all": [
         {"field": "Deal.Amount", "op": ">", "value": ""},
         {"field": "Deal.Amount", "op": "between", "value": [5, " "]},
-        {"field": "Deal.Currency", "op": "in", "value": ["USD", ""]},
+        {"field": "Deal.Title", "op": "contains", "value": ""},
     ]}}
     base = ["body", "stages", "NEW", "rules", 0, "condition", "all"]
     errors = invalid(one_rule(rule))
     assert "op '>' needs a value to compare with; it is empty" in find(errors, [*base, 0, "value"])["msg"]
     assert "op 'between' needs each of its values" in find(errors, [*base, 1, "value"])["msg"]
-    assert "op 'in' needs each of its values" in find(errors, [*base, 2, "value"])["msg"]
+    assert "op 'contains' needs a value" in find(errors, [*base, 2, "value"])["msg"]
     trigger = {"name": "paid", "type": "payment_received",
                "condition": {"field": "Deal.Amount", "op": ">=", "value": ""}}
     errors = invalid({"stages": {"NEW": {"triggers": [trigger]}}})
     assert any("needs a value to compare with" in error["msg"] for error in errors)
-    rule["condition"] = {"field": "Deal.Currency", "op": "!=", "value": ""}
-    assert validate_automation(one_rule(rule), context()).stages["NEW"].rules[0].condition.value == ""
+    # An automation saved before the check is looked through as it was: what it names is all that is asked.
+    assert validate_automation(one_rule(rule), context(saving=False)).stages["NEW"].rules[0].condition is not None
+    for allowed in ({"field": "Deal.Currency", "op": "!=", "value": ""},
+                    {"field": "Deal.Currency", "op": "in", "value": ["", "USD"]}):
+        rule["condition"] = allowed
+        assert validate_automation(one_rule(rule), context()).stages["NEW"].rules[0].condition is not None
+
+
+@pytest.mark.parametrize("op", [[">"], {"op": ">"}, 5, None])
+def test_an_operator_that_is_not_text_is_a_problem_named_not_a_crash(op: Any) -> None:
+    rule = {"name": "big", "type": "send_sms", "settings": {"text": "hi"},
+            "condition": {"field": "Deal.Amount", "op": op, "value": ""}}
+    errors = invalid(one_rule(rule))
+    assert find(errors, ["body", "stages", "NEW", "rules", 0, "condition", "op"])
 
 
 # -- placeholders ---------------------------------------------------------------------------------
