@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -42,13 +42,23 @@ RESERVED_TIMELINE_KINDS = (
 )
 
 
-ACRONYMS = {"url": "URL", "sms": "SMS", "pdf": "PDF", "docx": "DOCX", "vat": "VAT", "iban": "IBAN", "api": "API",
+ACRONYMS = {"cc": "CC", "bcc": "BCC", "url": "URL", "sms": "SMS", "pdf": "PDF", "docx": "DOCX", "vat": "VAT", "iban": "IBAN", "api": "API",
             "http": "HTTP", "utc": "UTC"}
 UNITS = ("seconds", "minutes", "hours", "days")
 WORDS = {"op": "operation"}
+PREPOSITIONS = ("in", "after", "before", "within", "every")
 
 
-def field_title(name: str, _info: Any = None) -> str:
+def _numeric(info: Any) -> bool:
+    """Whether a settings field holds a number (not known of a custom type's field, named only)."""
+    annotation = getattr(info, "annotation", None)
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    return bool(args) and all(arg in (int, float, type(None)) for arg in args)
+
+
+def field_title(name: str, info: Any = None) -> str:
     """The label a form shows for a settings field: `author_id` → `Author`, `signer_user_id` → `Signer`,
     `recipient_ids` → `Recipients`, `timeout_seconds` → `Timeout (seconds)`, `url` → `URL`."""
     words = [word for word in name.split("_") if word] or [name]
@@ -56,8 +66,11 @@ def field_title(name: str, _info: Any = None) -> str:
         plural = words.pop() == "ids"
         if len(words) > 1 and words[-1] == "user":
             words.pop()
-        words[-1] += "s" if plural else ""
-    unit = f" ({words.pop()})" if len(words) > 1 and words[-1] in UNITS else ""
+        if plural:
+            last = ACRONYMS.get(words[-1], words[-1])
+            words[-1] = last + ("es" if last.endswith(("s", "x", "sh", "ch")) else "s")
+    counted = len(words) > 1 and words[-1] in UNITS and words[0] not in PREPOSITIONS and _numeric(info)
+    unit = f" ({words.pop()})" if counted else ""
     words = [ACRONYMS.get(word, WORDS.get(word, word)) for word in words]
     return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]]) + unit
 
