@@ -161,8 +161,9 @@ def _person(text: str, people: Mapping[str, list[int]] | None, label: str, key: 
     ids = people.get(text.casefold(), [])
     if len(ids) == 1:
         return ids[0]
-    problems[key] = (f"{label}: {len(ids)} people are named {text!r}: pick one from the list (it fills in the id)"
-                     if ids else f"{label}: no person is named {text!r}: pick one from the list, or give an id")
+    said = (f"{label}: {len(ids)} people are named {text!r}: pick one from the list (it fills in the id)"
+            if ids else f"{label}: no person is named {text!r}: pick one from the list, or give an id")
+    problems[key] = f"{problems[key]}; {said}" if key in problems else said
     return None
 
 

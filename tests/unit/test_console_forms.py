@@ -104,3 +104,16 @@ def test_a_webhook_body_that_starts_as_json_and_is_broken_is_a_problem_not_text(
                                 {"settings.url": "https://example.com/h", "settings.body": body}, problems)
     assert "body" not in values
     assert problems["settings.body"].startswith("Body: reads as JSON that is broken")
+
+
+def test_people_typed_by_name_become_their_ids_and_every_unknown_name_is_said():
+    schema = RULE_TYPES["notify_employee"].settings.model_json_schema()
+    people = {"marek manager": [3], "ola nowak": [4, 5]}
+    problems: dict[str, str] = {}
+    values = read_schema_fields(schema, "settings", {"settings.user_ids": "Marek Manager\n7\n{{Constants.Boss}}"},
+                                problems, people)
+    assert values["user_ids"] == [3, 7, "{{Constants.Boss}}"] and problems == {}
+    read_schema_fields(schema, "settings", {"settings.user_ids": "Nobody\nOla Nowak"}, problems, people)
+    assert problems["settings.user_ids"] == (
+        "Users: no person is named 'Nobody': pick one from the list, or give an id; "
+        "Users: 2 people are named 'Ola Nowak': pick one from the list (it fills in the id)")
