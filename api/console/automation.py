@@ -535,9 +535,17 @@ def version_diff(request: Request, pipeline_id: Id, version: Id, user: UserDep, 
     row = versions.get_version(session, pipeline_id, version)
     current, _ = versions.current_version(session, pipeline_id)
     names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+    kinds = {"rule": (_rule_types(session), "settings_schema", "settings"),
+             "trigger": (_trigger_types(), "filter_schema", "filter")}
+    for change in diff["changes"]:
+        types, schema, prefix = kinds[change["kind"]]
+        piece = piece_of(row.config, change["stage"], f"{change['kind']}s", change["name"]) or {}
+        kind = types.get(piece.get("type") or "")
+        labels = forms.schema_labels(kind[schema], prefix) if kind else {}
+        change["labels"] = {field: labels.get(field) or change_label(field) for field in change["fields"]}
     return page(request, "version_diff.html", user, pipeline=pipeline, diff=diff, row=row, current=current,
                 others=[other.version for other in versions.list_versions(session, pipeline_id)],
-                stage_names=names, label=change_label)
+                stage_names=names)
 
 
 @router.post("/pipelines/{pipeline_id}/versions/{version}/restore", response_class=HTMLResponse)

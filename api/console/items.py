@@ -248,14 +248,16 @@ async def simulate_item(request: Request, entity: Entity, item_id: Id, user: Cha
     try:
         body = ItemSimulate.model_validate({"horizon": horizon.strip() or "30d"})
     except ValidationError as error:
-        return await _item(request, user, session, settings, item, {"simulate": f"Over: {forms.plain(error.errors()[0]['msg'])}"},
+        return await _item(request, user, session, settings, item,
+                           {"simulate": f"Simulate for: {forms.plain(error.errors()[0]['msg'])}"},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     problems = Problems()
     config = current_automation(session, item.pipeline_id)
     steps, length = plan_steps(session, problems, body, [stage.code for stage in stages_of(session, item.pipeline_id)],
                                config)
     if problems.items:
-        return await _item(request, user, session, settings, item, {"simulate": f"Over: {forms.plain(problems.items[0]['msg'])}"},
+        return await _item(request, user, session, settings, item,
+                           {"simulate": f"Simulate for: {forms.plain(problems.items[0]['msg'])}"},
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     plan = Plan(pipeline_id=item.pipeline_id, entity=entity, stage=item.stage, steps=steps, horizon=length,
                 webhooks={}, item_id=item.id)
@@ -303,7 +305,7 @@ def _entries(session: Session, item: Item) -> list[dict[str, Any]]:
     for no, rule, kind in session.exec(
             select(TimelineEntry.entry_no, TimelineEntry.rule_name, TimelineEntry.kind)
             .where(TimelineEntry.item_id == item.id,
-                   TimelineEntry.kind.in_([*OUTCOMES, *STARTED]))  # type: ignore[attr-defined]
+                   col(TimelineEntry.kind).in_([*OUTCOMES, *STARTED]))
             .order_by(TimelineEntry.id)).all():
         last[(no, rule)] = OUTCOMES.get(kind) or STARTED[kind]
     ordered = sorted(changes.items())

@@ -28,6 +28,7 @@ router = APIRouter()
 SAMPLE_LABELS = {"title": "Title", "amount": "Amount", "currency": "Currency", "responsible_id": "Responsible",
                  "contact_id": "Contact", "horizon": "Simulate for", "script": "Script"}
 
+
 @router.get("/pipelines/{pipeline_id}/simulate", response_class=HTMLResponse)
 def simulate_form(request: Request, pipeline_id: Id, user: UserDep, session: SessionDep):
     require_admin(user)
@@ -56,7 +57,9 @@ async def simulate(request: Request, pipeline_id: Id, user: ChangeDep, session: 
     lines = [number for number, line in enumerate(values["script"].splitlines(), start=1) if line.split()]
 
     def refused(loc: list[str], message: str) -> None:
-        name = "script" if loc[0] == "script" else loc[0]
+        if len(loc) > 1 and loc[0] == "item":  # the sample item's fields, as the plan names them
+            loc = loc[1:]
+        name = loc[0] if loc[0] in SAMPLE_LABELS else "form"
         where = SAMPLE_LABELS.get(loc[0], field_title(loc[0]))
         if loc[0] == "script" and len(loc) > 1 and loc[1].isdigit() and int(loc[1]) < len(lines):
             where += f", line {lines[int(loc[1])]}"

@@ -583,4 +583,16 @@ async def test_the_simulate_form_names_every_problem_at_once_in_words(stack, crm
                                  data={"csrf_token": csrf, "horizon": "3 parsecs"})
         assert item.status_code == 422
         said = html.unescape(item.text)
-        assert "Over: " in said and "is not a duration" in said and "Value error" not in said
+        assert "Simulate for: " in said and "is not a duration" in said and "Value error" not in said
+
+
+async def test_a_version_comparison_labels_each_setting_as_its_form_does(stack, crm):
+    p = crm["pipeline"]["id"]
+    call = {"name": "call", "type": "schedule_activity", "settings": {"kind": "call", "description": "Call them",
+                                                                      "when": "+1d"}}
+    await automate(stack.http, p, {"NEW": {"rules": [call]}})
+    version = (await automate(stack.http, p, {"NEW": {"rules": [
+        {**call, "settings": {**call["settings"], "when": "+2d"}}]}}))["version"]
+    async with signed_in(stack, ADMIN_KEY) as (client, _):
+        changes = html.unescape((await client.get(f"/ui/pipelines/{p}/versions/{version}")).text)
+    assert '<span title="settings.when">Due</span>: "+1d" → "+2d"' in changes
