@@ -30,7 +30,12 @@ from workflows.types import (
 )
 
 
-def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
+def no_value_said(empty: list[str] | None) -> str:
+    """What a `rule_done` text adds for the placeholders that rendered as nothing."""
+    return f"; these placeholders had no value: {', '.join(empty)}" if empty else ""
+
+
+def record_waiting(session: Session, call: RuleCall, wait: WaitSpec, empty: list[str] | None = None) -> None:
     """The rule took effect and now waits: it is done once the answer (or the change, or the timeout) is in."""
     what = "the answer to its callback URL" if wait.kind == "callback" else "a change of " + ", ".join(wait.fields)
     until = f", at most {wait.timeout_seconds:g} s" if wait.timeout_seconds else ""
@@ -38,7 +43,7 @@ def record_waiting(session: Session, call: RuleCall, wait: WaitSpec) -> None:
         session, call.item_id, "rule_waiting", f"Rule {rule_text(call.rule)} waiting for {what}{until}",
         at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "waiting"), rule_name=call.rule.name,
         entry_no=call.entry_no, wait=wait.kind, fields=wait.fields or None, timeout_seconds=wait.timeout_seconds,
-        version=call.rule.version or None,
+        version=call.rule.version or None, empty_placeholders=empty or None,
     )
 
 
@@ -46,11 +51,15 @@ def record_done(
     session: Session, item_id: int, workflow_id: str, entry_no: int, rule: str, rule_type: str, at: datetime,
     result: dict[str, Any], detail: str = "", version: int = 0,
 ) -> None:
-    """The rule's `rule_done` entry, once per rule and entry."""
+    """The rule's `rule_done` entry, once per rule and entry; a rule that waited names the placeholders its texts
+    rendered as nothing, as its `rule_waiting` entry recorded them."""
+    waiting = get_by(session, TimelineEntry, key=outcome_key(workflow_id, rule, "waiting"))
+    empty = (waiting.data or {}).get("empty_placeholders") if waiting is not None else None
     add_timeline(
-        session, item_id, "rule_done", f"Rule {rule} ({rule_type}) done" + (f": {detail}" if detail else ""),
+        session, item_id, "rule_done",
+        f"Rule {rule} ({rule_type}) done" + (f": {detail}" if detail else "") + no_value_said(empty),
         at=at, key=outcome_key(workflow_id, rule, "done"), rule_name=rule, entry_no=entry_no,
-        result=result or None, version=version or None,
+        result=result or None, version=version or None, empty_placeholders=empty or None,
     )
 
 

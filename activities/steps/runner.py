@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.steps.outcomes import record_waiting
+from activities.steps.outcomes import no_value_said, record_waiting
 from activities.steps.planning import rule_text
 from activities.keys import effect_key, outcome_key
 from activities.metrics import lateness
@@ -179,11 +179,10 @@ class RuleRunner:
             return  # recorded by an earlier attempt
         self._count(session, call, "done")
         if outcome.wait is not None:
-            record_waiting(session, call, outcome.wait)
+            record_waiting(session, call, outcome.wait, empty)
             return
-        said = f"; these placeholders had no value: {', '.join(empty)}" if empty else ""
         add_timeline(
-            session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done{said}",
+            session, call.item_id, "rule_done", f"Rule {rule_text(call.rule)} done{no_value_said(empty)}",
             at=call.at, key=outcome_key(call.workflow_id, call.rule.name, "done"), rule_name=call.rule.name,
             entry_no=call.entry_no, result=outcome.result or None, auxiliary=call.rule.auxiliary or None,
             version=call.rule.version or None, empty_placeholders=empty or None,

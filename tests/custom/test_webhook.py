@@ -168,7 +168,8 @@ async def test_values_posted_to_the_callback_url_reach_the_later_rules(stack, ou
 async def test_without_a_callback_the_rule_goes_on_after_its_timeout_and_says_so(stack, outside: Endpoint):
     item = await shop_deal(stack.http, {"NEW": {"rules": [
         {"name": "hook", "type": "webhook", "settings": {
-            "url": outside.url(), "wait_for_callback": True, "callback_timeout": "1s", "returns": ["order_no"]}},
+            "url": outside.url(), "wait_for_callback": True, "callback_timeout": "1s", "returns": ["order_no"],
+            "body": {"contact": "{{Deal.Contact.Name}}"}}},
         {**_note("Order '{{Rule.hook.order_no}}', timed out: {{Rule.hook.timed_out}}"), "start": "after_previous"},
     ]}})
 
@@ -178,3 +179,9 @@ async def test_without_a_callback_the_rule_goes_on_after_its_timeout_and_says_so
     assert kinds == ["rule_scheduled", "rule_waiting", "rule_timed_out", "rule_done"], kinds
     texts = " ".join(entry["text"] for entry in await rule_entries(stack.http, item["id"], "hook")).lower()
     assert "timed out" in texts or "timeout" in texts
+    # What rendered as nothing is said when each rule is done: the one that waited, and the one after it.
+    [hook_done] = [entry for entry in await rule_entries(stack.http, item["id"], "hook") if entry["kind"] == "rule_done"]
+    assert hook_done["data"]["empty_placeholders"] == ["Deal.Contact.Name"]
+    assert hook_done["text"].endswith("; these placeholders had no value: Deal.Contact.Name")
+    note_done = await finished(stack.http, item["id"], "note")
+    assert note_done["data"]["empty_placeholders"] == ["Rule.hook.order_no"]
