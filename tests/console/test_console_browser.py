@@ -188,7 +188,7 @@ async def test_simulate_from_the_board(console, page):
     await page.click("text=Simulate")
     await page.fill("textarea[name=script]", "+5d payment 100")
     await page.fill("input[name=horizon]", "2mo")
-    await page.click("form.piece >> text=Simulate")
+    await page.locator("form.piece").get_by_role("button", name="Simulate", exact=True).click()
     result = page.locator("#simulation")
     await expect(result).to_contain_text("ends in Called")
     await expect(result).to_contain_text("Rule late (Add history entry) done")
