@@ -274,7 +274,8 @@ async def _publish(
             fields = [(name, value) for name, value in form.multi_items()
                       if isinstance(value, str) and name not in (CSRF_FIELD, "in_flight")]
             return page(request, "confirm_publish.html", user, pipeline=pipeline, preview=preview, fields=fields,
-                        action=action, next_version=preview["base_version"] + 1)
+                        action=action, next_version=preview["base_version"] + 1,
+                        stage_names={stage.code: stage.name for stage in stages_of(session, pipeline.id)})
         in_flight = "keep"
     return await publish(session, client, settings, pipeline, config, saved_by=user.name,
                          note=str(form.get("note") or "")[:500].strip(), expected=_base_version(form),

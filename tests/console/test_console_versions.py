@@ -78,7 +78,7 @@ async def test_removing_a_rule_items_wait_on_asks_first_and_apply_cancels_it_for
     await page.goto(f"{url}/ui/pipelines/{sales['id']}")
     await page.click("a:text-is('six month check-in')")
     await page.click("text=Delete rule")
-    await expect(page.locator("#waiting")).to_contain_text("3 deals wait on ‘six month check-in’ in NEW, which you removed")
+    await expect(page.locator("#waiting")).to_contain_text("3 deals wait on ‘six month check-in’ in New, which you removed")
     await page.screenshot(path=str(SCREENSHOTS / "publish.png"), full_page=True)
     assert await rule_names(http, sales["id"]) == ["hello", "six month check-in"]
     await page.click("text=Apply version 2 to them")
