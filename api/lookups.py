@@ -22,6 +22,11 @@ def stages_of(session: Session, pipeline_id: int) -> list[Stage]:
     return list(session.exec(select(Stage).where(Stage.pipeline_id == pipeline_id).order_by(Stage.position)).all())
 
 
+def stage_names(session: Session, pipeline_id: int) -> dict[str, str]:
+    """The pipeline's stage names by code, as pages name stages."""
+    return {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+
+
 def contacts_by_name(session: Session) -> list[Contact]:
     """The contacts a form offers, by name (the first `CONTACT_CHOICES`)."""
     return list(session.exec(select(Contact).order_by(Contact.name, Contact.id).limit(CONTACT_CHOICES)).all())

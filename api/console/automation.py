@@ -20,7 +20,7 @@ from api.console.pages import ChangeDep, Id, Part, PieceName, StageCode, UserDep
 from api.console.session import CSRF_FIELD, ConsoleUser, require_admin
 from api.console.words import simulation_in_words
 from api.deps import ClientDep, SessionDep, SettingsDep
-from api.lookups import get_pipeline, stages_of
+from api.lookups import get_pipeline, stage_names, stages_of
 from api.simulation.plan import sample_plan, simulator
 from api.simulation.runner import SimulationsBusy
 from api.simulation.schemas import SampleItem, ScriptPart
@@ -275,7 +275,7 @@ async def _publish(
                       if isinstance(value, str) and name not in (CSRF_FIELD, "in_flight")]
             return page(request, "confirm_publish.html", user, pipeline=pipeline, preview=preview, fields=fields,
                         action=action, next_version=preview["base_version"] + 1,
-                        stage_names={stage.code: stage.name for stage in stages_of(session, pipeline.id)})
+                        stage_names=stage_names(session, pipeline.id))
         in_flight = "keep"
     return await publish(session, client, settings, pipeline, config, saved_by=user.name,
                          note=str(form.get("note") or "")[:500].strip(), expected=_base_version(form),
@@ -459,7 +459,7 @@ async def simulate_draft(request: Request, pipeline_id: Id, part: Part, user: Ch
     start = datetime.fromisoformat(answer["started_at"])
     for entry in answer["timeline"]:
         entry["after"] = time_after(start, datetime.fromisoformat(entry["at"]))
-    names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+    names = stage_names(session, pipeline_id)
     answer = simulation_in_words(session, answer, pipeline_id, request.state.zone)
     return _form_again(request, user, session, posted, part, {}, status_code=status.HTTP_200_OK, answer=answer,
                        stage_names=names)
@@ -535,7 +535,7 @@ def version_diff(request: Request, pipeline_id: Id, version: Id, user: UserDep, 
     diff = versions.diff(session, pipeline_id, version, against, by_setting=True)
     row = versions.get_version(session, pipeline_id, version)
     current, _ = versions.current_version(session, pipeline_id)
-    names = {stage.code: stage.name for stage in stages_of(session, pipeline_id)}
+    names = stage_names(session, pipeline_id)
     kinds = {"rule": (_rule_types(session), "settings_schema", "settings"),
              "trigger": (_trigger_types(), "filter_schema", "filter")}
     for change in diff["changes"]:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from api.console.pages import when
-from api.lookups import stages_of
+from api.lookups import stage_names
 from api.usecases.rule_types import rule_catalogue
 
 ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
@@ -35,7 +35,7 @@ def entry_words(kind: str, text: str, data: Mapping[str, Any] | None, names: Map
 
 def words_for(session: Session, pipeline_id: int) -> tuple[dict[str, str], dict[str, str]]:
     """The pipeline's stage names by code and every rule type's title by name."""
-    return ({stage.code: stage.name for stage in stages_of(session, pipeline_id)},
+    return (stage_names(session, pipeline_id),
             {kind["name"]: kind["title"] for kind in rule_catalogue(session)})
 
 
