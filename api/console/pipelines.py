@@ -203,9 +203,6 @@ async def remove_stage(request: Request, pipeline_id: Id, code: StageCode, user:
         await usecase.remove_stage(session, client, settings, pipeline, code, move_items_to or None,
                                    saved_by=user.name)
     except HTTPException as error:
-        for problem in error.detail if isinstance(error.detail, list) else []:
-            problem["msg"] = (str(problem.get("msg", "")).replace(f"in stage {code}:", f"in {name}:")
-                              .replace("with move_items_to", "in the list beside Remove, then Remove again"))
         return _refused(request, user, session, pipeline, error, {**STAGE_LABELS, "code": "Stage"}, f"{code}.",
                         {f"{code}.move_items_to": move_items_to})
     return back(f"/ui/pipelines/{pipeline_id}/stages?saved={quote(f'{name} removed')}")

@@ -152,7 +152,7 @@ async def remove_stage(
     if inside and move_items_to is None:
         raise field_error(("query", "move_items_to"),
                           f"{len(inside)} {pipeline.entity_type}{' is' if len(inside) == 1 else 's are'} in stage "
-                          f"{code}: say where {'it goes' if len(inside) == 1 else 'they go'} with move_items_to",
+                          f"{stage.name} ({code}): say which stage {'it goes' if len(inside) == 1 else 'they go'} to",
                           status.HTTP_409_CONFLICT)
     for item in inside:
         await items.move_item(session, client, settings, item, move_items_to)

@@ -42,7 +42,7 @@ async def test_removing_a_stage_moves_its_items_as_a_user_would_and_takes_its_ru
     items = [await deal(http, flow["id"], manager["id"], title=f"Sofa {n}") for n in range(2)]
 
     refused = await http.delete(f"/pipelines/{flow['id']}/stages/NEW")
-    assert refused.status_code == 409 and "2 deals are in stage NEW" in refused.json()["detail"][0]["msg"]
+    assert refused.status_code == 409 and "2 deals are in stage New (NEW): say which stage they go to" in refused.json()["detail"][0]["msg"]
     assert refused.json()["detail"][0]["loc"] == ["query", "move_items_to"]
     assert [code for code, _, _ in await stages(http, flow["id"])] == ["NEW", "CALLED", "WON"]
 

@@ -178,7 +178,7 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     assert asked == ["Remove the stage New order?"]
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator(".row-error")).to_contain_text(
-        "1 deal is in New order: say where it goes in the list beside Remove, then Remove again")
+        "Move its items to: 1 deal is in stage New order (NEW_ORDER): say which stage it goes to")
     await page.select_option("tr[data-stage=NEW_ORDER] select[name=move_items_to]", "WON")
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator("#saved")).to_contain_text("New order removed")
