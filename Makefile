@@ -7,6 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite runs in this many processes (pytest-xdist): a test module at a time, and the fault and scale tests all
+# in one of them, first (tests/conftest.py).
+TEST_PROCESSES ?= 2
 BENCH_ARGS ?=
 # What `make test-postgres` runs with a fresh PostgreSQL database per test: every test of the app's database but
 #   tests/faults/ (all but the cancel race)  minutes of killed processes per scenario, not database work; they run
@@ -52,7 +55,7 @@ run: $(STAMP)
 # The layer contracts first (pyproject.toml, [tool.importlinter]), then the suite.
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -68,7 +71,7 @@ test-postgres: $(STAMP)
 	@$(BIN)/python -m tests.postgres_support prepare; status=$$?; \
 	if [ $$status -eq 3 ]; then echo "make test-postgres: skipped, see the reason above"; exit 0; fi; \
 	[ $$status -eq 0 ] || exit $$status; \
-	STAGEFLOW_TEST_DATABASE=postgresql $(BIN)/pytest $(PG_TESTS) $(PYTEST_ARGS)
+	STAGEFLOW_TEST_DATABASE=postgresql $(BIN)/pytest -n $(TEST_PROCESSES) --dist loadscope --no-loadscope-reorder $(PG_TESTS) $(PYTEST_ARGS)
 
 migration: $(STAMP)
 	@test -n "$(m)" || { echo 'usage: make migration m="what changed"'; exit 2; }

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
+from xdist.scheduler import LoadScopeScheduling
 
 from scripts.local import free_port, pinned_dev_server_args
 from tests.communication.mailbox import Inbox, point_settings_at, smtp_server
@@ -17,6 +18,36 @@ from tests.seeds import SCHEMATHESIS_SEED
 from tests.stacks import ADMIN_KEY, MEMBER_KEY, Stack, binary, open_stack, stack_settings  # noqa: F401
 from workflows.converter import DATA_CONVERTER
 from workflows.types import SEARCH_ATTRIBUTES
+
+
+HEAVY = ("tests/faults/", "tests/scale/")
+"""Tests that start a whole installation and load it or kill its processes. `make test` runs the suite in two
+processes (pytest-xdist, `--dist loadscope`): these one after another in one of them, first, while the other takes
+the rest a test module at a time (a module's fixtures are made once)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # Generated tests (schemathesis, one per API operation) are named by their operation, but pytest gives them
+        # their function's id; each gets its own, for the report and for the processes of `make test`.
+        if not item.nodeid.endswith("::" + item.name):
+            item._id = item.parent.id.child(item.name)
+    heavy = [item for item in items if item.nodeid.startswith(HEAVY)]
+    chosen = set(map(id, heavy))
+    items[:] = heavy + [item for item in items if id(item) not in chosen]
+
+
+class ModulesAndHeavy(LoadScopeScheduling):
+    """`--dist loadscope` as the suite runs it: a test module is a unit of work, and the heavy tests are one."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "heavy" if nodeid.startswith(HEAVY) else nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    return ModulesAndHeavy(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -35,6 +35,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
+from tests.debian import NotInstallable, install, machine_lock
+
 ENV = "STAGEFLOW_TEST_DATABASE"
 HOST = os.environ.get("STAGEFLOW_TEST_PG_HOST", "127.0.0.1")
 PORT = int(os.environ.get("STAGEFLOW_TEST_PG_PORT", "5432"))
@@ -90,12 +92,10 @@ def _psql(sql: str) -> str:
 
 
 def _install() -> None:
-    if shutil.which("apt-get") is None:
-        raise PostgresUnavailable("pg_ctlcluster is missing and there is no apt-get to install postgresql")
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
-        done = _run(argv, timeout=900)
-        if done.returncode != 0:
-            raise PostgresUnavailable(f"{' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+    try:
+        install("postgresql", lambda: shutil.which("pg_ctlcluster") is not None)
+    except NotInstallable as reason:
+        raise PostgresUnavailable(str(reason)) from None
 
 
 def _clusters() -> list[tuple[str, str, int, str]]:
@@ -113,6 +113,14 @@ def ensure_server() -> str:
     """Starts Debian's PostgreSQL cluster on PORT when it is down, and makes the test role; returns the admin URL."""
     if _ready:
         return _ready[0]
+    if _reachable():
+        _ready.append(url())
+        return url()
+    with machine_lock():
+        return _start_server()
+
+
+def _start_server() -> str:
     if _reachable():
         _ready.append(url())
         return url()

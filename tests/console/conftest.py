@@ -5,9 +5,6 @@ that cannot be had fails the tests; it never skips them."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,6 +15,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from scripts.local import free_port, pinned_dev_server_args
+from tests.debian import NotInstallable, install
 from tests.stacks import Stack, binary, open_stack, stack_settings
 from workflows.converter import DATA_CONVERTER
 from workflows.types import SEARCH_ATTRIBUTES
@@ -32,17 +30,10 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 def chromium() -> str:
     """Debian's chromium, installed when missing (as root, with apt-get); the reason it cannot be had fails the test."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.fail(f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get): apt-get install chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0 and command[1] == "install":
-            pytest.fail(f"apt-get install chromium failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    if not CHROMIUM.exists():
-        pytest.fail(f"apt-get installed chromium, but {CHROMIUM} is not there")
+    try:
+        install("chromium", CHROMIUM.exists)
+    except NotInstallable as reason:
+        pytest.fail(str(reason))
     return str(CHROMIUM)
 
 

@@ -5,9 +5,7 @@ root); what cannot be had fails the test."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from scripts.local import free_port
+from tests.debian import NotInstallable, install
 from tests.faults.cluster import Cluster, Process
 from tests.postgres_support import PostgresUnavailable, create_database, drop_database
 
@@ -27,20 +26,11 @@ WORKERS = ("worker-1", "worker-2")
 
 def haproxy() -> str:
     """Debian's HAProxy, installed when missing."""
-    found = shutil.which(HAPROXY)
-    if found:
-        return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.fail("haproxy is missing and cannot be installed here (needs root and apt-get): apt-get install haproxy")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", HAPROXY]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0 and command[1] == "install":
-            pytest.fail(f"apt-get install haproxy failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    found = shutil.which(HAPROXY)
-    if not found:
-        pytest.fail("apt-get installed haproxy, but it is not on the PATH")
-    return found
+    try:
+        install(HAPROXY, lambda: shutil.which(HAPROXY) is not None)
+    except NotInstallable as reason:
+        pytest.fail(str(reason))
+    return shutil.which(HAPROXY)
 
 
 def balancer_config(port: int, backends: dict[str, int], check: str = "/ready") -> str:
