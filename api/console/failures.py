@@ -15,10 +15,10 @@ from sqlmodel import Session, select
 from api.console import forms
 from api.console.pages import ChangeDep, UserDep, back, page
 from api.console.session import ConsoleUser, require_admin
+from api.console.words import rule_titles
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.schemas import FailuresRetry, FailureWindow
 from api.usecases import failures
-from api.usecases.rule_types import rule_catalogue
 from models.tables import Pipeline
 
 router = APIRouter()
@@ -68,7 +68,7 @@ def _page(request: Request, user: ConsoleUser, session: Session, typed: dict[str
             status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
     return page(request, "failures.html", user, status_code=status_code, report=report, typed=typed, errors=errors,
                 count=count, pipelines=session.exec(select(Pipeline).order_by(Pipeline.id)).all(),
-                rule_types={kind["name"]: kind["title"] for kind in rule_catalogue(session)})
+                rule_types=rule_titles(session))
 
 
 def _errors(error: ValidationError) -> dict[str, str]:

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from api.console import forms
 from api.console.pages import ChangeDep, Entity, Id, UserDep, back, page, refusal_text
 from api.console.session import ConsoleUser, require_admin
-from api.console.words import entry_words, simulation_in_words, words_for
+from api.console.words import entry_words, rule_titles, simulation_in_words, words_for
 from api.deps import ClientDep, SessionDep, SettingsDep
 from api.files import document_file
 from api.lookups import contacts_by_name, get_pipeline, stages_of
@@ -28,7 +28,6 @@ from api.simulation.schemas import ItemSimulate
 from api.usecases import items, tasks
 from api.usecases.automation import current_automation
 from api.usecases.documents import get_document
-from api.usecases.rule_types import rule_catalogue
 from api.usecases.users import users_by_name
 from api.errors import Problems
 from models.domain.fields import MAX_TEXT_LENGTH
@@ -184,7 +183,7 @@ async def comment(request: Request, entity: Entity, item_id: Id, user: ChangeDep
                f"Comment: at most {MAX_TEXT_LENGTH:,} characters; this one has {len(text.strip()):,}"
                if len(text.strip()) > MAX_TEXT_LENGTH else "")
     if problem:
-        return await _item(request, user, session, settings, item, {"comment": problem},
+        return await _item(request, user, session, settings, item, {"comment": problem}, comment=text,
                            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     items.add_comment(session, item, f"{text.strip()}", None)
     return back(f"/ui/items/{entity}/{item_id}")
@@ -323,10 +322,10 @@ def _entries(session: Session, item: Item) -> list[dict[str, Any]]:
 
 
 async def _item(request: Request, user: ConsoleUser, session: Session, settings: Settings, item: Item,
-                errors: dict[str, str], *, typed: dict[str, str] | None = None, kind: str = "",
+                errors: dict[str, str], *, typed: dict[str, str] | None = None, comment: str = "", kind: str = "",
                 simulation: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
     """The item's page: its fields (as typed, when a form came back), its story and its work, with `errors` next to
-    the forms they belong to."""
+    the forms they belong to (a refused comment stays in its box)."""
     session.refresh(item)
     kinds = sorted(set(session.exec(select(TimelineEntry.kind).where(TimelineEntry.item_id == item.id)).all()))
     stages = stages_of(session, item.pipeline_id)
@@ -347,10 +346,11 @@ async def _item(request: Request, user: ConsoleUser, session: Session, settings:
     by_item = {"item_id": item.id}
     return page(
         request, "item.html", user, status_code=status_code, item=item,
-        timeline=_timeline(session, item, kind, request.state.zone),
+        timeline=_timeline(session, item, kind, request.state.zone, names),
         kinds=kinds, kind=kind, entries=entries, stages=stages, stage_name=names.get(item.stage, item.stage),
         stage_names=names,
-        pipeline=session.get(Pipeline, item.pipeline_id), errors=errors, values=values, simulation=simulation,
+        pipeline=session.get(Pipeline, item.pipeline_id), errors=errors, values=values, comment=comment,
+        simulation=simulation,
         responsible=session.get(User, item.responsible_id),
         contact=session.get(Contact, item.contact_id) if item.contact_id else None,
         tasks=session.exec(select(Task).filter_by(**by_item).order_by(Task.id)).all(),
@@ -374,12 +374,17 @@ PENDING_STATES = {"waiting_delay": "waiting for its time", "waiting_previous": "
                   "waiting_rule": "waiting for a rule it reads", "running": "running now"}
 
 
-def _timeline(session: Session, item: Item, kind: str, zone: str) -> list[dict[str, Any]]:
-    """The item's timeline, newest first, in words: stage names for codes, times in the company's zone."""
+def _timeline(session: Session, item: Item, kind: str, zone: str,
+              names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The item's timeline, newest first, in words: stage names for codes (`names`, when the caller read them),
+    times in the company's zone."""
     statement = select(TimelineEntry).where(TimelineEntry.item_id == item.id)
     if kind:
         statement = statement.where(TimelineEntry.kind == kind)
-    names, titles = words_for(session, item.pipeline_id)
+    if names is None:
+        names, titles = words_for(session, item.pipeline_id)
+    else:
+        titles = rule_titles(session)
     return [{"at": entry.at, "kind": entry.kind,
              "text": entry_words(entry.kind, entry.text, entry.data, names, zone, titles)}
             for entry in session.exec(statement.order_by(col(TimelineEntry.at).desc(), col(TimelineEntry.id).desc())
@@ -391,15 +396,16 @@ async def pending(request: Request, entity: Entity, item_id: Id, user: UserDep, 
                   client: ClientDep, settings: SettingsDep):
     """What the item's stage entry is waiting for, asked of the workflow now (the page polls this)."""
     item = items.get_item(session, entity, item_id)
-    rules, problem, asked = [], "", not items.entry_without_workflow(session, item)
-    if asked:
-        try:
-            rules = await items.pending_rules(session, client, settings, item)
-        except Exception as error:  # the workflow service is away: the page says so and asks again later
-            problem = f"the workflow service did not answer: {type(error).__name__}"
-    titles = {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
+    asked: list[dict[str, Any]] | None = []
+    problem = ""
+    try:
+        asked = await items.ask_pending(session, client, settings, item)
+    except Exception as error:  # the workflow service is away: the page says so and asks again later
+        problem = f"the workflow service did not answer: {type(error).__name__}"
+    rules = asked or []
+    titles = rule_titles(session)
     return page(request, "pending.html", user, rules=rules, problem=problem, now=datetime.now(timezone.utc),
-                titles=titles, states=PENDING_STATES, asked=asked)
+                titles=titles, states=PENDING_STATES, asked=asked is not None)
 
 
 @router.get("/documents/{document_id}/{kind}")

@@ -35,8 +35,12 @@ def entry_words(kind: str, text: str, data: Mapping[str, Any] | None, names: Map
 
 def words_for(session: Session, pipeline_id: int) -> tuple[dict[str, str], dict[str, str]]:
     """The pipeline's stage names by code and every rule type's title by name."""
-    return (stage_names(session, pipeline_id),
-            {kind["name"]: kind["title"] for kind in rule_catalogue(session)})
+    return stage_names(session, pipeline_id), rule_titles(session)
+
+
+def rule_titles(session: Session) -> dict[str, str]:
+    """Every rule type's title by name."""
+    return {kind["name"]: kind["title"] for kind in rule_catalogue(session)}
 
 
 def simulation_in_words(session: Session, answer: dict[str, Any], pipeline_id: int, zone: str) -> dict[str, Any]:

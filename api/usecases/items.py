@@ -405,8 +405,14 @@ def entry_without_workflow(session: Session, item: Item) -> bool:
 async def pending_rules(session: Session, client: Client, settings: Settings, item: Item) -> list[dict[str, Any]]:
     """The rules of the item's current stage entry still waiting: due time and why, asked of its workflow now (none
     for an entry finished as the item entered, whose workflow is not asked)."""
+    return await ask_pending(session, client, settings, item) or []
+
+
+async def ask_pending(session: Session, client: Client, settings: Settings,
+                      item: Item) -> list[dict[str, Any]] | None:
+    """`pending_rules`, or None when the entry was finished as the item entered and no workflow was asked."""
     if entry_without_workflow(session, item):
-        return []
+        return None
     return await workflow_client.pending_rules(client, settings, item)
 
 

@@ -542,7 +542,7 @@ async def test_a_person_field_takes_a_name_as_typed_and_says_when_no_one_or_seve
         ("hello", None), ("signed", manager)]
 
 
-async def test_a_too_long_title_or_comment_is_refused_by_name_and_the_new_deal_form_keeps_what_was_typed(stack, crm):
+async def test_a_too_long_title_or_comment_is_refused_by_name_and_each_form_keeps_what_was_typed(stack, crm):
     p, d, manager = crm["pipeline"]["id"], crm["deal"]["id"], crm["manager"]["id"]
     before = ok(await stack.http.get("/deals"))
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
@@ -561,6 +561,7 @@ async def test_a_too_long_title_or_comment_is_refused_by_name_and_the_new_deal_f
         comment = await client.post(f"/ui/items/deal/{d}/comments", data={"csrf_token": csrf, "text": "x" * 10_001})
         assert comment.status_code == 422
         assert "Comment: at most 10,000 characters; this one has 10,001" in html.unescape(comment.text)
+        assert form_values(comment.text)["text"] == "x" * 10_001
     assert ok(await stack.http.get("/deals")) == before
     assert not [entry for entry in await timeline(stack.http, d) if entry["text"].startswith("xxx")]
 
