@@ -129,16 +129,17 @@ async def remove_stage(
     stages = stages_of(session, pipeline.id)
     if len(stages) == 1:
         raise HTTPException(status_code=status.HTTP_409_CONFLICT,
-                            detail=f"stage {code} is the only stage of pipeline {pipeline.id}; a pipeline keeps one")
+                            detail=f"stage {stage.name} ({code}) is the only stage of pipeline {pipeline.name} "
+                                   f"({pipeline.id}); a pipeline keeps one")
     if move_items_to is not None and (move_items_to == code or move_items_to not in {s.code for s in stages}):
         raise field_error(("query", "move_items_to"),
-                          f"give another stage of pipeline {pipeline.id} than {code} "
-                          f"(its stages: {', '.join(s.code for s in stages)})")
+                          f"give another stage of pipeline {pipeline.id} than {stage.name} ({code}) "
+                          f"(its stages: {', '.join(f'{s.name} ({s.code})' for s in stages)})")
     references = _references(session, settings, pipeline, code)
     if references:
         raise HTTPException(status_code=status.HTTP_409_CONFLICT,
                             detail=[{"type": "value_error", "loc": ["path", "code"],
-                                     "msg": f"automation still names stage {code}: {reference}"}
+                                     "msg": f"automation still names stage {stage.name} ({code}): {reference}"}
                                     for reference in references])
     inside = list(session.exec(
         select(Item).where(Item.pipeline_id == pipeline.id, Item.stage == code).order_by(Item.id)
@@ -148,7 +149,7 @@ async def remove_stage(
         raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail=(
             f"{len(archived)} archived {pipeline.entity_type}{'' if len(archived) == 1 else 's'} "
             f"({', '.join(str(item.id) for item in archived[:10])}) {'is' if len(archived) == 1 else 'are'} in stage "
-            f"{code}: restore {'it' if len(archived) == 1 else 'them'} first, then remove the stage"))
+            f"{stage.name} ({code}): restore {'it' if len(archived) == 1 else 'them'} first, then remove the stage"))
     if inside and move_items_to is None:
         raise field_error(("query", "move_items_to"),
                           f"{len(inside)} {pipeline.entity_type}{' is' if len(inside) == 1 else 's are'} in stage "

@@ -72,7 +72,7 @@ async def test_a_stage_other_automation_names_is_not_removed(stack):
         {"name": "skip", "type": "change_stage", "settings": {"stage": "WON"}}]}})
     refused = await http.delete(f"/pipelines/{flow['id']}/stages/WON", params={"move_items_to": "NEW"})
     assert refused.status_code == 409
-    assert "automation still names stage WON" in refused.json()["detail"][0]["msg"]
+    assert "automation still names stage Won (WON)" in refused.json()["detail"][0]["msg"]
     assert [code for code, _, _ in await stages(http, flow["id"])] == ["NEW", "CALLED", "WON"]
 
 
@@ -109,7 +109,9 @@ async def test_the_last_stage_is_not_removed_and_members_change_no_pipeline(stac
     http = stack.http
     flow = await pipeline(http, ["ONLY"])
     refused = await http.delete(f"/pipelines/{flow['id']}/stages/ONLY")
-    assert refused.status_code == 409 and "only stage" in refused.json()["detail"]
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (f"stage Only (ONLY) is the only stage of pipeline Sales ({flow['id']}); "
+                                        "a pipeline keeps one")
     assert (await stack.member.patch(f"/pipelines/{flow['id']}", json={"name": "x"})).status_code == 403
     assert (await stack.member.post(f"/pipelines/{flow['id']}/stages", json={"code": "X", "name": "x"})).status_code == 403
     assert (await stack.member.delete(f"/pipelines/{flow['id']}/stages/ONLY")).status_code == 403
