@@ -355,12 +355,14 @@ class Sequence(SQLModel, table=True):
 
 
 class IdempotentRequest(SQLModel, table=True):
-    """A client's Idempotency-Key on a move or event, with the answer it got."""
+    """A client's Idempotency-Key on a creation, move or event, with the answer it got and the request it came with
+    (a digest; none on keys recorded before digests were kept)."""
 
     key: str = Field(primary_key=True)
     route: str
     status_code: int = 200
     response: dict = _json()
+    fingerprint: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

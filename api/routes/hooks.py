@@ -47,5 +47,7 @@ async def inbound_webhook(
     if item.stage is None:
         raise field_error(("body", field), f"{entity} {item_id} has not entered a stage yet", status.HTTP_409_CONFLICT)
     call = WebhookCalled(pipeline_id=hook.pipeline_id, stage=hook.stage, trigger=hook.trigger_name, values=body.data)
+    items.claim_event_key(session, item, idempotency_key, {"webhook": [hook.pipeline_id, hook.stage, hook.trigger_name],
+                                                           "call": body.model_dump(mode="json")})
     await items.tell(client, settings, item, call, event_id=idempotency_key)
     return Accepted()

@@ -148,12 +148,14 @@ async def move(
 async def post_event(
     item: ItemDep,
     body: EventCreate,
+    session: SessionDep,
     client: ClientDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
     wait: WaitQuery = False,
 ):
     """An event for the triggers of the item's pipeline (a repeated `Idempotency-Key` is one event)."""
+    items.claim_event_key(session, item, idempotency_key, {"event": body.model_dump(mode="json")})
     event = PostedEvent(name=body.type, values=body.data)
     return event_answer(await items.send_event(client, settings, item, event, event_id=idempotency_key, wait=wait))
 
@@ -161,12 +163,14 @@ async def post_event(
 async def post_payment(
     item: ItemDep,
     body: PaymentCreate,
+    session: SessionDep,
     client: ClientDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
     wait: WaitQuery = False,
 ):
     """A payment for the item: the `payment_received` event."""
+    items.claim_event_key(session, item, idempotency_key, {"payment": body.model_dump(mode="json")})
     handled = await items.report_payment(
         client, settings, item, body.amount, body.currency, event_id=idempotency_key, wait=wait
     )

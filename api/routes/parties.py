@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member_only, paginate
 from api.errors import not_found
-from api.idempotency import IdempotencyKey
+from api.idempotency import Idempotency, IdempotencyKey
 from api.usecases.items import send_to_party_items
 from api.schemas import (
     EventCreate,
@@ -103,6 +103,8 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
     ):
         """An event on the client reaches every deal and lead linked to it."""
         get_or_404(session, party_id)
+        Idempotency(session, f"{owner_type}-{party_id}/events", idempotency_key,
+                    {"event": body.model_dump(mode="json")}).claim()
         event = PostedEvent(name=body.type, values=body.data)
         reached = await send_to_party_items(
             session, client, settings, owner_type, party_id, event, event_id=idempotency_key

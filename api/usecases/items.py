@@ -117,7 +117,7 @@ async def create_item(
 ) -> Item:
     """A new item: it enters its stage (the pipeline's first if none is given) and that stage's rules start. Sent
     again with the same key, the item made the first time (entering its stage now if the first call could not)."""
-    record = Idempotency(session, f"{entity}s/create", idempotency_key)
+    record = Idempotency(session, f"{entity}s/create", idempotency_key, body.model_dump(mode="json"))
     earlier = record.recall()
     if earlier is not None:
         item, stage = get_item(session, entity, earlier.response["item_id"]), earlier.response["stage"]
@@ -154,7 +154,8 @@ async def move_item(
     """The item moves to `stage`; when this returns, the stage has changed and its rules have started. An item whose
     creation could not reach the workflow service (stage null) enters the stage now. The answer is the item as it
     is then; sent again with the same key, the first answer (or the first refusal)."""
-    record = Idempotency(session, f"{item.entity_type}-{item.id}/move", idempotency_key)
+    record = Idempotency(session, f"{item.entity_type}-{item.id}/move", idempotency_key,
+                         {"stage": stage, "as_user_id": as_user_id})
     earlier = record.recall()
     if earlier is not None:
         return _recalled(earlier)
@@ -320,6 +321,13 @@ def add_comment(session: Session, item: Item, text: str, author_id: int | None) 
     session.commit()
     session.refresh(entry)
     return entry
+
+
+def claim_event_key(session: Session, item: Item, key: str | None, request: dict[str, Any]) -> None:
+    """A client's `Idempotency-Key` on an event for the item (posted, a payment, a webhook call): kept with the
+    request the first time; the same key with another request is refused (422), since the item's workflow takes an
+    event id once and would drop it."""
+    Idempotency(session, f"{item.entity_type}-{item.id}/events", key, request).claim()
 
 
 async def tell(client: Client, settings: Settings, item: Item, event: Event, *, event_id: str | None = None) -> None:
