@@ -267,10 +267,13 @@ async def _publish(
     waiting now and the admin has not chosen yet, the answer is the page that shows them and asks: keep them on
     their version, or apply this one. Refusals (422, 409) are raised for the caller to show."""
     in_flight = _in_flight(form)
+    expected = _base_version(form)
     if in_flight is None:
         draft = checked_automation(session, pipeline, settings, config)
         preview = versions.preview(session, pipeline.id, draft)
-        if preview["waiting"]:
+        # A form made from an older version is refused by the save below (409, with what the other save changed)
+        # before anyone is asked about the items waiting on it.
+        if preview["waiting"] and expected in (None, preview["base_version"]):
             fields = [(name, value) for name, value in form.multi_items()
                       if isinstance(value, str) and name not in (CSRF_FIELD, "in_flight")]
             return page(request, "confirm_publish.html", user, pipeline=pipeline, preview=preview, fields=fields,
@@ -278,7 +281,7 @@ async def _publish(
                         stage_names=stage_names(session, pipeline.id))
         in_flight = "keep"
     return await publish(session, client, settings, pipeline, config, saved_by=user.name,
-                         note=str(form.get("note") or "")[:500].strip(), expected=_base_version(form),
+                         note=str(form.get("note") or "")[:500].strip(), expected=expected,
                          in_flight=in_flight)
 
 

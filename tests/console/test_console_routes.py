@@ -482,6 +482,30 @@ async def test_the_update_fields_form_says_how_to_name_a_custom_field(stack, crm
         assert "a custom field as Fields.<its name>" in help_text and '"Fields.delivery": "courier"' in help_text
 
 
+async def test_a_stale_save_shows_the_other_save_before_asking_about_waiting_items(stack, crm):
+    """Items wait on a rule Anna edits while Boris saves it: her save is refused with his change first; only her
+    save on his version asks what happens to the waiting items."""
+    p = crm["pipeline"]["id"]
+    remind = {"name": "remind", "type": "add_timeline_entry", "delay": "30d", "settings": {"text": "A month on"}}
+    ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": {"NEW": {"rules": [remind]}}}))
+    await deal(stack.http, p, crm["manager"]["id"], title="Waiting chair")
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        opened = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/remind")).text)
+        boris = ok(await stack.http.put(f"/pipelines/{p}/automation", json={"stages": {"NEW": {"rules": [
+            {**remind, "delay": "7d"}]}}}))["version"]
+        stale = await client.post(f"/ui/pipelines/{p}/automation/rules",
+                                  data={**opened, "settings.text": "A month on, says Anna", "csrf_token": csrf})
+        assert stale.status_code == 409
+        said = html.unescape(stale.text)
+        assert f"Version {boris} changed this rule's Delay" in said and "Items are waiting" not in said
+        asked = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**form_values(stale.text),
+                                                                               "csrf_token": csrf})
+        assert asked.status_code == 200
+        question = html.unescape(asked.text)
+        assert "Items are waiting on what you changed" in question and "Keep: their rules run as they were" in question
+        assert ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"] == boris
+
+
 async def test_a_rule_renamed_by_another_admin_meanwhile_is_not_added_again_under_its_old_name(stack, crm):
     p = crm["pipeline"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
