@@ -25,6 +25,7 @@ from api.lookups import stages_of
 from api.schemas import ItemCreate, ItemPublic
 from models.domain.events import Event, FieldChanged, PaymentReceived, ResponsibleChanged
 from models.domain.timing import CUSTOM_FIELD_PREFIX
+from models.domain.placeholders import money
 from models.domain.wording import field_words
 from models.settings import Settings
 from models.tables import Callback, Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
@@ -251,6 +252,9 @@ NAMED_BY_ID = {"responsible_id": User, "contact_id": Contact, "company_id": Comp
 """The fields that hold the id of someone (or some company): the timeline names them."""
 
 
+MONEY_FIELDS = ("amount", "paid")
+
+
 def _changes_text(session: Session, shown: list[dict[str, Any]]) -> str:
     """`Changed amount 1500 → 2000; responsible Marek Manager → Sonia Supervisor`."""
 
@@ -258,6 +262,8 @@ def _changes_text(session: Session, shown: list[dict[str, Any]]) -> str:
         if field in NAMED_BY_ID and isinstance(raw, int):
             named = session.get(NAMED_BY_ID[field], raw)
             return named.name if named is not None else f"#{raw}"
+        if field in MONEY_FIELDS and isinstance(raw, (int, float)):
+            return money(raw).text()
         if isinstance(raw, float) and raw.is_integer():
             return str(int(raw))
         return "—" if raw in (None, "") else str(raw)

@@ -12,6 +12,8 @@ from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any
 
+from models.domain.placeholders import money
+
 ANY = object()
 """In `ITEM_TREE`: any name goes below this node (custom fields)."""
 
@@ -46,9 +48,9 @@ def item_tree(
     return {
         "Id": item.id,
         "Title": item.title,
-        "Amount": item.amount,
+        "Amount": money(item.amount),
         "Currency": item.currency,
-        "Paid": item.paid,
+        "Paid": money(item.paid),
         "Stage": item.stage,
         "StageName": stage_name,
         "Pipeline": pipeline_name,

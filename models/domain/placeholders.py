@@ -78,12 +78,26 @@ def resolve(path: str, data: Mapping[str, Any]) -> Any:
     return current
 
 
+class Money(float):
+    """An amount of money (a deal's amount, what it has been paid): a number like any other, which a text shows with
+    its cents when it has some (1500.50) and whole otherwise (1500)."""
+
+    def text(self) -> str:
+        return str(int(self)) if self.is_integer() else f"{self:.2f}"
+
+
+def money(value: float | None) -> Money | None:
+    return None if value is None else Money(value)
+
+
 def format_value(value: Any) -> str:
-    """How a value appears inside a text: None → "", numbers plainly, dates in ISO 8601."""
+    """How a value appears inside a text: None → "", numbers plainly (money with its cents), dates in ISO 8601."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Money):
+        return value.text()
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):

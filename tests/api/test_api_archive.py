@@ -82,6 +82,10 @@ async def test_a_patch_is_one_field_changed_entry_naming_each_field_from_and_to(
     [handed] = [entry for entry in await timeline(http, item["id"], kind="field_changed") if entry["id"] != changed["id"]]
     assert handed["text"] == "Changed responsible Marek → Sonia Supervisor"
     assert handed["data"]["changes"] == [{"field": "responsible_id", "from": item["responsible_id"], "to": other["id"]}]
+    ok(await http.patch(f"/deals/{item['id']}", json={"amount": 6000.5}))
+    [cents] = [entry for entry in await timeline(http, item["id"], kind="field_changed")
+               if entry["id"] not in (changed["id"], handed["id"])]
+    assert cents["text"] == "Changed amount 6000 → 6000.50"
     await stack.client.get_workflow_handle(f"deal-{item['id']}").query("current")
     received = await timeline(http, item["id"], kind="event_received")
     assert not [entry for entry in received if "moved nothing" in entry["text"]]

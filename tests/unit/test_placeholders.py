@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
+from types import SimpleNamespace
 from decimal import Decimal
 
 import pytest
 
+from models.domain.data_tree import item_tree
 from models.domain.placeholders import (
     PLACEHOLDER_RE,
     UnresolvedPlaceholder,
     find_placeholders,
     format_value,
+    money,
     render,
     render_value,
     resolve,
@@ -87,6 +91,9 @@ def test_render_formats_values_plainly() -> None:
         (0.1 + 0.2, "0.30000000000000004"),
         (1e20, "100000000000000000000"),
         (Decimal("10.50"), "10.50"),
+        (money(1500.5), "1500.50"),
+        (money(1500.0), "1500"),
+        (money(0.1 + 0.2), "0.30"),
         (date(2025, 1, 2), "2025-01-02"),
         (datetime(2025, 1, 2, 3, 4, tzinfo=timezone.utc), "2025-01-02T03:04:00+00:00"),
         (["a", 1], '["a", 1]'),
@@ -94,6 +101,16 @@ def test_render_formats_values_plainly() -> None:
 )
 def test_format_value(value: object, shown: str) -> None:
     assert format_value(value) == shown
+
+
+def test_money_is_a_number_for_conditions_and_shows_its_cents_in_texts() -> None:
+    tree = item_tree(SimpleNamespace(id=7, title="Sofa", amount=1500.5, currency="EUR", paid=0.0, stage="NEW",
+                                     pipeline_id=1, close_date=None, created_at=None, fields={}),
+                     pipeline_name="Sales", stage_name="New", responsible=None, supervisor=None, contact=None,
+                     company=None)
+    assert render("total {{Deal.Amount}} {{Deal.Currency}}, paid {{Deal.Paid}}", {"Deal": tree}) == \
+        "total 1500.50 EUR, paid 0"
+    assert tree["Amount"] > 1500 and tree["Amount"] == 1500.5 and json.dumps(tree["Amount"]) == "1500.5"
 
 
 def test_render_strict_and_lenient() -> None:
