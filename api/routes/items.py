@@ -104,6 +104,7 @@ def list_items(
     company_id: RefId = None,
     archived: Annotated[bool, Query(description="List the archived items instead of the others")] = False,
 ):
+    items.check_list_filter(session, entity, pipeline_id, stage)
     statement = select(Item).where(Item.entity_type == entity).order_by(Item.id)
     statement = statement.where(col(Item.archived_at).is_not(None) if archived else col(Item.archived_at).is_(None))
     for column, value in (

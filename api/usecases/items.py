@@ -28,7 +28,7 @@ from models.domain.timing import CUSTOM_FIELD_PREFIX
 from models.domain.placeholders import money
 from models.domain.wording import field_words
 from models.settings import Settings
-from models.tables import Callback, Company, Contact, Item, Pipeline, TimelineEntry, User, utcnow
+from models.tables import Callback, Company, Contact, Item, Pipeline, Stage, TimelineEntry, User, utcnow
 from workflows import client as workflow_client
 from workflows.types import CallbackSignal, EventHandled
 
@@ -81,6 +81,24 @@ def stage_problem(session: Session, pipeline_id: int, stage: str) -> str | None:
     if stage in codes:
         return None
     return f"pipeline {pipeline_id} has no stage {stage} (its stages: {', '.join(codes)})"
+
+
+def check_list_filter(session: Session, entity: str, pipeline_id: int | None, stage: str | None) -> None:
+    """A list filtered by a pipeline that does not hold these items, or by a stage no such pipeline has, is refused
+    naming the filter (an empty list would say there are none)."""
+    problems = Problems()
+    if pipeline_id is not None:
+        pipeline = session.get(Pipeline, pipeline_id)
+        if pipeline is None or pipeline.entity_type != entity:
+            what = "does not exist" if pipeline is None else f"holds {pipeline.entity_type}s, not {entity}s"
+            problems.add(("query", "pipeline_id"), f"pipeline {pipeline_id} {what}")
+        elif stage is not None and (problem := stage_problem(session, pipeline_id, stage)) is not None:
+            problems.add(("query", "stage"), problem)
+    elif stage is not None and session.exec(
+            select(Stage.id).join(Pipeline, col(Pipeline.id) == Stage.pipeline_id)
+            .where(Stage.code == stage, Pipeline.entity_type == entity).limit(1)).first() is None:
+        problems.add(("query", "stage"), f"no {entity} pipeline has a stage {stage}")
+    problems.raise_if_any()
 
 
 def _first_stage(session: Session, entity: str, body: ItemCreate, problems: Problems) -> str | None:

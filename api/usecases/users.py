@@ -16,7 +16,11 @@ def supervisor_problem(session: Session, user_id: int | None, supervisor_id: int
     current: int | None = supervisor_id
     while current is not None:
         if current in seen:
-            return "would make the user their own supervisor"
+            if supervisor_id == user_id:
+                return "would make the user their own supervisor"
+            above = session.get(User, supervisor_id)
+            return (f"{above.name} (user {supervisor_id}) is supervised by this user, directly or through others: "
+                    "supervisors would go round in a circle")
         seen.add(current)
         row = session.get(User, current)
         if row is None:

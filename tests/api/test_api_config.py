@@ -53,8 +53,11 @@ async def test_bad_users_are_refused_and_nothing_changes(stack):
         assert_problem(await stack.http.post("/users", json=body), HTTPStatus.UNPROCESSABLE_ENTITY, *loc)
     loop = await stack.http.patch(f"/users/{boss['id']}", json={"supervisor_id": manager["id"]})
     assert_problem(loop, HTTPStatus.UNPROCESSABLE_ENTITY, "body", "supervisor_id")
+    assert loop.json()["detail"][0]["msg"] == (f"{manager['name']} (user {manager['id']}) is supervised by this user, "
+                                               "directly or through others: supervisors would go round in a circle")
     itself = await stack.http.patch(f"/users/{boss['id']}", json={"supervisor_id": boss["id"]})
     assert_problem(itself, HTTPStatus.UNPROCESSABLE_ENTITY, "body", "supervisor_id")
+    assert itself.json()["detail"][0]["msg"] == "would make the user their own supervisor"
     assert_problem(await stack.http.patch(f"/users/{boss['id']}", json={"name": None}), HTTPStatus.UNPROCESSABLE_ENTITY, "body", "name")
     assert await total(stack.http, "/users") == 2
     assert ok(await stack.http.get(f"/users/{boss['id']}"))["supervisor_id"] is None

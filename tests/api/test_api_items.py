@@ -36,6 +36,16 @@ async def test_deals_and_leads_enter_their_first_or_given_stage_and_its_rules_st
     assert [row["id"] for row in ok(await stack.member.get("/deals", params={"stage": "INVOICE"}))] == [later["id"]]
     assert await total(stack.member, "/deals", pipeline_id=flow["id"]) == 2
     assert await total(stack.member, "/deals", contact_id=contact["id"]) == 1
+    for params, loc, said in (
+        ({"pipeline_id": flow["id"], "stage": "NOPE"}, "stage", f"pipeline {flow['id']} has no stage NOPE"),
+        ({"stage": "NOPE"}, "stage", "no deal pipeline has a stage NOPE"),
+        ({"stage": "INCOMING"}, "stage", "no deal pipeline has a stage INCOMING"),
+        ({"pipeline_id": leads["id"]}, "pipeline_id", f"pipeline {leads['id']} holds leads, not deals"),
+        ({"pipeline_id": 999}, "pipeline_id", "pipeline 999 does not exist"),
+    ):
+        refused = await stack.member.get("/deals", params=params)
+        assert_problem(refused, HTTPStatus.UNPROCESSABLE_ENTITY, "query", loc)
+        assert said in refused.json()["detail"][0]["msg"]
     assert [row["id"] for row in ok(await stack.member.get("/leads"))] == [lead["id"]]
     assert (await stack.member.get(f"/leads/{first['id']}")).status_code == HTTPStatus.NOT_FOUND
     assert (await stack.member.get(f"/deals/{lead['id']}")).status_code == HTTPStatus.NOT_FOUND
