@@ -50,7 +50,9 @@ Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200, pattern=EMAIL_PATTERN), AfterValidator(_no_nul)
 ]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=PHONE_PATTERN)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CURRENCY_PATTERN = r"^[A-Za-z]{3}$"
+Currency = Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN, to_upper=True),
+                     Field(description="Three letters (ISO 4217), such as EUR; kept in capitals")]
 StageCode = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[A-Z0-9_]+$")]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 EventType = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.\-]*$")]

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 from pydantic import ValidationError
 
 from api.deps import MAX_ID
-from api.schemas import EMAIL_PATTERN, PHONE_PATTERN
+from api.schemas import CURRENCY_PATTERN, EMAIL_PATTERN, PHONE_PATTERN
 from models.domain.data_tree import ITEM_TREE, entity_root
 from models.domain.fields import USER_REF_DESCRIPTION, field_title
 
@@ -235,8 +235,13 @@ PLAIN_MESSAGES = {
     "String should have at least 1 character": "is empty: fill it in",
     f"String should match pattern '{EMAIL_PATTERN}'": "is not an e-mail address such as name@example.com",
     f"String should match pattern '{PHONE_PATTERN}'": "is not a phone number such as +48 601 234 567",
+    f"String should match pattern '{CURRENCY_PATTERN}'": "is not three letters such as EUR",
+    "Input should be a valid number, unable to parse string as a number": "is not a number such as 1500.50",
+    "Input should be a finite number": "is not a number such as 1500.50",
 }
 """Pydantic's words where a person would say it otherwise."""
+
+LIMIT_WORDS = {"ge": "{} or more", "gt": "more than {}", "le": "{} or less", "lt": "less than {}"}
 
 CONDITION_PARTS = {"field": "field", "op": "operator", "value": "value"}
 
@@ -259,6 +264,20 @@ def plain(message: str) -> str:
     """A check's message without the prefixes meant for programs."""
     message = message.removeprefix("Value error, ")
     return PLAIN_MESSAGES.get(message, message)
+
+
+def decimal_text(text: str) -> str:
+    """A number as typed, with a decimal comma read as a point (`12,50` → `12.50`)."""
+    return text.strip().replace(",", ".") if re.fullmatch(r"\s*-?[0-9]+,[0-9]+\s*", text) else text
+
+
+def problem_words(problem: dict[str, Any]) -> str:
+    """A refused value's problem as a person would say it: a number's limit (`must be 0 or more`), else `plain`."""
+    context = problem.get("ctx") or {}
+    for limit, words in LIMIT_WORDS.items():
+        if limit in context and isinstance(context[limit], (int, float)):
+            return "must be " + words.format(f"{context[limit]:g}")
+    return plain(str(problem.get("msg", "")))
 
 
 def _sub_words(name: str, rest: list[str]) -> str:

@@ -49,7 +49,7 @@ def form_errors(problems: list[dict[str, Any]]) -> dict[str, str]:
     for problem in problems:
         loc = [str(part) for part in problem.get("loc") or []]
         name = loc[1] if len(loc) > 1 and loc[0] == "body" else "form"
-        message = str(problem.get("msg", "")).removeprefix("Value error, ")
+        message = forms.problem_words(problem)
         label = LABELS.get(name)
         errors[name if label else "form"] = f"{label}: {message}" if label else message
     return errors
@@ -99,7 +99,8 @@ async def create_item(
     typed = {"title": title, "responsible_id": responsible_id, "contact_id": contact_id, "amount": amount,
              "currency": currency, "stage": stage}
     values = {"title": title, "pipeline_id": pipeline_id, "responsible_id": responsible_id or None,
-              "contact_id": contact_id or None, "amount": amount or None, "currency": currency.upper() or None,
+              "contact_id": contact_id or None, "amount": forms.decimal_text(amount) or None,
+              "currency": currency or None,
               "stage": stage or None}
     try:
         body = ItemCreate.model_validate({key: value for key, value in values.items() if value is not None})
@@ -144,7 +145,7 @@ def _edited(form: Any) -> tuple[dict[str, str], dict[str, Any]]:
     typed.update({f"field.{name}": value for name, value in custom.items()})
     change: dict[str, Any] = {
         "title": typed["title"], "responsible_id": typed["responsible_id"] or None,
-        "amount": typed["amount"] or None, "currency": typed["currency"].upper() or None,
+        "amount": forms.decimal_text(typed["amount"]) or None, "currency": typed["currency"] or None,
         "contact_id": typed["contact_id"] or None, "close_date": typed["close_date"] or None,
     }
     if custom:

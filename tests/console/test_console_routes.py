@@ -590,6 +590,29 @@ async def test_a_too_long_title_or_comment_is_refused_by_name_and_each_form_keep
     assert not [entry for entry in await timeline(stack.http, d) if entry["text"].startswith("xxx")]
 
 
+async def test_deal_forms_say_what_is_wrong_with_a_number_in_words_and_take_a_decimal_comma(stack, crm):
+    p, d, manager = crm["pipeline"]["id"], crm["deal"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        board = await client.get(f"/ui/pipelines/{p}/items")
+        refused = await client.post(f"/ui/pipelines/{p}/items", data={
+            "csrf_token": csrf, "idempotency_key": form_values(board.text)["idempotency_key"], "title": "Desk",
+            "amount": "-5", "currency": "eu", "responsible_id": str(manager), "stage": "NEW"})
+        assert refused.status_code == 422
+        said = html.unescape(refused.text)
+        assert "Amount: must be 0 or more" in said and "Currency: is not three letters such as EUR" in said
+        assert "Input should" not in said and "String should" not in said
+        page = form_values((await client.get(f"/ui/items/deal/{d}")).text)
+        typed = {name: value for name, value in page.items() if name in (
+            "title", "amount", "currency", "responsible_id", "contact_id", "close_date") or name.startswith("field.")}
+        bad = await client.post(f"/ui/items/deal/{d}/fields", data={**typed, "csrf_token": csrf, "amount": "12.5.0"})
+        assert "Amount: is not a number such as 1500.50" in html.unescape(bad.text)
+        saved = await client.post(f"/ui/items/deal/{d}/fields", data={**typed, "csrf_token": csrf, "amount": "12,50",
+                                                                     "currency": "pln"})
+        assert saved.status_code == 303, saved.text
+    item = ok(await stack.http.get(f"/deals/{d}"))
+    assert (item["amount"], item["currency"]) == (12.5, "PLN")
+
+
 async def test_the_simulate_form_names_every_problem_at_once_in_words(stack, crm):
     p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
