@@ -112,7 +112,9 @@ def _rule_form(session: Session, pipeline: Pipeline, stage: str, original: str |
                errors: dict[str, str], typed: Any) -> dict[str, Any]:
     types = _rule_types(session)
     kind = types.get(rule.get("type") or "")
-    fields = forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings"), typed) if kind else []
+    users = users_by_name(session)
+    fields = (forms.schema_fields(kind["settings_schema"], "settings", rule.get("settings"), typed,
+                                  forms.named_people(users)) if kind else [])
     for field in fields:
         field.error = errors.get(field.name, "")
     constants = current_automation(session, pipeline.id).get("constants") or {}
@@ -123,7 +125,7 @@ def _rule_form(session: Session, pipeline: Pipeline, stage: str, original: str |
         "delay_kinds": forms.DELAY_KINDS, "date_fields": forms.DATE_FIELDS,
         "condition": _condition_text(rule, typed), **_builder(pipeline, constants),
         "placeholders": forms.placeholder_paths(pipeline.entity_type, constants),
-        "users": users_by_name(session),
+        "users": users,
     }
 
 
@@ -131,7 +133,8 @@ def _trigger_form(session: Session, pipeline: Pipeline, stage: str, original: st
                   errors: dict[str, str], typed: Any) -> dict[str, Any]:
     types = _trigger_types()
     kind = types.get(trigger.get("type") or "")
-    fields = forms.schema_fields(kind["filter_schema"], "filter", trigger.get("filter"), typed) if kind else []
+    fields = (forms.schema_fields(kind["filter_schema"], "filter", trigger.get("filter"), typed,
+                                  forms.named_people(users_by_name(session))) if kind else [])
     for field in fields:
         field.error = errors.get(field.name, "")
     constants = current_automation(session, pipeline.id).get("constants") or {}
@@ -355,9 +358,16 @@ async def save_piece(request: Request, pipeline_id: Id, part: Part, user: Change
     require_admin(user)
     posted = await _posted(request, session, pipeline_id, part)
     if posted.problems:
-        return _form_again(request, user, session, posted, part, posted.problems)
+        return _form_again(request, user, session, posted, part, _all_problems(session, settings, posted, part))
     saved_what = f"{part[:-1]} {posted.piece['name']}"
-    if not automation_changes(posted.saved, posted.config):
+    try:
+        # Compared as it would be stored: a setting left at its default is no change.
+        draft = checked_automation(session, posted.pipeline, settings, posted.config)
+    except HTTPException as refused:
+        if refused.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
+            raise
+        return _form_again(request, user, session, posted, part, _refused_here(session, posted, part, refused))
+    if not automation_changes(posted.saved, draft):
         return back(f"/ui/pipelines/{pipeline_id}?saved={quote(f'{saved_what} unchanged, no new version')}")
     try:
         saved = await _publish(request, user, session, client, settings, posted.pipeline, posted.config, posted.form,
@@ -371,6 +381,19 @@ async def save_piece(request: Request, pipeline_id: Id, part: Part, user: Change
     if isinstance(saved, HTMLResponse):
         return saved
     return back(f"/ui/pipelines/{pipeline_id}?saved={quote(saved_what)}")
+
+
+def _all_problems(session: Session, settings: Any, posted: PostedPiece, part: str) -> dict[str, str]:
+    """What could not be read in the form, with what the automation's checks find in the rest of it: every problem
+    at once (a field that could not be read keeps its own problem)."""
+    errors = dict(posted.problems)
+    try:
+        checked_automation(session, posted.pipeline, settings, posted.config)
+    except HTTPException as refused:
+        if refused.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT:
+            for key, said in _refused_here(session, posted, part, refused).items():
+                errors.setdefault(key, said)
+    return errors
 
 
 def _saved_meanwhile(request: Request, user: ConsoleUser, session: Session, posted: PostedPiece, part: str,
@@ -422,7 +445,7 @@ async def simulate_draft(request: Request, pipeline_id: Id, part: Part, user: Ch
     require_admin(user)
     posted = await _posted(request, session, pipeline_id, part)
     if posted.problems:
-        return _form_again(request, user, session, posted, part, posted.problems)
+        return _form_again(request, user, session, posted, part, _all_problems(session, settings, posted, part))
     try:
         draft = checked_automation(session, posted.pipeline, settings, posted.config)
     except HTTPException as refused:

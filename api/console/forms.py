@@ -107,10 +107,26 @@ def _shown(kind: str, value: Any) -> str:
     return str(value)
 
 
+def named_people(users: Any) -> dict[int, str]:
+    """Each person's name by id, for those whose name no one else has: a user setting shows the name, and reads
+    back as the same id."""
+    by_name = people_by_name(users)
+    return {person.id: person.name for person in users if len(by_name[person.name.casefold()]) == 1}
+
+
+def _by_name(prop: dict[str, Any], kind: str, value: Any, names: Mapping[int, str]) -> Any:
+    """A user setting's id (or ids, one per line) as the person's name, where the name says who it is."""
+    if kind == "text" and _names_a_user(prop) and isinstance(value, int):
+        return names.get(value, value)
+    if kind == "lines" and _names_a_user(_plain(prop).get("items") or {}) and isinstance(value, list):
+        return [names.get(part, part) if isinstance(part, int) else part for part in value]
+    return value
+
+
 def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | None,
-                  typed: Any = None) -> list[FormField]:
-    """One form field per property of the schema, filled with `values` (else the defaults), or, when a posted
-    form comes back, with exactly what was `typed` into it."""
+                  typed: Any = None, names: Mapping[int, str] | None = None) -> list[FormField]:
+    """One form field per property of the schema, filled with `values` (else the defaults; a person by name, from
+    `names`), or, when a posted form comes back, with exactly what was `typed` into it."""
     values = values or {}
     required = set(schema.get("required") or [])
     fields = []
@@ -121,7 +137,8 @@ def schema_fields(schema: dict[str, Any], prefix: str, values: dict[str, Any] | 
             shown, checked = str(typed.get(key) or ""), typed.get(key) in ("on", "true", "1")
         else:
             value = values.get(name, prop.get("default"))
-            shown, checked = _shown(kind, value), bool(value) if kind == "boolean" else False
+            shown = _shown(kind, _by_name(prop, kind, value, names or {}))
+            checked = bool(value) if kind == "boolean" else False
         fields.append(FormField(
             name=key, title=prop.get("title") or field_title(name), kind=kind, required=name in required,
             description=prop.get("description") or "", options=options, value=shown, checked=checked,

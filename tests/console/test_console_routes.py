@@ -338,8 +338,28 @@ async def test_a_rules_settings_that_name_people_offer_them_by_name_and_take_one
         saved = await client.post(f"/ui/pipelines/{p}/automation/rules",
                                   data={**fields, "settings.observers": f"{manager}\n\n{manager}"})
         assert saved.status_code == 303, saved.text
+        reopened = form_values((await client.get(f"/ui/pipelines/{p}/automation/rules/WON/follow up")).text)
+        assert (reopened["settings.responsible_id"], reopened["settings.observers"]) == (
+            "Marek Manager", "Marek Manager\nMarek Manager")
+        unchanged = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**reopened, "csrf_token": csrf})
+        assert unchanged.status_code == 303 and "unchanged" in unchanged.headers["location"]
     [rule] = ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"]["WON"]["rules"]
     assert (rule["settings"]["responsible_id"], rule["settings"]["observers"]) == (manager, [manager, manager])
+
+
+async def test_a_rule_form_names_every_problem_at_once_with_a_person_no_one_is(stack, crm):
+    p = crm["pipeline"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules", data={
+            "csrf_token": csrf, "stage": "WON", "type": "notify_employee", "name": "", "settings.text": "",
+            "delay_kind": "clock", "delay_at": "25:99", "settings.user_ids": "Nobody"})
+        assert refused.status_code == 422
+        said = html.unescape(refused.text)
+        assert "no person is named 'Nobody'" in html.unescape(field_block(refused.text, "settings.user_ids"))
+        assert 'class="error"' in field_block(refused.text, "settings.text")
+        assert "25:99" in said and "Name" in said
+        assert said.count('class="error"') >= 4, said
+    assert ok(await stack.http.get(f"/pipelines/{p}/automation"))["stages"].get("WON", {}).get("rules") in (None, [])
 
 
 async def test_a_deadline_is_typed_as_the_api_takes_it_without_quotes(stack, crm):
