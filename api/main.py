@@ -48,6 +48,23 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+ECHO_LIMIT = 200
+"""How much of a refused text a 422 echoes back as its `input`."""
+UNREADABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 for a body it could not parse beyond JSON's own errors (nested deeper than Python reads)."""
+
+
+def short_input(problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem with the refused input it echoes kept short: a long text cut (its length said), a large object or
+    list left out; the `loc` and `msg` say where and what."""
+    value = problem.get("input")
+    if isinstance(value, str) and len(value) > ECHO_LIMIT:
+        return {**problem, "input": f"{value[:ECHO_LIMIT]}… ({len(value):,} characters)"}
+    if isinstance(value, (dict, list)) and len(repr(value)) > ECHO_LIMIT * 5:
+        return {key: item for key, item in problem.items() if key != "input"}
+    return problem
+
+
 def create_app(settings: Settings | None = None, *, temporal_client: Client | None = None) -> FastAPI:
     """The API app. Its lifespan makes the DB engine and one Temporal client (or uses the one given)."""
     settings = settings or get_settings()
@@ -86,11 +103,10 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = json_safe(jsonable_encoder([short_input(problem) for problem in exc.errors()]))
         if wants_page(request):
-            return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, json_safe(jsonable_encoder(exc.errors())))
-        return JSONResponse(
-            {"detail": json_safe(jsonable_encoder(exc.errors()))}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
-        )
+            return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+        return JSONResponse({"detail": problems}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(RPCError)
     async def _temporal_error(request: Request, exc: RPCError) -> JSONResponse:
@@ -124,6 +140,11 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
 
     @app.exception_handler(StarletteHTTPException)
     async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == UNREADABLE_BODY:
+            return JSONResponse({"detail": [{
+                "type": "json_invalid", "loc": ["body"],
+                "msg": "the body could not be read as JSON: it is nested too deep or is not JSON"}]},
+                status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
         if wants_page(request) and exc.status_code in ERROR_WORDS:
             return error_page(request, exc.status_code, exc.detail)
         return await http_exception_handler(request, exc)

@@ -184,11 +184,20 @@ def change_stage(request: Request, pipeline_id: Id, code: StageCode, user: Chang
     else:
         changes = {"name": name, "semantic": semantic or None}
         changes = {key: value for key, value in changes.items() if value is not None}
+    before = {stage.code: (stage.name, stage.semantic) for stage in stages_of(session, pipeline_id)}.get(code)
     try:
         changed = usecase.change_stage(session, pipeline, code, StageUpdate.model_validate(changes))
     except (ValidationError, HTTPException) as error:
         return _refused(request, user, session, pipeline, error, STAGE_LABELS, f"{code}.", typed)
-    return back(f"/ui/pipelines/{pipeline_id}/stages?saved={quote(f'{changed.name} changed')}")
+    if "position" in changes:
+        said = f"{changed.name} moved one place {'earlier' if move == 'up' else 'later'}"
+    elif before is not None and before[0] != changed.name:
+        said = f"{before[0]} renamed {changed.name}"
+    elif before is not None and before[1] != changed.semantic:
+        said = f"{changed.name} now counts as {STAGE_KINDS.get(changed.semantic, changed.semantic)}"
+    else:
+        said = f"{changed.name} unchanged"
+    return back(f"/ui/pipelines/{pipeline_id}/stages?saved={quote(said)}")
 
 
 @router.post("/pipelines/{pipeline_id}/stages/{code}/remove", response_class=HTMLResponse)

@@ -84,6 +84,20 @@ async def test_bad_items_are_refused_and_nothing_is_created(stack):
     assert await total(stack.member, "/leads") == 0
 
 
+async def test_a_refusal_echoes_a_long_input_short_and_names_a_body_nested_too_deep(stack):
+    flow, manager = await crm(stack, STAGES)
+    long_title = await stack.member.post("/deals", json={"title": "x" * 100_000, "pipeline_id": flow["id"],
+                                                         "responsible_id": manager["id"]})
+    assert_problem(long_title, HTTPStatus.UNPROCESSABLE_ENTITY, "body", "title")
+    assert len(long_title.content) < 2_000
+    assert long_title.json()["detail"][0]["input"].endswith("… (100,000 characters)")
+    deep = await stack.member.post("/deals", content="[" * 5000 + "]" * 5000,
+                                   headers={"content-type": "application/json"})
+    assert_problem(deep, HTTPStatus.UNPROCESSABLE_ENTITY, "body")
+    assert "nested too deep" in deep.json()["detail"][0]["msg"]
+    assert await total(stack.member, "/deals") == 0
+
+
 async def test_creating_with_an_idempotency_key_makes_one_item(stack):
     flow, manager = await crm(stack, STAGES)
     body = {"title": "Web order 17", "pipeline_id": flow["id"], "responsible_id": manager["id"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -309,6 +310,13 @@ async def test_a_new_pipelines_stages_take_their_kinds_from_the_form(stack):
     assert [(stage["code"], stage["semantic"]) for stage in orders["stages"]] == [
         ("NEW", "process"), ("WON", "success"), ("LOST", "failure")]
     assert [row["name"] for row in ok(await stack.http.get("/pipelines"))] == ["Orders"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        moved = await client.post(f"/ui/pipelines/{orders['id']}/stages/LOST", data={"csrf_token": csrf, "move": "up"})
+        said = html.unescape(unquote((await client.get(moved.headers["location"])).text))
+        assert "Saved: Lost moved one place earlier" in said
+        assert '<button type="submit" name="move" value="up" title="one place earlier" disabled>' in said
+    assert [stage["code"] for stage in ok(await stack.http.get(f"/pipelines/{orders['id']}"))["stages"]] == [
+        "NEW", "LOST", "WON"]
 
 
 def create_task_form(csrf: str, responsible: int) -> dict[str, str]:
