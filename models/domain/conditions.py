@@ -38,6 +38,7 @@ from models.domain.placeholders import (
     split_path,
 )
 from models.domain.problems import Problem, ProblemsError, problems_of
+from models.domain.wording import OP_WORDS
 
 MAX_CONDITION_DEPTH = 8
 MAX_CONDITION_ITEMS = 100
@@ -218,7 +219,7 @@ def blank_value_problem(leaf: Mapping[str, Any]) -> str | None:
     values = value if isinstance(value, list) else [value]
     if any(isinstance(item, str) and not item.strip() for item in values):
         which = "each of its values" if isinstance(value, list) else "a value"
-        return f"op {op!r} needs {which} to compare with; it is empty"
+        return f"{OP_WORDS.get(op, op)} (op {op!r}) needs {which} to compare with; it is empty"
     return None
 
 

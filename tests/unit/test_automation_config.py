@@ -248,9 +248,9 @@ def test_a_comparison_with_an_empty_value_is_refused_on_save_but_equality_with_e
     ]}}
     base = ["body", "stages", "NEW", "rules", 0, "condition", "all"]
     errors = invalid(one_rule(rule))
-    assert "op '>' needs a value to compare with; it is empty" in find(errors, [*base, 0, "value"])["msg"]
-    assert "op 'between' needs each of its values" in find(errors, [*base, 1, "value"])["msg"]
-    assert "op 'contains' needs a value" in find(errors, [*base, 2, "value"])["msg"]
+    assert "is more than (op '>') needs a value to compare with; it is empty" in find(errors, [*base, 0, "value"])["msg"]
+    assert "is between (op 'between') needs each of its values" in find(errors, [*base, 1, "value"])["msg"]
+    assert "contains (op 'contains') needs a value" in find(errors, [*base, 2, "value"])["msg"]
     trigger = {"name": "paid", "type": "payment_received",
                "condition": {"field": "Deal.Amount", "op": ">=", "value": ""}}
     errors = invalid({"stages": {"NEW": {"triggers": [trigger]}}})
