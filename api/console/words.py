@@ -12,6 +12,7 @@ from sqlmodel import Session
 from api.console.pages import when
 from api.lookups import stage_names
 from api.usecases.rule_types import rule_catalogue
+from api.usecases.users import users_by_name
 
 ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
 TYPE_NAME = re.compile(r"\(([a-z][a-z0-9_]*)\)")
@@ -44,9 +45,13 @@ def rule_titles(session: Session) -> dict[str, str]:
 
 
 def simulation_in_words(session: Session, answer: dict[str, Any], pipeline_id: int, zone: str) -> dict[str, Any]:
-    """A simulation's answer with each timeline entry's text in words, as the item page shows its timeline."""
+    """A simulation's answer with each timeline entry's text in words, as the item page shows its timeline, and the
+    people its notifications go to by name."""
     names, titles = words_for(session, pipeline_id)
     for entry in answer.get("timeline") or []:
         entry["text"] = entry_words(entry.get("kind", ""), entry.get("text", ""), entry.get("data"), names, zone,
                                     titles)
+    people = {person.id: person.name for person in users_by_name(session)}
+    for note in (answer.get("effects") or {}).get("notifications") or []:
+        note["user"] = people.get(note.get("user_id"), f"user {note.get('user_id')}")
     return answer

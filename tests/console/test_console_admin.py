@@ -59,9 +59,10 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     await invoice_row.locator("button").click()
     await expect(page.locator("#saved")).to_contain_text("Invoice renamed Invoice sent")
     won_row = page.locator("tr[data-stage=WON] form.change")
-    await won_row.locator("select[name=semantic]").select_option("success")
-    await won_row.locator("button").click()
-    await expect(page.locator("#saved")).to_contain_text("Won now counts as won")
+    for kind, said in (("failure", "Won now counts as lost"), ("success", "Won now counts as won")):
+        await won_row.locator("select[name=semantic]").select_option(kind)
+        await won_row.locator("button").click()
+        await expect(page.locator("#saved")).to_contain_text(said)
     stages = {stage["code"]: stage for stage in ok(await http.get(f"/pipelines/{p}"))["stages"]}
     assert (stages["INVOICE"]["name"], stages["WON"]["semantic"]) == ("Invoice sent", "success")
     await page.screenshot(path=str(SCREENSHOTS / "stages.png"), full_page=True)

@@ -641,6 +641,26 @@ async def test_deal_forms_say_what_is_wrong_with_a_number_in_words_and_take_a_de
     assert (item["amount"], item["currency"]) == (12.5, "PLN")
 
 
+async def test_a_simulation_says_when_nothing_happens_and_names_who_is_notified(stack, crm):
+    p, d, manager = crm["pipeline"]["id"], crm["deal"]["id"], crm["manager"]["id"]
+    await eventually(lambda: _rule_done(stack, d, "hello"))
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        quiet = html.unescape((await client.post(f"/ui/items/deal/{d}/simulate",
+                                                 data={"csrf_token": csrf, "horizon": "30d"})).text)
+        assert "Nothing happens in this time: no rule runs, no stage changes." in quiet
+        assert "None: nothing would be sent, made or called." in quiet
+        told = html.unescape((await client.post(f"/ui/pipelines/{p}/automation/rules/simulate", data={
+            "csrf_token": csrf, "stage": "WON", "type": "notify_employee", "name": "tell", "delay_kind": "now",
+            "settings.user_ids": str(manager), "settings.text": "Won {{Deal.Title}}",
+            "sample_responsible_id": str(manager), "sample_horizon": "7d"})).text)
+        assert "notification to Marek Manager (tell): Won" in told
+        assert "None: nothing would be sent" not in told
+
+
+async def _rule_done(stack, item_id: int, rule: str) -> bool:
+    return any(entry["rule_name"] == rule and entry["kind"] == "rule_done" for entry in await timeline(stack.http, item_id))
+
+
 async def test_the_simulate_form_names_every_problem_at_once_in_words(stack, crm):
     p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
