@@ -268,6 +268,18 @@ def form_id(text: str) -> int | None:
     return int(text) if re.fullmatch(r"[0-9]{1,10}", text) and 0 < int(text) <= MAX_ID else None
 
 
+def typed_values(form: Any, fields: tuple[str, ...]) -> tuple[dict[str, str], dict[str, Any]]:
+    """A form's fields as typed (trimmed), and the body they make: the fields that are not empty."""
+    values = {name: str(form.get(name) or "").strip() for name in fields}
+    return values, {name: value for name, value in values.items() if value}
+
+
+def refusal_in_form(error: ValidationError | HTTPException, labels: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """A refused body as a form shows it: the status to answer with, each problem under its field's label."""
+    code = error.status_code if isinstance(error, HTTPException) else 422
+    return code, place_problems(refusal_problems(error), ["body"], labels)
+
+
 def refusal_problems(error: ValidationError | HTTPException) -> list[dict[str, Any]]:
     """The problems of a refused body, each located as the API locates it (`["body", "name"]`)."""
     if isinstance(error, ValidationError):

@@ -3,7 +3,6 @@ everyone and added by an admin through the use case of `POST /users`."""
 
 from __future__ import annotations
 
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
@@ -41,12 +40,10 @@ async def add_person(request: Request, user: ChangeDep, session: SessionDep):
     """A new user, checked as `POST /users` checks one; refused, the form comes back with what was typed."""
     require_admin(user)
     form = await request.form()
-    values = {name: str(form.get(name) or "").strip() for name in FIELDS}
-    body: dict[str, Any] = {name: value for name, value in values.items() if value}
+    values, body = forms.typed_values(form, FIELDS)
     try:
         created = usecase.create_user(session, UserCreate.model_validate(body))
     except (ValidationError, HTTPException) as error:
-        code = error.status_code if isinstance(error, HTTPException) else status.HTTP_422_UNPROCESSABLE_CONTENT
-        errors = forms.place_problems(forms.refusal_problems(error), ["body"], LABELS)
+        code, errors = forms.refusal_in_form(error, LABELS)
         return _people(request, user, session, values=values, errors=errors, status_code=code)
     return back(f"/ui/people?added={created.id}")

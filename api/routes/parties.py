@@ -12,6 +12,7 @@ from api.deps import MAX_ID, ClientDep, PageDep, SessionDep, SettingsDep, member
 from api.errors import not_found
 from api.idempotency import Idempotency, IdempotencyKey
 from api.usecases.items import send_to_party_items
+from api.usecases.parties import create_party
 from api.schemas import (
     EventCreate,
     PartyCreate,
@@ -40,11 +41,7 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
 
     @router.post("", response_model=PartyPublic, status_code=status.HTTP_201_CREATED, name=f"create_{owner_type}")
     def create(body: PartyCreate, session: SessionDep):
-        row = model.model_validate(body)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
-        return row
+        return create_party(session, model, body)
 
     @router.get("", response_model=list[PartyPublic], name=f"list_{owner_type}s")
     def list_all(session: SessionDep, page: PageDep, response: Response):

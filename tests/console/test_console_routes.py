@@ -42,6 +42,7 @@ def routes(crm) -> list[tuple[str, str]]:
         ("POST", f"/ui/items/deal/{d}/archive"), ("POST", f"/ui/items/deal/{d}/restore"),
         ("POST", f"/ui/items/deal/{d}/simulate"), ("GET", "/ui/failures"), ("POST", "/ui/failures/retry"),
         ("GET", "/ui/operations/0123456789abcdef"), ("GET", "/ui/people"), ("POST", "/ui/people"),
+        ("GET", "/ui/clients"), ("POST", "/ui/clients"),
         ("GET", f"/ui/deals/{d}"), ("GET", f"/ui/leads/{d}"),
     ]
 
@@ -282,6 +283,32 @@ async def test_the_board_makes_an_item_in_the_stage_chosen_and_runs_that_stages_
     await eventually(lambda: timeline(stack.http, chair, kind="comment"))
     kinds = [entry["kind"] for entry in await timeline(stack.http, desk)]
     assert "stage_changed" in kinds and "comment" not in kinds
+
+
+async def test_clients_are_listed_and_added_in_the_console_and_a_deal_can_be_for_one(stack, crm):
+    p, d = crm["pipeline"]["id"], crm["deal"]["id"]
+    async with signed_in(stack, MEMBER_KEY) as (client, csrf):
+        empty = html.unescape((await client.get("/ui/clients")).text)
+        assert "No clients yet: add the first one below." in empty and '<a href="/ui/clients">Clients</a>' in empty
+        board = html.unescape((await client.get(f"/ui/pipelines/{p}/items")).text)
+        assert 'No clients yet: <a href="/ui/clients">add one</a>.' in board
+        refused = await client.post("/ui/clients", data={"csrf_token": csrf, "name": "Anna Nowak",
+                                                         "email": "anna-at-example", "phone": "12"})
+        assert refused.status_code == 422
+        said = html.unescape(refused.text)
+        assert "E-mail: is not an e-mail address such as name@example.com" in said
+        assert "Phone: is not a phone number such as +48 601 234 567" in said
+        assert form_values(refused.text)["email"] == "anna-at-example"
+        assert ok(await stack.http.get("/contacts")) == []
+        added = await client.post("/ui/clients", data={"csrf_token": csrf, "name": "Anna Nowak",
+                                                       "email": "anna@example.com", "phone": "+48 601 234 567"})
+        assert added.status_code == 303
+        listed = html.unescape((await client.get(added.headers["location"])).text)
+        assert "Anna Nowak added." in listed and "anna@example.com" in listed
+        [anna] = ok(await stack.http.get("/contacts"))
+        assert (anna["name"], anna["email"], anna["phone"]) == ("Anna Nowak", "anna@example.com", "+48 601 234 567")
+        item_page = (await client.get(f"/ui/items/deal/{d}")).text
+        assert f'<option value="{anna["id"]}" >Anna Nowak</option>' in item_page
 
 
 async def test_every_page_names_the_consoles_icon_and_the_icon_is_served(stack, crm):
