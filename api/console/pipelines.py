@@ -21,6 +21,7 @@ from api.deps import ClientDep, SessionDep, SettingsDep
 from api.lookups import get_pipeline, stages_of
 from api.schemas import PipelineCreate, PipelineUpdate, StageAdd, StageUpdate
 from api.usecases import pipelines as usecase
+from api.usecases.automation import current_automation
 from models.tables import Item, Pipeline
 
 router = APIRouter()
@@ -115,8 +116,12 @@ def _stages_page(request: Request, user: ConsoleUser, session: Session, pipeline
     counts = dict(session.exec(
         select(Item.stage, func.count()).where(Item.pipeline_id == pipeline.id, col(Item.archived_at).is_(None))
         .group_by(Item.stage)).all())
+    automation = (current_automation(session, pipeline.id).get("stages") or {})
+    pieces = {code: [piece.get("name") for part in ("rules", "triggers") for piece in (parts or {}).get(part) or []]
+              for code, parts in automation.items()}
     return page(request, "stages.html", user, status_code=status_code, pipeline=pipeline, stages=stages,
-                counts=counts, semantics=STAGE_KINDS, errors=errors, typed=typed or {}, saved=saved[:100])
+                counts=counts, pieces=pieces, semantics=STAGE_KINDS, errors=errors, typed=typed or {},
+                saved=saved[:100])
 
 
 @router.get("/pipelines/{pipeline_id}/stages", response_class=HTMLResponse)

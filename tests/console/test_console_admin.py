@@ -176,14 +176,14 @@ async def test_an_admin_makes_a_pipeline_and_works_a_deal_in_the_console(console
     # Removing asks first: said no to, nothing happens.
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator("tr[data-stage=NEW_ORDER]")).to_have_count(1)
-    assert asked == ["Remove the stage New order?"]
+    assert asked == ["Remove the stage New order? Its 1 deal moves to the stage you chose."]
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator(".row-error")).to_contain_text(
         "Move its items to: 1 deal is in stage New order (NEW_ORDER): say which stage it goes to")
     await page.select_option("tr[data-stage=NEW_ORDER] select[name=move_items_to]", "WON")
     await page.click("tr[data-stage=NEW_ORDER] form.remove button")
     await expect(page.locator("#saved")).to_contain_text("New order removed")
-    assert asked == ["Remove the stage New order?"] * 3
+    assert asked == ["Remove the stage New order? Its 1 deal moves to the stage you chose."] * 3
     page.remove_listener("dialog", answer)
     assert [stage["code"] for stage in ok(await http.get(f"/pipelines/{p}"))["stages"]] == ["INVOICE", "WON"]
     assert ok(await http.get(f"/deals/{other['id']}"))["stage"] == "WON"

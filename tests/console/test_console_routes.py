@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from urllib.parse import unquote
 
 import httpx
@@ -309,6 +310,27 @@ async def test_clients_are_listed_and_added_in_the_console_and_a_deal_can_be_for
         assert (anna["name"], anna["email"], anna["phone"]) == ("Anna Nowak", "anna@example.com", "+48 601 234 567")
         item_page = (await client.get(f"/ui/items/deal/{d}")).text
         assert f'<option value="{anna["id"]}" >Anna Nowak</option>' in item_page
+
+
+async def test_removing_a_stage_asks_naming_its_items_and_rules_and_an_older_version_says_to_add_it_again(stack, crm):
+    p = crm["pipeline"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        page = html.unescape((await client.get(f"/ui/pipelines/{p}/stages")).text)
+        question = page.split("/stages/NEW/remove", 1)[1].split("return confirm(", 1)[1].split(")'", 1)[0]
+        assert json.loads(question) == (
+            "Remove the stage New? Its 1 deal moves to the stage you chose. Its rules and triggers (hello) leave the "
+            "automation as a new version; restoring an older version needs the stage added again first.")
+        before = ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"]
+        removed = await client.post(f"/ui/pipelines/{p}/stages/NEW/remove", data={"csrf_token": csrf,
+                                                                                 "move_items_to": "WON"})
+        assert removed.status_code == 303
+        restored = await client.post(f"/ui/pipelines/{p}/versions/{before}/restore", data={"csrf_token": csrf})
+        said = html.unescape(restored.text)
+        assert restored.status_code == 409
+        assert (f"Version {before} has rules or triggers in stage NEW, removed since. Add it again on the Stages page "
+                f"with the same code, then restore version {before}.") in said
+        assert "body.stages" not in said
+    assert ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"] == before + 1
 
 
 async def test_every_page_names_the_consoles_icon_and_the_icon_is_served(stack, crm):
