@@ -194,8 +194,8 @@ def new_piece(
 @router.get("/pipelines/{pipeline_id}/automation/{part}/{stage}/{name}", response_class=HTMLResponse)
 def edit_piece(request: Request, pipeline_id: Id, part: Part, stage: StageCode, name: PieceName, user: UserDep,
                session: SessionDep):
-    """A rule or trigger, by its stage and its name (not its place, which a colleague's change may move)."""
-    require_admin(user)
+    """A rule or trigger, by its stage and its name (not its place, which a colleague's change may move); a member
+    sees it as saved, read-only."""
     pipeline = get_pipeline(session, pipeline_id)
     version, _ = versions.current_version(session, pipeline_id)
     pieces = _pieces(current_automation(session, pipeline_id), _stage_or_404(session, pipeline_id, stage), part)

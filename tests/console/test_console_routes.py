@@ -73,11 +73,17 @@ async def test_a_form_posted_without_the_csrf_token_is_refused_and_changes_nothi
     assert [rule["name"] for rule in rules] == ["hello"]
 
 
-async def test_a_member_sees_and_moves_but_does_not_edit_automation(stack, crm):
+async def test_a_member_sees_and_moves_and_reads_rules_but_does_not_edit_automation(stack, crm):
     p = crm["pipeline"]["id"]
     async with signed_in(stack, MEMBER_KEY) as (client, csrf):
         assert (await client.get(f"/ui/pipelines/{p}")).status_code == 200
-        assert (await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/hello")).status_code == 403
+        read = await client.get(f"/ui/pipelines/{p}/automation/rules/NEW/hello")
+        assert read.status_code == 200 and '<fieldset disabled class="read-only">' in read.text
+        assert "Hello {{Deal.Title}}" in html.unescape(read.text) and "Save rule" not in read.text
+        assert (await client.get(f"/ui/pipelines/{p}/automation/rules/new", params={"stage": "NEW"})).status_code == 403
+        refused = await client.post(f"/ui/pipelines/{p}/automation/rules", data={**form_values(read.text),
+                                                                               "csrf_token": csrf})
+        assert refused.status_code == 403
         refused = await client.post(f"/ui/pipelines/{p}/automation/rules/NEW/hello/delete", data={"csrf_token": csrf})
         assert refused.status_code == 403
         for path, data in [("/ui/pipelines", {"name": "Mine", "entity_type": "deal", "stage_name": "One", "stage_code": ""}),
