@@ -1,5 +1,6 @@
-"""`Idempotency-Key` on creations, moves and events: a retry gets the first answer and changes nothing again; the
-same key with another request is refused (422 naming the header), since what it asks would otherwise be dropped."""
+"""`Idempotency-Key` on creations, moves and events: a retry changes nothing again (a creation or a move gets the
+first answer; an event is sent again and its item's workflow takes it once); the same key with another request is
+refused (422 naming the header), since what it asks would otherwise be dropped."""
 
 from __future__ import annotations
 

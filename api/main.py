@@ -140,7 +140,8 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
 
     @app.exception_handler(StarletteHTTPException)
     async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == UNREADABLE_BODY:
+        if (exc.status_code == status.HTTP_400_BAD_REQUEST and exc.detail == UNREADABLE_BODY
+                and "json" in request.headers.get("content-type", "") and not wants_page(request)):
             return JSONResponse({"detail": [{
                 "type": "json_invalid", "loc": ["body"],
                 "msg": "the body could not be read as JSON: it is nested too deep or is not JSON"}]},

@@ -45,9 +45,10 @@ def machine_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def install(package: str, installed: Callable[[], bool]) -> None:
-    """Installs `package` unless `installed()` already holds (checked again under the lock, since another process of
-    the suite may have installed it meanwhile)."""
+def install(package: str, installed: Callable[[], bool], *, recommends: bool = False) -> None:
+    """Installs `package` (with the packages it recommends, when asked: a browser's fonts) unless `installed()`
+    already holds (checked again under the lock, since another process of the suite may have installed it
+    meanwhile)."""
     with machine_lock():
         if installed():
             return
@@ -55,8 +56,8 @@ def install(package: str, installed: Callable[[], bool]) -> None:
             raise NotInstallable(f"{package} is missing and cannot be installed here (needs root and apt-get): "
                                  f"apt-get install {package}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]):
+        extra = [] if recommends else ["--no-install-recommends"]
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *extra, package]):
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
             if done.returncode != 0 and command[1] == "install":
                 raise NotInstallable(f"apt-get install {package} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

@@ -584,15 +584,21 @@ async def restore_version(request: Request, pipeline_id: Id, version: Id, user: 
     pipeline = get_pipeline(session, pipeline_id)
     form = await request.form()
     old = versions.get_version(session, pipeline_id, version)
-    gone = sorted(set((old.config or {}).get("stages") or {}) - set(stage_names(session, pipeline_id)))
+    named = {code for code, parts in ((old.config or {}).get("stages") or {}).items()
+             if (parts or {}).get("rules") or (parts or {}).get("triggers")}
+    gone = sorted(named - set(stage_names(session, pipeline_id)))
     if gone:
         return refusal(request, user, pipeline_id, HTTPException(
             status_code=status.HTTP_409_CONFLICT,
             detail=f"Version {version} has rules or triggers in stage{'s' if len(gone) > 1 else ''} "
                    f"{', '.join(gone)}, removed since. Add {'them' if len(gone) > 1 else 'it'} again on the Stages "
                    f"page with the same code, then restore version {version}."))
+    # A removed stage's entry that holds nothing is left out of the restored version.
+    current = set(stage_names(session, pipeline_id))
+    config = {**old.config, "stages": {code: parts for code, parts in ((old.config or {}).get("stages") or {}).items()
+                                       if code in current}}
     try:
-        saved = await _publish(request, user, session, client, settings, pipeline, dict(old.config), form,
+        saved = await _publish(request, user, session, client, settings, pipeline, config, form,
                                str(request.url.path))
     except HTTPException as refused:
         return refusal(request, user, pipeline_id, refused)

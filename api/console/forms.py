@@ -108,10 +108,11 @@ def _shown(kind: str, value: Any) -> str:
 
 
 def named_people(users: Any) -> dict[int, str]:
-    """Each person's name by id, for those whose name no one else has: a user setting shows the name, and reads
-    back as the same id."""
+    """Each person's name by id, for those whose name no one else has (and that does not read as an id or a
+    placeholder): a user setting shows the name, and reads back as the same id."""
     by_name = people_by_name(users)
-    return {person.id: person.name for person in users if len(by_name[person.name.casefold()]) == 1}
+    return {person.id: person.name for person in users if len(by_name[person.name.casefold()]) == 1
+            and not person.name.strip().isdigit() and "{{" not in person.name}
 
 
 def _by_name(prop: dict[str, Any], kind: str, value: Any, names: Mapping[int, str]) -> Any:
@@ -296,8 +297,9 @@ def plain(message: str) -> str:
 
 
 def decimal_text(text: str) -> str:
-    """A number as typed, with a decimal comma read as a point (`12,50` → `12.50`)."""
-    return text.strip().replace(",", ".") if re.fullmatch(r"\s*-?[0-9]+,[0-9]+\s*", text) else text
+    """A number as typed, with a decimal comma read as a point (`12,50` → `12.50`, `7,5` → `7.5`); a comma before
+    three digits (`1,500`) may group thousands, so it is left to be refused as not a number."""
+    return text.strip().replace(",", ".") if re.fullmatch(r"\s*-?[0-9]+,[0-9]{1,2}\s*", text) else text
 
 
 def problem_words(problem: dict[str, Any]) -> str:

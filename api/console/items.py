@@ -112,6 +112,16 @@ async def create_item(
     except HTTPException as refused:
         if refused.status_code >= 500:
             raise
+        reused = isinstance(refused.detail, list) and any(
+            list(problem.get("loc") or []) == ["header", "Idempotency-Key"] for problem in refused.detail)
+        made = items.made_with_key(session, pipeline.entity_type, idempotency_key) if reused else None
+        if made is not None:
+            # This form made an item before (its answer was lost, or the item could not enter its stage then): the
+            # form says which, and is a new form from now on.
+            return _board(request, user, session, pipeline, values=typed, errors={"form": (
+                f"This form made {made.entity_type} {made.id} ({made.title}) already: /ui/items/{made.entity_type}/"
+                f"{made.id}. Sent now, it makes a new one.")}, form_key=secrets.token_urlsafe(18),
+                status_code=status.HTTP_409_CONFLICT)
         return _board(request, user, session, pipeline, values=typed, errors=_refused(refused),
                       form_key=idempotency_key or secrets.token_urlsafe(18), status_code=refused.status_code)
     return back(f"/ui/items/{item.entity_type}/{item.id}")

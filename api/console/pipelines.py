@@ -116,12 +116,25 @@ def _stages_page(request: Request, user: ConsoleUser, session: Session, pipeline
     counts = dict(session.exec(
         select(Item.stage, func.count()).where(Item.pipeline_id == pipeline.id, col(Item.archived_at).is_(None))
         .group_by(Item.stage)).all())
-    automation = (current_automation(session, pipeline.id).get("stages") or {})
-    pieces = {code: [piece.get("name") for part in ("rules", "triggers") for piece in (parts or {}).get(part) or []]
-              for code, parts in automation.items()}
+    automation = current_automation(session, pipeline.id).get("stages") or {}
+    questions = {stage.code: _removal_question(pipeline, stage, counts.get(stage.code, 0), automation.get(stage.code))
+                 for stage in stages}
     return page(request, "stages.html", user, status_code=status_code, pipeline=pipeline, stages=stages,
-                counts=counts, pieces=pieces, semantics=STAGE_KINDS, errors=errors, typed=typed or {},
+                counts=counts, questions=questions, semantics=STAGE_KINDS, errors=errors, typed=typed or {},
                 saved=saved[:100])
+
+
+def _removal_question(pipeline: Pipeline, stage: Any, count: int, parts: dict[str, Any] | None) -> str:
+    """What the browser asks before a stage is removed: the items that move, the rules and triggers that leave."""
+    question = f"Remove the stage {stage.name}?"
+    if count:
+        question += (f" Its {count} {pipeline.entity_type}{'' if count == 1 else 's'} "
+                     f"move{'s' if count == 1 else ''} to the stage you chose.")
+    names = [str(piece.get("name")) for part in ("rules", "triggers") for piece in (parts or {}).get(part) or []]
+    if names:
+        question += (f" Its rules and triggers ({', '.join(names)}) leave the automation as a new version; restoring "
+                     "an older version needs the stage added again first.")
+    return question
 
 
 @router.get("/pipelines/{pipeline_id}/stages", response_class=HTMLResponse)

@@ -104,7 +104,8 @@ def party_router(model: type[Contact] | type[Company], owner_type: str, prefix: 
                     {"event": body.model_dump(mode="json")}).claim()
         event = PostedEvent(name=body.type, values=body.data)
         reached = await send_to_party_items(
-            session, client, settings, owner_type, party_id, event, event_id=idempotency_key
+            session, client, settings, owner_type, party_id, event, event_id=idempotency_key,
+            request=body.model_dump(mode="json"),
         )
         return PartyEventAccepted(
             deal_ids=[item.id for item in reached if item.entity_type == "deal"],

@@ -28,7 +28,9 @@ from models.domain.timing import CUSTOM_FIELD_PREFIX
 from models.domain.placeholders import money
 from models.domain.wording import field_words
 from models.settings import Settings
-from models.tables import Callback, Company, Contact, Item, Pipeline, Stage, TimelineEntry, User, utcnow
+from models.tables import (
+    Callback, Company, Contact, IdempotentRequest, Item, Pipeline, Stage, TimelineEntry, User, utcnow,
+)
 from workflows import client as workflow_client
 from workflows.types import CallbackSignal, EventHandled
 
@@ -157,6 +159,13 @@ async def create_item(
             raise _rejected(error) from error
         session.refresh(item)
     return item
+
+
+def made_with_key(session: Session, entity: str, key: str) -> Item | None:
+    """The item a creation with this `Idempotency-Key` made, if one did."""
+    earlier = session.get(IdempotentRequest, f"{entity}s/create {key}")
+    item_id = (earlier.response or {}).get("item_id") if earlier is not None else None
+    return session.get(Item, item_id) if item_id else None
 
 
 async def resume_item(session: Session, client: Client, settings: Settings, item: Item) -> None:
@@ -348,9 +357,12 @@ def add_comment(session: Session, item: Item, text: str, author_id: int | None) 
 
 
 def claim_event_key(session: Session, item: Item, key: str | None, request: dict[str, Any]) -> None:
-    """A client's `Idempotency-Key` on an event for the item (posted, a payment, a webhook call): kept with the
-    request the first time; the same key with another request is refused (422), since the item's workflow takes an
-    event id once and would drop it."""
+    """A client's `Idempotency-Key` on an event for the item (posted, a payment, a webhook call, a client's event
+    that reaches it): kept with the request the first time; the same key with another request is refused (422),
+    since the item's workflow takes an event id once and would drop it. An item that cannot take events yet (409)
+    keeps the key free."""
+    if key:
+        require_started(item)
     Idempotency(session, f"{item.entity_type}-{item.id}/events", key, request).claim()
 
 
@@ -386,14 +398,19 @@ async def report_payment(
 
 async def send_to_party_items(
     session: Session, client: Client, settings: Settings, owner_type: str, owner_id: int, event: Event, *,
-    event_id: str | None = None,
+    event_id: str | None = None, request: dict[str, Any] | None = None,
 ) -> list[Item]:
-    """An event on a contact or company reaches every deal and lead linked to it that has entered a stage."""
+    """An event on a contact or company reaches every deal and lead linked to it that has entered a stage. A
+    client's key (`request`: what the client sent) is the event id on each of them, so it is claimed on each first:
+    a key an item took for another request refuses the whole event, before any item hears of it."""
     link = Item.contact_id if owner_type == "contact" else Item.company_id
     items = list(session.exec(
         select(Item).where(link == owner_id, col(Item.stage).is_not(None), col(Item.archived_at).is_(None))
         .order_by(Item.id)
     ).all())
+    if request is not None:
+        for item in items:
+            claim_event_key(session, item, event_id, {"client_event": {owner_type: owner_id, **request}})
     for item in items:
         await tell(client, settings, item, event, event_id=event_id)
     return items

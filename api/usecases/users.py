@@ -18,6 +18,8 @@ def supervisor_problem(session: Session, user_id: int | None, supervisor_id: int
         if current in seen:
             if supervisor_id == user_id:
                 return "would make the user their own supervisor"
+            if current != user_id:
+                return f"the supervisors above user {supervisor_id} go round in a circle already"
             above = session.get(User, supervisor_id)
             return (f"{above.name} (user {supervisor_id}) is supervised by this user, directly or through others: "
                     "supervisors would go round in a circle")

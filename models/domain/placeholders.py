@@ -80,10 +80,14 @@ def resolve(path: str, data: Mapping[str, Any]) -> Any:
 
 class Money(float):
     """An amount of money (a deal's amount, what it has been paid): a number like any other, which a text shows with
-    its cents when it has some (1500.50) and whole otherwise (1500)."""
+    its cents when it has some (1500.50), whole otherwise (1500), and as it is when finer than cents (1500.125)."""
 
     def text(self) -> str:
-        return str(int(self)) if self.is_integer() else f"{self:.2f}"
+        if self.is_integer():
+            return str(int(self))
+        if round(self, 2) != self:  # finer than cents: shown as it is, not rounded away
+            return format(Decimal(repr(float(self))), "f")
+        return f"{self:.2f}"
 
 
 def money(value: float | None) -> Money | None:

@@ -76,3 +76,33 @@ async def test_a_client_event_key_and_a_webhook_key_sent_with_another_request_ar
                              headers=hook), HTTPStatus.ACCEPTED)
     assert_problem(await stack.anon.post(f"/hooks/{secret}", json={"deal_id": item["id"], "data": {"invoice": "A-2"}},
                                          headers=hook), HTTPStatus.UNPROCESSABLE_ENTITY, *REUSED)
+
+
+async def test_a_deals_event_key_and_its_clients_event_key_are_one_event_id(stack):
+    """A client's event reaches each of its deals under the client's key: a key one of them took for another
+    request refuses the client's event before any deal hears of it, and the other way round."""
+    flow, manager = await crm(stack, ["NEW", "WON"])
+    contact = ok(await stack.member.post("/contacts", json={"name": "Anna Nowak"}), HTTPStatus.CREATED)
+    item = await deal(stack.member, flow["id"], manager["id"], contact_id=contact["id"])
+    ok(await stack.member.post(f"/deals/{item['id']}/events?wait=true", json={"type": "called"},
+                               headers={"Idempotency-Key": "k-1"}))
+    assert_problem(await stack.member.post(f"/contacts/{contact['id']}/events", json={"type": "became_vip"},
+                                           headers={"Idempotency-Key": "k-1"}), HTTPStatus.UNPROCESSABLE_ENTITY, *REUSED)
+    ok(await stack.member.post(f"/contacts/{contact['id']}/events", json={"type": "became_vip"},
+                               headers={"Idempotency-Key": "k-2"}), HTTPStatus.ACCEPTED)
+    assert_problem(await stack.member.post(f"/deals/{item['id']}/events", json={"type": "emailed"},
+                                           headers={"Idempotency-Key": "k-2"}), HTTPStatus.UNPROCESSABLE_ENTITY, *REUSED)
+    events = [entry["data"]["type"] for entry in await timeline(stack.member, item["id"], kind="event_received")]
+    assert sorted(events) == ["became_vip", "called"]
+
+
+async def test_an_event_refused_for_an_archived_deal_leaves_its_key_free(stack):
+    flow, manager = await crm(stack, ["NEW", "WON"])
+    item = await deal(stack.member, flow["id"], manager["id"])
+    ok(await stack.member.post(f"/deals/{item['id']}/archive"))
+    key = {"Idempotency-Key": "late-1"}
+    refused = await stack.member.post(f"/deals/{item['id']}/payments", json={"amount": 5}, headers=key)
+    assert refused.status_code == HTTPStatus.CONFLICT
+    ok(await stack.member.post(f"/deals/{item['id']}/restore"))
+    ok(await stack.member.post(f"/deals/{item['id']}/payments?wait=true", json={"amount": 7}, headers=key))
+    assert ok(await stack.member.get(f"/deals/{item['id']}"))["paid"] == 7

@@ -91,6 +91,10 @@ async def test_a_refusal_echoes_a_long_input_short_and_names_a_body_nested_too_d
     assert_problem(long_title, HTTPStatus.UNPROCESSABLE_ENTITY, "body", "title")
     assert len(long_title.content) < 2_000
     assert long_title.json()["detail"][0]["input"].endswith("… (100,000 characters)")
+    big = await stack.member.post("/deals", json={"title": "Desk", "pipeline_id": flow["id"],
+                                                  "responsible_id": manager["id"], "fields": ["x" * 10] * 500})
+    assert_problem(big, HTTPStatus.UNPROCESSABLE_ENTITY, "body", "fields")
+    assert "input" not in big.json()["detail"][0] and len(big.content) < 2_000
     deep = await stack.member.post("/deals", content="[" * 5000 + "]" * 5000,
                                    headers={"content-type": "application/json"})
     assert_problem(deep, HTTPStatus.UNPROCESSABLE_ENTITY, "body")

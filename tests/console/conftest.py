@@ -31,7 +31,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 def chromium() -> str:
     """Debian's chromium, installed when missing (as root, with apt-get); the reason it cannot be had fails the test."""
     try:
-        install("chromium", CHROMIUM.exists)
+        install("chromium", CHROMIUM.exists, recommends=True)
     except NotInstallable as reason:
         pytest.fail(str(reason))
     return str(CHROMIUM)

@@ -321,11 +321,12 @@ async def test_clients_are_listed_and_added_in_the_console_and_a_deal_can_be_for
 async def test_removing_a_stage_asks_naming_its_items_and_rules_and_an_older_version_says_to_add_it_again(stack, crm):
     p = crm["pipeline"]["id"]
     async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        ok(await stack.http.patch(f"/pipelines/{p}/stages/NEW", json={"name": "Tom's R&D"}))
         page = html.unescape((await client.get(f"/ui/pipelines/{p}/stages")).text)
         question = page.split("/stages/NEW/remove", 1)[1].split("return confirm(", 1)[1].split(")'", 1)[0]
         assert json.loads(question) == (
-            "Remove the stage New? Its 1 deal moves to the stage you chose. Its rules and triggers (hello) leave the "
-            "automation as a new version; restoring an older version needs the stage added again first.")
+            "Remove the stage Tom's R&D? Its 1 deal moves to the stage you chose. Its rules and triggers (hello) leave "
+            "the automation as a new version; restoring an older version needs the stage added again first.")
         before = ok(await stack.http.get(f"/pipelines/{p}/automation"))["version"]
         removed = await client.post(f"/ui/pipelines/{p}/stages/NEW/remove", data={"csrf_token": csrf,
                                                                                  "move_items_to": "WON"})
@@ -687,8 +688,10 @@ async def test_deal_forms_say_what_is_wrong_with_a_number_in_words_and_take_a_de
         page = form_values((await client.get(f"/ui/items/deal/{d}")).text)
         typed = {name: value for name, value in page.items() if name in (
             "title", "amount", "currency", "responsible_id", "contact_id", "close_date") or name.startswith("field.")}
-        bad = await client.post(f"/ui/items/deal/{d}/fields", data={**typed, "csrf_token": csrf, "amount": "12.5.0"})
-        assert "Amount: is not a number such as 1500.50" in html.unescape(bad.text)
+        for unreadable in ("12.5.0", "1,500"):
+            bad = await client.post(f"/ui/items/deal/{d}/fields", data={**typed, "csrf_token": csrf,
+                                                                       "amount": unreadable})
+            assert "Amount: is not a number such as 1500.50" in html.unescape(bad.text), unreadable
         saved = await client.post(f"/ui/items/deal/{d}/fields", data={**typed, "csrf_token": csrf, "amount": "12,50",
                                                                      "currency": "pln"})
         assert saved.status_code == 303, saved.text
@@ -714,6 +717,27 @@ async def test_a_simulation_says_when_nothing_happens_and_names_who_is_notified(
 
 async def _rule_done(stack, item_id: int, rule: str) -> bool:
     return any(entry["rule_name"] == rule and entry["kind"] == "rule_done" for entry in await timeline(stack.http, item_id))
+
+
+async def test_a_new_deal_form_sent_again_changed_after_it_made_a_deal_says_so_and_becomes_a_new_form(stack, crm):
+    p, manager = crm["pipeline"]["id"], crm["manager"]["id"]
+    async with signed_in(stack, ADMIN_KEY) as (client, csrf):
+        key = form_values((await client.get(f"/ui/pipelines/{p}/items")).text)["idempotency_key"]
+        fields = {"csrf_token": csrf, "idempotency_key": key, "title": "Oak desk", "responsible_id": str(manager),
+                  "stage": "NEW"}
+        made = await client.post(f"/ui/pipelines/{p}/items", data=fields)
+        assert made.status_code == 303
+        desk = int(made.headers["location"].rsplit("/", 1)[1])
+        again = await client.post(f"/ui/pipelines/{p}/items", data={**fields, "title": "Oak desk, large"})
+        assert again.status_code == 409
+        assert f"This form made deal {desk} (Oak desk) already" in html.unescape(again.text)
+        fresh = form_values(again.text)
+        assert fresh["idempotency_key"] != key and fresh["title"] == "Oak desk, large"
+        second = await client.post(f"/ui/pipelines/{p}/items", data={**fields, "title": "Oak desk, large",
+                                                                     "idempotency_key": fresh["idempotency_key"]})
+        assert second.status_code == 303
+    titles = sorted(row["title"] for row in ok(await stack.http.get("/deals")))
+    assert titles == ["Oak desk", "Oak desk, large", "Sofa"]
 
 
 async def test_the_simulate_form_names_every_problem_at_once_in_words(stack, crm):
