@@ -64,7 +64,7 @@ async def test_a_body_template_is_rendered_keeping_numbers_numbers(stack, outsid
         assert (await finished(stack.http, item["id"], rule))["kind"] == "rule_done"
     by_path = {request.path: request for request in outside.requests}
     assert by_path["/hook"].method == "PUT"
-    assert by_path["/hook"].json() == {"title": "Sofa", "amount": 99.5, "line": "Sofa for 99.5 EUR", "fixed": [1, True]}
+    assert by_path["/hook"].json() == {"title": "Sofa", "amount": 99.5, "line": "Sofa for 99.50 EUR", "fixed": [1, True]}
     assert by_path["/text"].body == b"Deal Sofa moved to NEW"
     assert by_path["/text"].headers["content-type"].startswith("text/plain")
 
