@@ -7,7 +7,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from tests.api.support import assert_problem, crm, stage_of, total
-from tests.crm import deal, ok, timeline
+from tests.crm import deal, eventually, ok, timeline
 
 REUSED = ("header", "Idempotency-Key")
 
@@ -92,8 +92,16 @@ async def test_a_deals_event_key_and_its_clients_event_key_are_one_event_id(stac
                                headers={"Idempotency-Key": "k-2"}), HTTPStatus.ACCEPTED)
     assert_problem(await stack.member.post(f"/deals/{item['id']}/events", json={"type": "emailed"},
                                            headers={"Idempotency-Key": "k-2"}), HTTPStatus.UNPROCESSABLE_ENTITY, *REUSED)
-    events = [entry["data"]["type"] for entry in await timeline(stack.member, item["id"], kind="event_received")]
-    assert sorted(events) == ["became_vip", "called"]
+
+    async def events() -> list[str]:
+        return sorted(entry["data"]["type"] for entry in await timeline(stack.member, item["id"], kind="event_received"))
+
+    await eventually(lambda: _has(events, "became_vip"))
+    assert await events() == ["became_vip", "called"]
+
+
+async def _has(read, name: str) -> bool:
+    return name in await read()
 
 
 async def test_an_event_refused_for_an_archived_deal_leaves_its_key_free(stack):
