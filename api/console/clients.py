@@ -1,5 +1,6 @@
 """Clients in the console: the contacts deals and leads are for (whom e-mail, SMS and messenger rules reach),
-listed for everyone and added by an admin or a member through the use case of `POST /contacts`."""
+listed for everyone and added by an admin or a member, with their messenger identities, through the use case of
+`POST /contacts`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from models.tables import Contact
 
 router = APIRouter()
 FIELDS = ("name", "email", "phone")
+CHANNELS = ("telegram", "whatsapp")
+"""The messenger identities the form takes: a Telegram chat id, a WhatsApp number."""
 LABELS = {"name": "Name", "email": "E-mail", "phone": "Phone", "channels": "Messengers"}
 
 
@@ -41,6 +44,10 @@ async def add_client(request: Request, user: ChangeDep, session: SessionDep):
     """A new contact, checked as `POST /contacts` checks one; refused, the form comes back with what was typed."""
     form = await request.form()
     values, body = forms.typed_values(form, FIELDS)
+    channel_values, channels = forms.typed_values(form, CHANNELS)
+    values.update(channel_values)
+    if channels:
+        body["channels"] = channels
     try:
         created = create_party(session, Contact, PartyCreate.model_validate(body))
     except (ValidationError, HTTPException) as error:

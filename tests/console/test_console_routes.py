@@ -307,13 +307,20 @@ async def test_clients_are_listed_and_added_in_the_console_and_a_deal_can_be_for
         assert "Phone: is not a phone number such as +48 601 234 567" in said
         assert form_values(refused.text)["email"] == "anna-at-example"
         assert ok(await stack.http.get("/contacts")) == []
+        no_number = await client.post("/ui/clients", data={"csrf_token": csrf, "name": "Anna Nowak",
+                                                           "whatsapp": "call me"})
+        assert no_number.status_code == 422
+        assert "Messengers: " in html.unescape(no_number.text) and form_values(no_number.text)["whatsapp"] == "call me"
         added = await client.post("/ui/clients", data={"csrf_token": csrf, "name": "Anna Nowak",
-                                                       "email": "anna@example.com", "phone": "+48 601 234 567"})
+                                                       "email": "anna@example.com", "phone": "+48 601 234 567",
+                                                       "telegram": "424242", "whatsapp": "+48 601 234 567"})
         assert added.status_code == 303
         listed = html.unescape((await client.get(added.headers["location"])).text)
         assert "Anna Nowak added." in listed and "anna@example.com" in listed
         [anna] = ok(await stack.http.get("/contacts"))
         assert (anna["name"], anna["email"], anna["phone"]) == ("Anna Nowak", "anna@example.com", "+48 601 234 567")
+        assert anna["channels"] == {"telegram": "424242", "whatsapp": "+48601234567"}
+        assert "telegram, whatsapp" in listed
         item_page = (await client.get(f"/ui/items/deal/{d}")).text
         assert f'<option value="{anna["id"]}" >Anna Nowak</option>' in item_page
 
