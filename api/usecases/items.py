@@ -29,7 +29,7 @@ from models.domain.placeholders import money
 from models.domain.wording import field_words
 from models.settings import Settings
 from models.tables import (
-    Callback, Company, Contact, IdempotentRequest, Item, Pipeline, Stage, TimelineEntry, User, utcnow,
+    Callback, Company, Contact, Item, Pipeline, Stage, TimelineEntry, User, utcnow,
 )
 from workflows import client as workflow_client
 from workflows.types import CallbackSignal, EventHandled
@@ -90,10 +90,8 @@ def check_list_filter(session: Session, entity: str, pipeline_id: int | None, st
     naming the filter (an empty list would say there are none)."""
     problems = Problems()
     if pipeline_id is not None:
-        pipeline = session.get(Pipeline, pipeline_id)
-        if pipeline is None or pipeline.entity_type != entity:
-            what = "does not exist" if pipeline is None else f"holds {pipeline.entity_type}s, not {entity}s"
-            problems.add(("query", "pipeline_id"), f"pipeline {pipeline_id} {what}")
+        if (problem := pipeline_problem(session, entity, pipeline_id)) is not None:
+            problems.add(("query", "pipeline_id"), problem)
         elif stage is not None and (problem := stage_problem(session, pipeline_id, stage)) is not None:
             problems.add(("query", "stage"), problem)
     elif stage is not None and session.exec(
@@ -103,20 +101,28 @@ def check_list_filter(session: Session, entity: str, pipeline_id: int | None, st
     problems.raise_if_any()
 
 
+def pipeline_problem(session: Session, entity: str, pipeline_id: int) -> str | None:
+    """Why pipeline `pipeline_id` cannot hold these items (missing, or holding the other kind), or None."""
+    pipeline = session.get(Pipeline, pipeline_id)
+    if pipeline is None:
+        return f"pipeline {pipeline_id} does not exist"
+    if pipeline.entity_type != entity:
+        return f"pipeline {pipeline_id} holds {pipeline.entity_type}s, not {entity}s"
+    return None
+
+
 def _first_stage(session: Session, entity: str, body: ItemCreate, problems: Problems) -> str | None:
     """The stage a new item enters: the one asked for, or the pipeline's first."""
-    pipeline = session.get(Pipeline, body.pipeline_id)
-    if pipeline is None or pipeline.entity_type != entity:
-        what = "does not exist" if pipeline is None else f"holds {pipeline.entity_type}s, not {entity}s"
-        problems.add(("body", "pipeline_id"), f"pipeline {body.pipeline_id} {what}")
+    if (problem := pipeline_problem(session, entity, body.pipeline_id)) is not None:
+        problems.add(("body", "pipeline_id"), problem)
         return None
     if body.stage is None:
-        stages = stages_of(session, pipeline.id)
+        stages = stages_of(session, body.pipeline_id)
         if not stages:
             problems.add(("body", "pipeline_id"), f"pipeline {body.pipeline_id} has no stages")
             return None
         return stages[0].code
-    if (problem := stage_problem(session, pipeline.id, body.stage)) is not None:
+    if (problem := stage_problem(session, body.pipeline_id, body.stage)) is not None:
         problems.add(("body", "stage"), problem)
     return body.stage
 
@@ -163,7 +169,7 @@ async def create_item(
 
 def made_with_key(session: Session, entity: str, key: str) -> Item | None:
     """The item a creation with this `Idempotency-Key` made, if one did."""
-    earlier = session.get(IdempotentRequest, f"{entity}s/create {key}")
+    earlier = Idempotency(session, f"{entity}s/create", key).recall()
     item_id = (earlier.response or {}).get("item_id") if earlier is not None else None
     return session.get(Item, item_id) if item_id else None
 
