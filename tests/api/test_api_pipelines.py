@@ -53,12 +53,17 @@ async def test_removing_a_stage_moves_its_items_as_a_user_would_and_takes_its_ru
         assert ok(await http.get(f"/deals/{item['id']}"))["stage"] == "CALLED"
         moves = await timeline(http, item["id"], kind="stage_changed")
         assert moves[-1]["text"] == "Stage NEW → CALLED (moved by user)"
-        cancelled = [e for e in await timeline(http, item["id"], kind="rule_cancelled") if e["rule_name"] == "wait"]
+        # The left entry's workflow records its cancelled rule when it hears of the move, a moment after it.
+        cancelled = await eventually(lambda item_id=item["id"]: _cancelled(http, item_id, "wait"))
         assert cancelled and cancelled[0]["data"]["reason"] == "left"
         assert await eventually(lambda: _done(http, item["id"], "hello"))
     automation = ok(await http.get(f"/pipelines/{flow['id']}/automation"))
     assert "NEW" not in automation["stages"] and automation["version"] == 2
     assert ok(await http.get(f"/pipelines/{flow['id']}/automation/versions"))[0]["note"] == "stage NEW removed"
+
+
+async def _cancelled(http, item_id: int, rule: str) -> list[dict]:
+    return [entry for entry in await timeline(http, item_id, kind="rule_cancelled") if entry["rule_name"] == rule]
 
 
 async def _done(http, item_id: int, rule: str) -> bool:
