@@ -12,9 +12,10 @@ from activities.rule import Deps
 from activities.rules import CUSTOM_RULES, RULE_TYPES, rule_types
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
+from workflows.moment import DueMomentWorkflow
 from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
 
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow, DueMomentWorkflow]
 
 
 def workflow_runner(sandbox: bool) -> SandboxedWorkflowRunner | UnsandboxedWorkflowRunner:

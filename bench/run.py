@@ -496,11 +496,12 @@ def slow_workflow_tasks(worker: stack.Proc) -> int:
 
 
 async def timer_firing(
-    crm: Crm, procs: stack.Processes, count: int, concurrency: int, rate_hint: float
+    crm: Crm, client: Client, procs: stack.Processes, count: int, concurrency: int, rate_hint: float
 ) -> dict[str, Any]:
     """`count` rules all due at one moment (a short delay: a date field set a little after the last item will
     have been created), fired by the dev server's real timers; each must take effect exactly once. Beside the rate,
-    the CPU each process used per fired rule while they fired."""
+    the CPU each process used per fired rule while they fired, and when the last of their stage entries' workflows
+    ended (an entry whose rule its due moment ran ends once told its outcome)."""
     from datetime import datetime, timezone
 
     lead_time = count / max(rate_hint, 1.0) * 1.5 + 20
@@ -524,6 +525,14 @@ async def timer_firing(
         await asyncio.sleep(0.2)
     fired = time.perf_counter() - started
     cpu = cpu_per_item(procs, before, count, ("temporal", "worker-main", "api-main", "driver"))
+    running = (f"WorkflowType = 'StageEntryWorkflow' AND ExecutionStatus = 'Running' "
+               f"AND StageflowPipelineId = '{pipeline_id}'")
+    while (await client.count_workflows(running)).count:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("not every stage entry ended within 900 s of its rule's due time")
+        await asyncio.sleep(0.2)
+    closed = time.perf_counter() - started
+    cpu_ended = cpu_per_item(procs, before, count, ("temporal", "worker-main", "api-main", "driver"))
     await asyncio.sleep(3)
     done = crm.done_per_item(pipeline_id)
     notes = crm.done_per_item(pipeline_id, "followup")
@@ -537,7 +546,9 @@ async def timer_firing(
         "due_after_created_seconds": round(wait, 1),
         "fire_seconds": round(fired, 1),
         "fired_per_second": round(count / fired, 1),
+        "entries_ended_seconds": round(closed, 1),
         "cpu_ms_per_rule": cpu,
+        "cpu_ms_per_rule_until_entries_ended": cpu_ended,
         "slow_workflow_tasks": slow_workflow_tasks(crm.worker) - slow_before,
         "every_rule_once": once,
     }
@@ -794,7 +805,7 @@ async def run(args) -> dict[str, Any]:
             if args.fire:
                 rate = result.get("timers", {}).get("create_per_second", 10.0)
                 log(f"firing: {args.fire} rules due at one moment")
-                result["firing"] = await timer_firing(crm, procs, args.fire, args.concurrency, rate)
+                result["firing"] = await timer_firing(crm, client, procs, args.fire, args.concurrency, rate)
                 log(f"firing: {result['firing']}")
                 result["firing"]["bare"] = await bare_firing(client, procs, args.fire, args.concurrency)
                 log(f"bare firing: {result['firing']['bare']}")
@@ -902,7 +913,9 @@ def table(result: dict[str, Any]) -> str:
         f = result["firing"]
         lines.append(
                 f"firing: {f['items']} rules due at one moment fired in {f['fire_seconds']} s "
-            f"({f['fired_per_second']}/s; {f['slow_workflow_tasks']} workflow tasks over 5 s), "
+            f"({f['fired_per_second']}/s; {f['slow_workflow_tasks']} workflow tasks over 5 s; their entries' "
+            f"workflows ended within {f.get('entries_ended_seconds', '?')} s, at "
+            f"{f.get('cpu_ms_per_rule_until_entries_ended', {}).get('total', '?')} ms of CPU per rule), "
             f"every rule exactly once: {'yes' if f['every_rule_once'] else 'NO'}; CPU per rule "
             f"{f['cpu_ms_per_rule']['total']} ms ({cpu_parts(f['cpu_ms_per_rule'])})"
         )

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     rule_max_attempts: int = Field(default=6, validation_alias=_env("STAGEFLOW_RULE_MAX_ATTEMPTS"))
     rule_retry_initial_seconds: float = Field(default=1.0, validation_alias=_env("STAGEFLOW_RULE_RETRY_INITIAL_SECONDS"))
     rule_heartbeat_seconds: float = Field(default=10.0, ge=0, validation_alias=_env("STAGEFLOW_RULE_HEARTBEAT_SECONDS"))
+    shared_due_ahead_seconds: float = Field(default=10.0, ge=0, validation_alias=_env("STAGEFLOW_SHARED_DUE_AHEAD"))
+    """A database-only rule due at least this many seconds ahead, at a moment another entry's rule waits for too, is
+    run by that moment's workflow with the others (0: each entry keeps its own timer)."""
     max_body_bytes: int = Field(default=1_000_000, validation_alias=_env("STAGEFLOW_MAX_BODY_BYTES"))
     worker_workflow_task_slots: int = Field(default=20, ge=1, validation_alias=_env("STAGEFLOW_WORKFLOW_TASK_SLOTS"))
     worker_activity_slots: int = Field(default=200, ge=1, validation_alias=_env("STAGEFLOW_ACTIVITY_SLOTS"))

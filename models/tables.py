@@ -408,3 +408,33 @@ class Callback(SQLModel, table=True):
     answered_at: datetime | None = None
     values: dict = _json()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class DueMomentRecord(SQLModel, table=True):
+    """A due moment that stage entries' rules wait for (to the microsecond): how many offered their rule to it.
+    The first keeps its own timer; from the second on, the moment's workflow runs them (`HandedRule`)."""
+
+    __tablename__ = "duemoment"
+    key: str = Field(primary_key=True)
+    due: datetime = Field(index=True)
+    arrivals: int = 0
+
+
+class HandedRule(SQLModel, table=True):
+    """A database-only rule a stage entry handed to its due moment's workflow: the call to make at that moment, and
+    what became of it (`waiting`, `running` in the batch `run_by`, `done` with its outcome, or `withdrawn` by its
+    entry)."""
+
+    __table_args__ = (UniqueConstraint("workflow_id", "rule", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    moment: str = Field(index=True)
+    workflow_id: str
+    rule: str
+    seq: int
+    item_id: int = Field(index=True)
+    call: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = "waiting"
+    run_by: str | None = None
+    outcome: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    told: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

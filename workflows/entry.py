@@ -23,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
         APPLY_VERSION,
         BEGIN_ENTRY,
         CALLBACK,
+        DUE_OUTCOME,
         ENTRY_WORKFLOW,
         FINISH_ENTRY,
+        HAND_OVER,
         ITEM_CHANGED,
         ITEM_EVENT,
         RECORD_RULE_FAILED,
@@ -36,10 +38,13 @@ with workflow.unsafe.imports_passed_through():
         RULES_TOGETHER,
         SA_VERSION,
         SCHEDULE_RULE,
+        TAKE_BACK,
         CallbackSignal,
+        DueOutcome,
         EntryFinish,
         EntryInput,
         EntryPlan,
+        HandOver,
         ItemChanged,
         ItemEvent,
         PendingRule,
@@ -51,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
         RulePlan,
         RulesTogether,
         ScheduleCall,
+        TakeBack,
+        TakenBack,
         VersionApplied,
         VersionChange,
         WaitEnded,
@@ -77,6 +84,13 @@ FOLLOW_FIELDS = "date-delays-follow-fields"
 RULES_TOGETHER_PATCH = "rules-that-start-together"
 # A reset that runs an entry's first workflow task anew loads the automation saved now instead of the entry's plan.
 PLAN_AGAIN = "plan-again-after-reset"
+SHARED_DUE_MOMENTS = 4
+"""The engine generation from which an entry hands a waiting database-only rule to its due moment."""
+HANDED_GRACE = timedelta(minutes=5)
+"""How long past its due time an entry waits for the outcome of a rule it handed over before it takes it back."""
+RAN, DUE, BACK = "ran", "due", "back"
+"""How waiting for a handed rule ended: its due moment ran it; no outcome came in time, the entry runs it; something
+changed it before its moment, and the entry has it back."""
 
 
 async def run_step(
@@ -125,6 +139,13 @@ class StageEntryWorkflow:
         self.revision = 0
         """Counts the versions the entry took on, so that waiting rules wake to a new due time."""
         self.applying = asyncio.Lock()
+        self.handovers = 0
+        self.handed: dict[str, int] = {}
+        """Rules handed to their due moment: name → the offer's number."""
+        self.arrived: dict[str, RuleOutcome] = {}
+        """Outcomes of handed rules their due moment ran, until the entry takes them."""
+        self.variables_set = 0
+        """Counts the rules whose outcome set variables: a rule handed over with the variables before is taken back."""
         self.current = entry.plan is not None
         """Started with its plan: the entry began under engine generation 1 and asks for no earlier patch."""
 
@@ -181,6 +202,12 @@ class StageEntryWorkflow:
         """An outside system answered a rule's callback URL."""
         self.callbacks.setdefault(answer.rule, answer.values)
 
+    @workflow.signal(name=DUE_OUTCOME)
+    def due_outcome(self, told: DueOutcome) -> None:
+        """The due moment a rule was handed to ran it."""
+        if self.handed.get(told.rule) == told.seq:
+            self.arrived.setdefault(told.rule, told.outcome)
+
     @workflow.signal(name=ITEM_CHANGED)
     def item_changed(self, change: ItemChanged) -> None:
         self.changes.extend(change.fields)
@@ -198,6 +225,9 @@ class StageEntryWorkflow:
 
     async def _apply(self, change: VersionChange) -> None:
         new = {rule.name: rule for rule in change.rules}
+        for name in list(self.handed):
+            if name in self.arrived or await self._take_back(name) != "withdrawn":
+                self.status[name] = "running"  # its due moment ran it or runs it, as it was
         removed: list[str] = []
         changed: dict[str, list[str]] = {}
         moved: list[str] = []
@@ -402,6 +432,10 @@ class StageEntryWorkflow:
             if remaining <= 0:
                 return
             revision = self.revision
+            if await self._hand_over(rule, due):
+                if await self._await_handed(rule, due, lambda: self.revision != revision) != BACK:
+                    return
+                continue
             try:
                 await workflow.wait_condition(
                     lambda: self.revision != revision, timeout=remaining,
@@ -427,12 +461,18 @@ class StageEntryWorkflow:
                 if remaining <= 0:
                     return True
                 self.status[rule.name] = "waiting_delay"
-                try:
-                    await workflow.wait_condition(
-                        changed, timeout=remaining, timeout_summary=f"{rule.name} due {due.isoformat()}"
-                    )
-                except asyncio.TimeoutError:
-                    return True
+                if await self._hand_over(rule, due):
+                    if await self._await_handed(rule, due, changed) != BACK:
+                        return True
+                    if not changed():
+                        continue  # only the variables changed: handed over again with them
+                else:
+                    try:
+                        await workflow.wait_condition(
+                            changed, timeout=remaining, timeout_summary=f"{rule.name} due {due.isoformat()}"
+                        )
+                    except asyncio.TimeoutError:
+                        return True
             if self.revision != revision:
                 return False
             seen = len(self.changes)
@@ -454,6 +494,68 @@ class StageEntryWorkflow:
                 summary=f"{rule.name}: {field} changed",
             )
             self.due[rule.name] = rescheduled.due
+
+    async def _hand_over(self, rule: RulePlan, due: datetime) -> bool:
+        """Offers a database-only rule that needs no other rule's results to its due moment (engine generation 4);
+        whether the moment took it."""
+        ahead = self.plan.shared_due_seconds
+        if (self.entry.engine < SHARED_DUE_MOMENTS or not ahead or not rule.local or rule.depends_on
+                or rule.name in self.removed or self.applying.locked()
+                or (due - workflow.now()).total_seconds() < ahead):
+            return False
+        self.handovers += 1
+        seq = self.handovers
+        call = dataclasses.replace(self._call(rule), rule=dataclasses.replace(rule, due=due), at=due)
+        taken = await self._step(
+            HAND_OVER, HandOver(call=call, due=due, seq=seq), result_type=bool,
+            summary=f"{rule.name}: offered to the moment {due.isoformat()}",
+        )
+        if taken:
+            self.handed[rule.name] = seq
+            self.together_calls[rule.name] = call
+        return taken
+
+    async def _await_handed(self, rule: RulePlan, due: datetime, changed: Any) -> str:
+        """Waits for the outcome of a rule handed to its due moment: `RAN` once it is here; `BACK` when `changed()`
+        or the variables changed first and the entry took the rule back; `DUE` when no outcome came in time and the
+        entry took it back to run it itself. A rule its moment runs already is waited for whatever changes."""
+        name = rule.name
+        variables = self.variables_set
+        woken = lambda: changed() or self.variables_set != variables  # noqa: E731
+        while True:
+            timeout = max((due - workflow.now()).total_seconds(), 0) + HANDED_GRACE.total_seconds()
+            try:
+                await workflow.wait_condition(
+                    lambda: name in self.arrived or name not in self.handed or woken(), timeout=timeout,
+                    timeout_summary=f"{name} due {due.isoformat()} at its moment",
+                )
+            except asyncio.TimeoutError:
+                pass
+            if name in self.arrived:
+                return RAN
+            if name not in self.handed:
+                # a new automation version took it back: once that version is the entry's, the rule follows it
+                await workflow.wait_condition(lambda: not self.applying.locked())
+                return BACK
+            state = await self._take_back(name)
+            if state == "withdrawn":
+                return BACK if woken() else DUE
+            if state == "done":
+                return RAN
+            woken = lambda: False  # noqa: E731 - its moment runs it now
+
+    async def _take_back(self, name: str) -> str:
+        """Takes a handed rule back from its due moment, unless the moment ran it (its outcome is kept) or runs it
+        now; the rule's state there."""
+        taken = await self._step(
+            TAKE_BACK, TakeBack(workflow_id=workflow.info().workflow_id, rule=name, seq=self.handed[name]),
+            result_type=TakenBack, summary=f"{name}: back from its moment",
+        )
+        if taken.state == "withdrawn":
+            del self.handed[name]
+        elif taken.outcome is not None:
+            self.arrived.setdefault(name, taken.outcome)
+        return taken.state
 
     async def _wait_dependencies(self, rule: RulePlan) -> None:
         if rule.name in self.removed:
@@ -548,9 +650,13 @@ class StageEntryWorkflow:
         """The rule's outcome: from the `rules.together` or `rules.outside_together` call it is part of (retried in
         an activity of its own when that call says so), or from its own activity."""
         together = self.together.get(rule.name)
-        if together is None:
+        if rule.name in self.arrived:
+            self.handed.pop(rule.name, None)
+            outcome = self.arrived.pop(rule.name)
+        elif together is None:
             return await self._run_rule(rule, self._call(rule))
-        outcome = await together
+        else:
+            outcome = await together
         if outcome.status == "failed":
             raise ApplicationError(outcome.reason, type=outcome.result.get("error_type"), non_retryable=True)
         if outcome.status == AGAIN:
@@ -619,6 +725,8 @@ class StageEntryWorkflow:
         self.status[rule.name] = outcome.status
         self.results[rule.name] = outcome.result
         self.variables.update(outcome.variables)
+        if outcome.variables:
+            self.variables_set += 1
         if self.follow:
             self.changes.extend(outcome.changed)
         await self._forward(outcome)
@@ -632,6 +740,15 @@ class StageEntryWorkflow:
             await parent.signal(ITEM_EVENT, ItemEvent(type=event.type, data=event.data, event_id=event.event_id))
         for move in outcome.moves:
             await parent.signal(RULE_MOVE, move)
+
+    async def _accept_handed(self, rule: RulePlan, outcome: RuleOutcome) -> None:
+        """The outcome of a handed rule its due moment ran, taken as the item leaves the stage."""
+        self.handed.pop(rule.name, None)
+        if outcome.status in ("failed", AGAIN):
+            error = ApplicationError(outcome.reason, type=outcome.result.get("error_type"), non_retryable=True)
+            await self._record_failure(rule, error)
+        else:
+            await self._accept(rule, outcome)
 
     def _skip_rest(self, rules: list[RulePlan], reason: str) -> None:
         for rule in rules:
@@ -649,6 +766,16 @@ class StageEntryWorkflow:
                 await self._accept(self.plans[name], task.result())
         self.running.clear()
         await workflow.wait_condition(lambda: not self.applying.locked())
+        for name in list(self.handed):
+            if self.status.get(name) in FINISHED:
+                continue
+            while name not in self.arrived and await self._take_back(name) == "running":
+                try:
+                    await workflow.wait_condition(lambda: name in self.arrived, timeout=HANDED_GRACE.total_seconds())
+                except asyncio.TimeoutError:
+                    pass
+            if name in self.arrived:
+                await self._accept_handed(self.plans[name], self.arrived.pop(name))
         left_waiting: dict[str, str] = {}
         for rule in self.plan.rules if self.plan is not None else []:
             state = self.status.get(rule.name)

@@ -6,7 +6,7 @@ Only stdlib types here: this module is imported by workflow code and passed thro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 ITEM_WORKFLOW = "ItemWorkflow"
@@ -41,6 +41,18 @@ PREPARE_RETRY = "prepare_retry"
 RETRY_FINISHED = "retry_finished"
 """How one failed rule's new run ended, for the operation's progress."""
 FINISH_OPERATION = "finish_operation"
+DUE_WORKFLOW = "DueMomentWorkflow"
+"""Runs, at one due moment, the database-only rules that stage entries handed to it (engine generation 4)."""
+HAND_OVER = "hand_over"
+"""An entry offers a waiting rule to its due moment's workflow; the step answers whether the moment took it."""
+TAKE_BACK = "take_back"
+"""An entry takes a rule it handed over back, unless its due moment's workflow has run it or runs it now."""
+RUN_DUE_RULES = "run_due_rules"
+"""The next rules handed to a due moment, run together and each recorded on its own."""
+TELL_DUE_OUTCOMES = "tell_due_outcomes"
+"""The outcomes of rules a due moment ran, each sent to its entry (`DUE_OUTCOME`)."""
+FINISH_DUE_MOMENT = "finish_due_moment"
+"""A due moment ran every rule handed to it: what it kept about them goes."""
 
 # The signals the workflows send each other.
 ITEM_EVENT = "event"
@@ -53,8 +65,10 @@ CALLBACK = "callback"
 """An outside system answered a rule's callback URL (`StageEntryWorkflow.callback`)."""
 APPLY_VERSION = "apply_version"
 """A new automation version for the entry's waiting rules (`StageEntryWorkflow.apply_version`)."""
+DUE_OUTCOME = "due_outcome"
+"""The outcome of a rule the entry handed to its due moment (`StageEntryWorkflow.due_outcome`)."""
 
-GENERATION = 3
+GENERATION = 4
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
 `workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
@@ -64,7 +78,11 @@ as a child workflow, which loaded its plan itself. In generation 2, an entry's r
 due at its start run in one `rules.outside_together` call (`EntryInput.engine`). In generation 3, an entry whose
 stage has no rules, or whose rules are all due at once and only touch the database, has no workflow: the step that
 enters the stage runs those rules in its own transaction (`finish_entry_at_entering`) and answers that nothing runs
-the entry (`Entered.running`, `MatchResult.entry_running`)."""
+the entry (`Entered.running`, `MatchResult.entry_running`). In generation 4, a database-only rule that waits for a due
+time at least `EntryPlan.shared_due_seconds` ahead, and that another entry's rule waits for too, is handed to that due
+moment's workflow (`DUE_WORKFLOW`), which runs all the rules handed to it together when the moment comes and tells
+each entry its rule's outcome; the entry keeps a timer only as a fallback and takes the rule back when something
+changes it before."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -263,6 +281,9 @@ class EntryPlan:
     retry_max_attempts: int = 6
     # A rule activity that stops heartbeating for this long is retried elsewhere (0: only its timeout counts).
     heartbeat_seconds: float = 0.0
+    shared_due_seconds: float = 0.0
+    """A database-only rule due at least this far ahead may be handed to its due moment (engine generation 4; 0:
+    never)."""
 
 
 @dataclass
@@ -539,3 +560,66 @@ class PendingRule:
     waiting_for: str | None = None
     version: int | None = None
     """The automation version the rule is of."""
+
+
+@dataclass
+class HandOver:
+    """A waiting rule an entry offers to its due moment: the call it would make at `due` (`seq` counts the entry's
+    offers)."""
+
+    call: RuleCall
+    due: datetime
+    seq: int
+
+
+@dataclass
+class TakeBack:
+    workflow_id: str
+    rule: str
+    seq: int
+
+
+@dataclass
+class TakenBack:
+    """`withdrawn`: the entry has its rule back; `running`: the due moment runs it now (its outcome follows);
+    `done`: it ran, with `outcome`."""
+
+    state: str
+    outcome: RuleOutcome | None = None
+
+
+@dataclass
+class DueMoment:
+    """A due moment's workflow input: the moment (`key`, `due_moment_key`)."""
+
+    key: str
+    due: datetime
+
+
+@dataclass
+class DueBatch:
+    """The next rules handed to a due moment, at most `limit`, run at `at`; `token` names this batch, so that a
+    retry finds the rules an earlier attempt began."""
+
+    key: str
+    at: datetime
+    token: str
+    limit: int
+
+
+@dataclass
+class DueOutcome:
+    """A handed rule's outcome, for its entry (`DUE_OUTCOME`)."""
+
+    rule: str
+    seq: int
+    outcome: RuleOutcome
+
+
+def due_moment_key(due: datetime) -> str:
+    """One due moment, to the microsecond, in UTC."""
+    return due.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def due_workflow_id(key: str) -> str:
+    return f"due-{key}"

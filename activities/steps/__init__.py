@@ -6,7 +6,7 @@ rules that reach the outside in one call.
 Each step lives in a module of its own: `stages` (stage changes and triggers), `planning` (an entry's plan and
 due times), `at_entering` (an entry the step that enters its stage finishes itself), `outcomes` (what the timeline
 records about rules), `runner` (one rule, exactly once), `versions` (a version's apply), `retries` (a bulk retry of
-failed rules).
+failed rules), `moments` (rules of many entries due at one moment, run together).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from sqlmodel import Session
 from temporalio import activity
 
+from activities.steps.moments import DueMomentSteps
 from activities.steps.outcomes import OutcomeSteps
 from activities.steps.planning import CUSTOM_RULE_ACTIVITY, PlanningSteps
 from activities.steps.retries import RetrySteps
@@ -51,6 +52,7 @@ class WorkerActivities:
         self.together = RulesTogetherStep(deps, self.runners)
         self.versions = VersionSteps(deps, self.planning)
         self.retries = RetrySteps(deps, self.planning)
+        self.moments = DueMomentSteps(deps, self.runners)
 
     def steps(self) -> list[Callable]:
         return [
@@ -70,6 +72,11 @@ class WorkerActivities:
             self.retries.prepare_retry,
             self.retries.retry_finished,
             self.retries.finish_operation,
+            self.moments.hand_over,
+            self.moments.take_back,
+            self.moments.run_due_rules,
+            self.moments.tell_due_outcomes,
+            self.moments.finish_due_moment,
         ]
 
     def all(self) -> list[Callable]:

@@ -172,6 +172,7 @@ class PlanningSteps:
             retry_initial_seconds=settings.rule_retry_initial_seconds,
             retry_max_attempts=settings.rule_max_attempts,
             heartbeat_seconds=settings.rule_heartbeat_seconds,
+            shared_due_seconds=settings.shared_due_ahead_seconds,
         )
         if stage is None or item is None:
             return plan

@@ -190,16 +190,26 @@ class RuleRunner:
 
 
 def prepare_together(session: Session, runners: Mapping[str, RuleRunner], calls: list[RuleCall]) -> list[Ready]:
-    """Prepares rules of one entry that start together in one read: their recorded outcomes in one query, the item
-    and its part of the data tree once. Every rule sees the item as it was when they started; an error preparing
-    one rule is that rule's alone."""
+    """Prepares rules that start together in one read: their recorded outcomes in one query, each item (one for the
+    rules of one entry, several for those of a due moment) and its part of the data tree once. Every rule sees its
+    item as it was when they started; an error preparing one rule is that rule's alone."""
     keys = [effect_key(call.workflow_id, call.rule.name) for call in calls]
     recorded = {effect.key: effect for effect in session.exec(select(Effect).where(Effect.key.in_(keys)))}
-    item = session.get(Item, calls[0].item_id) if calls else None
-    needed = item is not None and any(key not in recorded for key in keys)
-    tree = item_tree(session, item) if needed and item.entry_no == calls[0].entry_no else None
+    ids = sorted({call.item_id for call in calls})
+    if len(ids) == 1:
+        item = session.get(Item, ids[0])
+        items = {ids[0]: item} if item is not None else {}
+    else:
+        items = {item.id: item for item in session.exec(select(Item).where(Item.id.in_(ids)))}
+    trees: dict[tuple[int, int], Any] = {}
     prepared: list[Ready] = []
     for call, key in zip(calls, keys):
+        item = items.get(call.item_id)
+        tree = None
+        if item is not None and key not in recorded and item.entry_no == call.entry_no:
+            if (item.id, call.entry_no) not in trees:
+                trees[item.id, call.entry_no] = item_tree(session, item)
+            tree = trees[item.id, call.entry_no]
         try:
             prepared.append(runners[call.rule.activity].prepare(session, call, key, recorded.get(key), item, tree))
         except Exception as error:  # noqa: BLE001 - each rule's failure is its own

@@ -29,7 +29,7 @@ from activities.rule import Deps
 from workflows.types import AGAIN, RULES_OUTSIDE_TOGETHER, RULES_TOGETHER, RuleCall, RuleOutcome, RulesTogether
 
 
-def _failed(error: BaseException) -> RuleOutcome:
+def failed_outcome(error: BaseException) -> RuleOutcome:
     """A rule's failure as its outcome, told as a failed activity of its own tells it: by the error's cause when
     it has one (the engine records the cause), with the type and the message."""
     shown = error.__cause__ or error
@@ -64,7 +64,7 @@ class RulesTogetherStep:
             except Exception as error:  # noqa: BLE001 - each rule's failure is its own
                 if not (last or (isinstance(error, ApplicationError) and error.non_retryable)):
                     again = again or error
-                outcomes.append(_failed(error))
+                outcomes.append(failed_outcome(error))
         if again is not None:
             raise again
         return outcomes
@@ -84,7 +84,7 @@ class RulesTogetherStep:
             elif not isinstance(run, Exception):
                 raise run
             elif last or (isinstance(run, ApplicationError) and run.non_retryable):
-                outcomes.append(_failed(run))
+                outcomes.append(failed_outcome(run))
             else:
                 activity.logger.warning("rule %s of %s failed, to be retried: %s", call.rule.name, call.workflow_id,
                                         run, exc_info=run)

@@ -176,6 +176,7 @@ class Run:
                 "data_dir": self.folder,
                 "temporal_task_queue": "simulation",
                 "temporal_search_attributes": False,
+                "shared_due_ahead_seconds": 0.0,
             })
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=server_binary(settings), data_converter=DATA_CONVERTER

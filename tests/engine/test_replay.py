@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,13 @@ from tests.engine.changed_workflows import ReorderedEntryWorkflow
 from workflows.converter import DATA_CONVERTER
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
+from workflows.moment import DueMomentWorkflow
 from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
+from workflows.types import due_moment_key, due_workflow_id
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow]
-RELEASE = "v0.8.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow, DueMomentWorkflow]
+RELEASE = "v0.9.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -93,6 +96,28 @@ async def _scenario(stack, erp: Endpoint) -> dict[str, str]:
             "retry": progress["workflow_id"]}
 
 
+async def _moment_scenario(stack) -> dict[str, str]:
+    """Three deals whose rule falls due at one moment (engine generation 4): the first keeps its own timer, the
+    second's rule runs at the moment's workflow, the third's date moves before the moment and its entry takes the
+    rule back."""
+    owner = await user(stack.http, "Owner")
+    flow = await pipeline(stack.http, ["NEW"], name="Moments")
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [
+        {"name": "follow", "type": "add_timeline_entry", "delay": {"field": "Fields.fire_at"},
+         "settings": {"text": "Call back"}},
+    ]}})
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=13)
+    deals = [await deal(stack.http, flow["id"], owner["id"], fields={"fire_at": due.isoformat()}) for _ in range(3)]
+    later = due + timedelta(seconds=2)
+    ok(await stack.http.patch(f"/deals/{deals[2]['id']}", json={"fields": {"fire_at": later.isoformat()}}))
+    moment = due_workflow_id(due_moment_key(due))
+    assert await stack.client.get_workflow_handle(moment).result() == 1
+    for item in deals:
+        await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").result()
+    return {"moment": moment, "entry-handed": f"deal-{deals[1]['id']}/entry-1",
+            "entry-taken-back": f"deal-{deals[2]['id']}/entry-1"}
+
+
 async def _done(http, item_id: int, rule: str) -> list[dict]:
     return [entry for entry in await timeline(http, item_id, kind="rule_done") if entry.get("rule_name") == rule]
 
@@ -105,6 +130,7 @@ async def _left(http, item_id: int) -> list[dict]:
 async def test_fresh_histories_of_every_workflow_type_replay(stack):
     async with endpoint(replies=[(503, {"error": "busy"})]) as erp:
         workflow_ids = await _scenario(stack, erp)
+    workflow_ids.update(await _moment_scenario(stack))
     histories = {part: await stack.client.get_workflow_handle(wid).fetch_history() for part, wid in workflow_ids.items()}
     for converter in (DataConverter.default, DATA_CONVERTER):
         replayer = Replayer(workflows=WORKFLOWS, data_converter=converter)
@@ -125,7 +151,8 @@ async def test_recorded_history_replays(path: Path):
 def test_histories_are_recorded_for_every_workflow_type():
     types = {json.loads(path.read_text())["history"]["events"][0]["workflowExecutionStartedEventAttributes"]
              ["workflowType"]["name"] for path in _recorded()}
-    assert types == {"ItemWorkflow", "StageEntryWorkflow", "ApplyVersionWorkflow", "RetryFailuresWorkflow"}
+    assert types == {"ItemWorkflow", "StageEntryWorkflow", "ApplyVersionWorkflow", "RetryFailuresWorkflow",
+                     "DueMomentWorkflow"}
 
 
 async def test_a_non_deterministic_change_is_caught():

@@ -1,0 +1,97 @@
+"""Rules of several deals due at one moment: the first entry keeps its own timer, the moment's workflow runs the
+others together (engine generation 4); each rule takes effect once, and a deal that leaves its stage, or whose date
+moves, before the moment takes its rule back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from temporalio.client import WorkflowExecutionStatus
+
+from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from workflows.types import due_moment_key, due_workflow_id
+
+AHEAD = 14
+"""Seconds from now to the shared moment: past the 10 s under which an entry keeps its own timer."""
+
+
+async def _setup(http) -> tuple[int, int]:
+    owner = await user(http, "Owner")
+    flow = await pipeline(http, ["NEW", "ASIDE"])
+    await automate(http, flow["id"], {"NEW": {"rules": [
+        {"name": "follow", "type": "add_timeline_entry", "delay": {"field": "Fields.fire_at"},
+         "settings": {"text": "Call {{Deal.Title}} back"}},
+    ]}})
+    return flow["id"], owner["id"]
+
+
+async def _done(http, item_id: int) -> list[dict]:
+    return [entry for entry in await timeline(http, item_id, kind="rule_done") if entry.get("rule_name") == "follow"]
+
+
+async def _notes(http, item_id: int) -> list[str]:
+    return [entry["text"] for entry in await timeline(http, item_id, kind="comment")]
+
+
+async def test_rules_due_at_one_moment_run_together_each_once(stack):
+    flow, owner = await _setup(stack.http)
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
+             for n in range(3)]
+    pending = ok(await stack.http.get(f"/deals/{deals[2]['id']}/pending"))
+    assert [(rule["rule"], rule["state"]) for rule in pending] == [("follow", "waiting_delay")]
+    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+    assert (await moment.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert await _done(stack.http, deals[0]["id"]) == []
+
+    assert await moment.result() == 2  # the second and third deal's rules; the first kept its own timer
+    for n, item in enumerate(deals):
+        done = await eventually(lambda: _done(stack.http, item["id"]), timeout=30)
+        assert len(done) == 1
+        assert datetime.fromisoformat(done[0]["at"]) >= due
+        assert await _notes(stack.http, item["id"]) == [f"Call Deal {n} back"]
+        entry = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
+        assert await entry.result() == {"follow": "done"}
+    assert ok(await stack.http.get(f"/deals/{deals[2]['id']}/pending")) == []
+
+
+async def test_a_deal_that_leaves_or_whose_date_moves_takes_its_rule_back(stack):
+    flow, owner = await _setup(stack.http)
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
+             for n in range(4)]
+    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+    ok(await stack.http.post(f"/deals/{deals[2]['id']}/move", json={"stage": "ASIDE"}))
+    later = due + timedelta(seconds=6)
+    ok(await stack.http.patch(f"/deals/{deals[3]['id']}", json={"fields": {"fire_at": later.isoformat()}}))
+    await eventually(lambda: timeline(stack.http, deals[3]["id"], kind="rule_rescheduled"))
+
+    assert await moment.result() == 1  # only the second deal's rule was still its to run
+    left = await eventually(lambda: timeline(stack.http, deals[2]["id"], kind="rule_cancelled"))
+    assert [entry["data"]["reason"] for entry in left] == ["left"]
+    assert await _done(stack.http, deals[2]["id"]) == []
+    assert await _notes(stack.http, deals[2]["id"]) == []
+    moved = await eventually(lambda: _done(stack.http, deals[3]["id"]), timeout=30)
+    assert len(moved) == 1 and datetime.fromisoformat(moved[0]["at"]) >= later
+    for item in deals[:2]:
+        assert len(await eventually(lambda: _done(stack.http, item["id"]))) == 1
+    for item in (deals[0], deals[1], deals[3]):
+        assert len(await _notes(stack.http, item["id"])) == 1
+
+
+async def test_a_new_version_that_removes_the_rule_takes_it_back_from_its_moment(stack):
+    flow, owner = await _setup(stack.http)
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
+             for n in range(3)]
+    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+    applied = ok(await stack.http.put(f"/pipelines/{flow}/automation", params={"in_flight": "apply"},
+                                      json={"stages": {"NEW": {"rules": []}}}))
+    await stack.client.get_workflow_handle(applied["apply_workflow_id"]).result()
+
+    assert await moment.result() == 0
+    for item in deals:
+        entry = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
+        assert await entry.result() == {"follow": "cancelled"}
+        assert await _done(stack.http, item["id"]) == []
+        assert await _notes(stack.http, item["id"]) == []
