@@ -537,22 +537,27 @@ class StageEntryWorkflow:
                 # a new automation version took it back: once that version is the entry's, the rule follows it
                 await workflow.wait_condition(lambda: not self.applying.locked())
                 return BACK
-            state = await self._take_back(name)
+            state = await self._take_back(name, force=not woken())
             if state == "withdrawn":
                 return BACK if woken() else DUE
             if state == "done":
                 return RAN
             woken = lambda: False  # noqa: E731 - its moment runs it now
 
-    async def _take_back(self, name: str) -> str:
+    async def _take_back(self, name: str, *, force: bool = False) -> str:
         """Takes a handed rule back from its due moment, unless the moment ran it (its outcome is kept) or runs it
-        now; the rule's state there."""
+        now (`force`: long past its due time, even then); the rule's state there. One taken back already (another
+        waiter asked first) is `withdrawn`."""
+        seq = self.handed.get(name)
+        if seq is None:
+            return "done" if name in self.arrived else "withdrawn"
         taken = await self._step(
-            TAKE_BACK, TakeBack(workflow_id=workflow.info().workflow_id, rule=name, seq=self.handed[name]),
+            TAKE_BACK, TakeBack(workflow_id=workflow.info().workflow_id, rule=name, seq=seq, force=force),
             result_type=TakenBack, summary=f"{name}: back from its moment",
         )
         if taken.state == "withdrawn":
-            del self.handed[name]
+            if self.handed.get(name) == seq:
+                del self.handed[name]
         elif taken.outcome is not None:
             self.arrived.setdefault(name, taken.outcome)
         return taken.state
@@ -769,11 +774,12 @@ class StageEntryWorkflow:
         for name in list(self.handed):
             if self.status.get(name) in FINISHED:
                 continue
-            while name not in self.arrived and await self._take_back(name) == "running":
+            force = False
+            while name not in self.arrived and await self._take_back(name, force=force) == "running":
                 try:
                     await workflow.wait_condition(lambda: name in self.arrived, timeout=HANDED_GRACE.total_seconds())
                 except asyncio.TimeoutError:
-                    pass
+                    force = True
             if name in self.arrived:
                 await self._accept_handed(self.plans[name], self.arrived.pop(name))
         left_waiting: dict[str, str] = {}

@@ -577,6 +577,8 @@ class TakeBack:
     workflow_id: str
     rule: str
     seq: int
+    force: bool = False
+    """Also from a batch that began it and never finished (its moment's workflow was lost)."""
 
 
 @dataclass

@@ -57,6 +57,8 @@ from workflows.types import (
 TELL_AT_ONCE = 32
 """Outcomes sent to entries side by side."""
 TELL_BATCH = 500
+KEEP_RULES = timedelta(days=1)
+"""How long the rules a moment ran are kept with their outcomes (moment keys sort as their times do)."""
 KEEP_MOMENTS = timedelta(hours=1)
 """How long a past moment's count of arrivals is kept (a late offer finds the moment gone and keeps its timer)."""
 
@@ -79,9 +81,13 @@ class DueMomentSteps:
     @activity.defn(name=HAND_OVER)
     async def hand_over(self, offer: HandOver) -> bool:
         """Whether the rule's due moment takes it. Not when the moment is too near (its workflow may be running
-        already) or no other entry waits for it yet; the moment's workflow starts with the first rule it takes."""
+        already) or no other entry waits for it yet; the moment's workflow starts with the first rule it takes. An
+        offer its entry stops waiting for (the item left) still finishes, so that a rule taken has its moment."""
         if self.deps.client is None:
             return False
+        return await asyncio.shield(asyncio.ensure_future(self._offer(offer)))
+
+    async def _offer(self, offer: HandOver) -> bool:
         call = offer.call
         key = due_moment_key(offer.due)
         ahead = timedelta(seconds=self.deps.settings.shared_due_ahead_seconds)
@@ -122,14 +128,15 @@ class DueMomentSteps:
         def work(session: Session) -> TakenBack:
             mine = (HandedRule.workflow_id == asked.workflow_id, HandedRule.rule == asked.rule,
                     HandedRule.seq == asked.seq)
+            states = ("waiting", "running") if asked.force else ("waiting",)
             withdrawn = session.execute(
-                update(HandedRule).where(*mine, HandedRule.state == "waiting").values(state="withdrawn")
+                update(HandedRule).where(*mine, col(HandedRule.state).in_(states)).values(state="withdrawn")
             )
             if withdrawn.rowcount:
                 return TakenBack(state="withdrawn")
             row = session.exec(select(HandedRule).where(*mine)).first()
             if row is None or row.state == "withdrawn":
-                return TakenBack(state="withdrawn")  # never taken (its offer's answer was lost), or taken back
+                return TakenBack(state="withdrawn")  # never taken (its offer was cut off), or taken back
             if row.state == "done" and row.outcome is not None:
                 return TakenBack(state="done", outcome=_decode(row.outcome, RuleOutcome))
             return TakenBack(state="running")
@@ -197,7 +204,10 @@ class DueMomentSteps:
 
     @staticmethod
     def _record(session: Session, row_id: int, outcome: RuleOutcome) -> None:
-        session.execute(update(HandedRule).where(HandedRule.id == row_id).values(state="done", outcome=_encode(outcome)))
+        """The rule's outcome, unless its entry took it back meanwhile (long past its due time): then the entry
+        runs it, and finds what this run did by its key."""
+        session.execute(update(HandedRule).where(HandedRule.id == row_id, HandedRule.state == "running")
+                        .values(state="done", outcome=_encode(outcome)))
 
     @activity.defn(name=TELL_DUE_OUTCOMES)
     async def tell_due_outcomes(self, key: str) -> int:
@@ -229,12 +239,14 @@ class DueMomentSteps:
 
     @activity.defn(name=FINISH_DUE_MOMENT)
     async def finish_due_moment(self, moment: DueMoment) -> None:
-        """Every rule handed to the moment ran or went back to its entry: their rows go, and the counts of moments
-        long past."""
+        """Every rule handed to the moment ran or went back to its entry. The rows of moments a day before it go
+        (an entry that asks for its rule back later still finds its outcome until then), and the counts of moments
+        an hour before it."""
+        past = due_moment_key(moment.due - KEEP_RULES)
 
         def work(session: Session) -> None:
             session.execute(delete(HandedRule).where(
-                HandedRule.moment == moment.key,
+                HandedRule.moment < past,
                 or_(HandedRule.state == "withdrawn", (HandedRule.state == "done") & (HandedRule.told == True)),  # noqa: E712
             ))
             session.execute(delete(DueMomentRecord).where(DueMomentRecord.due < moment.due - KEEP_MOMENTS))
