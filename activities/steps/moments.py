@@ -60,7 +60,7 @@ TELL_BATCH = 500
 KEEP_RULES = timedelta(days=1)
 """How long the rules a moment ran are kept with their outcomes (moment keys sort as their times do)."""
 KEEP_MOMENTS = timedelta(hours=1)
-"""How long a past moment's count of arrivals is kept (a late offer finds the moment gone and keeps its timer)."""
+"""How long a past moment's count of arrivals is kept (offers come at least `shared_due_ahead_seconds` before it)."""
 
 
 def _encode(value: Any) -> bytes:
@@ -103,6 +103,8 @@ class DueMomentSteps:
                 return None
             first = {"key": key, "due": offer.due, "arrivals": 1}
             if insert_once(session, DueMomentRecord.__table__, first, "key", "key") is not None:
+                # a moment only one rule waits for runs no workflow: the first arrivals clear the counts of the past
+                session.execute(delete(DueMomentRecord).where(DueMomentRecord.due < utcnow() - KEEP_MOMENTS))
                 return None
             arrivals = session.execute(
                 update(DueMomentRecord).where(DueMomentRecord.key == key)
@@ -240,8 +242,7 @@ class DueMomentSteps:
     @activity.defn(name=FINISH_DUE_MOMENT)
     async def finish_due_moment(self, moment: DueMoment) -> None:
         """Every rule handed to the moment ran or went back to its entry. The rows of moments a day before it go
-        (an entry that asks for its rule back later still finds its outcome until then), and the counts of moments
-        an hour before it."""
+        (an entry that asks for its rule back later still finds its outcome until then)."""
         past = due_moment_key(moment.due - KEEP_RULES)
 
         def work(session: Session) -> None:
@@ -249,7 +250,6 @@ class DueMomentSteps:
                 HandedRule.moment < past,
                 or_(HandedRule.state == "withdrawn", (HandedRule.state == "done") & (HandedRule.told == True)),  # noqa: E712
             ))
-            session.execute(delete(DueMomentRecord).where(DueMomentRecord.due < moment.due - KEEP_MOMENTS))
 
         await self.deps.db(work)
 

@@ -5,6 +5,7 @@ moves, before the moment takes its rule back."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
 
@@ -25,6 +26,14 @@ async def _setup(http) -> tuple[int, int]:
     return flow["id"], owner["id"]
 
 
+async def _sharing(stack, flow: int, owner: int, count: int) -> tuple[datetime, list[dict], Any]:
+    """`count` deals whose rule falls due at one moment `AHEAD` seconds on: the moment, the deals, its workflow."""
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
+             for n in range(count)]
+    return due, deals, stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+
+
 async def _done(http, item_id: int) -> list[dict]:
     return [entry for entry in await timeline(http, item_id, kind="rule_done") if entry.get("rule_name") == "follow"]
 
@@ -35,12 +44,9 @@ async def _notes(http, item_id: int) -> list[str]:
 
 async def test_rules_due_at_one_moment_run_together_each_once(stack):
     flow, owner = await _setup(stack.http)
-    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
-    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
-             for n in range(3)]
+    due, deals, moment = await _sharing(stack, flow, owner, 3)
     pending = ok(await stack.http.get(f"/deals/{deals[2]['id']}/pending"))
     assert [(rule["rule"], rule["state"]) for rule in pending] == [("follow", "waiting_delay")]
-    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
     assert (await moment.describe()).status == WorkflowExecutionStatus.RUNNING
     assert await _done(stack.http, deals[0]["id"]) == []
 
@@ -57,10 +63,7 @@ async def test_rules_due_at_one_moment_run_together_each_once(stack):
 
 async def test_a_deal_that_leaves_or_whose_date_moves_takes_its_rule_back(stack):
     flow, owner = await _setup(stack.http)
-    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
-    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
-             for n in range(4)]
-    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+    due, deals, moment = await _sharing(stack, flow, owner, 4)
     ok(await stack.http.post(f"/deals/{deals[2]['id']}/move", json={"stage": "ASIDE"}))
     later = due + timedelta(seconds=6)
     ok(await stack.http.patch(f"/deals/{deals[3]['id']}", json={"fields": {"fire_at": later.isoformat()}}))
@@ -81,10 +84,7 @@ async def test_a_deal_that_leaves_or_whose_date_moves_takes_its_rule_back(stack)
 
 async def test_a_new_version_that_removes_the_rule_takes_it_back_from_its_moment(stack):
     flow, owner = await _setup(stack.http)
-    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
-    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
-             for n in range(3)]
-    moment = stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
+    due, deals, moment = await _sharing(stack, flow, owner, 3)
     applied = ok(await stack.http.put(f"/pipelines/{flow}/automation", params={"in_flight": "apply"},
                                       json={"stages": {"NEW": {"rules": []}}}))
     await stack.client.get_workflow_handle(applied["apply_workflow_id"]).result()
