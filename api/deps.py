@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -24,17 +24,17 @@ MAX_ID = 2**31 - 1
 Role = Literal["admin", "member"]
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     """The settings the app was made with (`create_app`)."""
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
 
-def get_temporal_client(request: Request) -> Client:
+async def get_temporal_client(request: Request) -> Client:
     return request.app.state.temporal_client
 
 
@@ -66,7 +66,7 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-def get_caller(
+async def get_caller(
     settings: SettingsDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -90,7 +90,7 @@ def caller_for_key(settings: Settings, session: Session, given: str) -> Caller |
     return Caller(name=row.name, role="admin" if row.role == "admin" else "member", key_id=row.id, key_hash=row.key_hash)
 
 
-def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+async def require_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     if caller.role != "admin":
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="This API key may not change configuration")
     return caller
@@ -108,7 +108,7 @@ class Page:
     offset: int
 
 
-def get_page(
+async def get_page(
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many rows")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Skip this many rows")] = 0,
 ) -> Page:

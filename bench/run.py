@@ -302,9 +302,11 @@ async def trigger_wait_latency(
     return summary_ms(samples)
 
 
-async def create_latency(crm: Crm, client: Client, count: int, concurrencies: tuple[int, ...]) -> dict[str, Any]:
+async def create_latency(
+    crm: Crm, client: Client, procs: stack.Processes, count: int, concurrencies: tuple[int, ...]
+) -> dict[str, Any]:
     """POST /deals (an item with no rules enters its first stage) at each number of requests in flight, beside a
-    bare update-with-start of the same shape at the same concurrency."""
+    bare update-with-start of the same shape at the same concurrency; each with the CPU a create cost."""
     pipeline_id = await crm.pipeline(["NEW", "DONE"], {"stages": {}})
     measured: dict[str, Any] = {}
     for concurrency in concurrencies:
@@ -327,9 +329,14 @@ async def create_latency(crm: Crm, client: Client, count: int, concurrencies: tu
             )
             samples.append(time.perf_counter() - started)
 
+        before = procs.cpu()
         await bounded(count, concurrency, bare_create)
+        bare_cpu = cpu_per_item(procs, before, count, ("temporal", "bare-worker", "driver"))
+        before = procs.cpu()
         await bounded(count, concurrency, post)
-        measured[str(concurrency)] = {"post_deals": summary_ms(posts), "bare_update_with_start": summary_ms(bare)}
+        post_cpu = cpu_per_item(procs, before, count, ("temporal", "worker-main", "api-main", "driver"))
+        measured[str(concurrency)] = {"post_deals": summary_ms(posts) | {"cpu_ms": post_cpu},
+                                      "bare_update_with_start": summary_ms(bare) | {"cpu_ms": bare_cpu}}
     return measured
 
 
@@ -788,7 +795,7 @@ async def run(args) -> dict[str, Any]:
                 waited_workflow = await trigger_wait_latency(crm, args.events, args.concurrency, [WAITING_RULE])
                 log(f"payment?wait=true into a stage whose entry waits on a rule: p50 {waited_workflow['p50_ms']} ms")
                 with Profiler(profile_dir, [crm.worker, crm.api], "create"):
-                    load = await create_latency(crm, client, min(args.events, 200), (8, 32))
+                    load = await create_latency(crm, client, procs, min(args.events, 200), (8, 32))
                 log(f"POST /deals under load: {load}")
                 result["latency"] = {"bare_signal_query": bare_lat, "stageflow_payment_to_stage": flow_lat,
                                      "ratio_p50": round(flow_lat["p50_ms"] / bare_lat["p50_ms"], 2),
@@ -884,6 +891,10 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"| create p50 / p99, {concurrency} in flight (update-with-start / `POST /deals`) | "
                          f"{b2['p50_ms']} / {b2['p99_ms']} ms | {p2['p50_ms']} / {p2['p99_ms']} ms | "
                          f"{round(p2['p50_ms'] / b2['p50_ms'], 2)}× |")
+            if "cpu_ms" in p2:
+                lines.append(f"| CPU per create, {concurrency} in flight (all processes, the client's included) | "
+                             f"{b2['cpu_ms']['total']} ms | {p2['cpu_ms']['total']} ms | "
+                             f"{round(p2['cpu_ms']['total'] / b2['cpu_ms']['total'], 2)}× |")
     if "n8n" in result:
         n = result["n8n"]
         mark = "" if n["every_execution_saved"] and n["endpoint_called_once_each"] else " (NOT every execution saved once)"
