@@ -162,8 +162,6 @@ class PlanningSteps:
         that start on entry, each recorded as scheduled."""
         config, version = automation or load_automation(session, pipeline_id)
         stage = config.stages.get(stage_code)
-        kinds = self.all_rule_types(session)
-        calendar = load_calendar(session)
         settings = self.deps.settings
         plan = EntryPlan(
             constants=dict(config.constants),
@@ -176,15 +174,26 @@ class PlanningSteps:
         )
         if stage is None or item is None:
             return plan
-        for rule, plan_rule in zip(stage.rules, self.rule_plans(kinds, stage.rules, version)):
-            if plan_rule.start == "on_entry":
-                plan_rule.due = _due(item, rule, entered_at, calendar)
-                _record_scheduled(session, item, entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
-            plan.rules.append(plan_rule)
+        if stage.rules:
+            self._plan_rules(session, item, entry_no, workflow_id, entered_at, stage.rules, version, plan)
         if item.entry_no == entry_no:
             item.entry_version = version
             session.add(item)
         return plan
+
+    def _plan_rules(
+        self, session: Session, item: Item, entry_no: int, workflow_id: str, entered_at: datetime,
+        rules: list[RuleConfig], version: int, plan: EntryPlan,
+    ) -> None:
+        """The stage's rules in the plan (the rule types and the calendar read for them only), the due times of those
+        that start on entry recorded as scheduled."""
+        kinds = self.all_rule_types(session)
+        calendar = load_calendar(session)
+        for rule, plan_rule in zip(rules, self.rule_plans(kinds, rules, version)):
+            if plan_rule.start == "on_entry":
+                plan_rule.due = _due(item, rule, entered_at, calendar)
+                _record_scheduled(session, item, entry_no, workflow_id, plan_rule, entered_at, plan_rule.due)
+            plan.rules.append(plan_rule)
 
     def rule_plans(self, kinds: Mapping[str, RuleType], rules: list[RuleConfig], version: int) -> list[RulePlan]:
         """A stage's rules (of automation `version`) as an entry runs them: their activity, their start, what each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -205,7 +206,8 @@ class StageSteps:
                 )
             ]
             _add_payment(session, matching, item)
-            data = build_data(session, item, constants=config.constants, variables=config.variables)
+            data = functools.cache(
+                lambda: build_data(session, item, constants=config.constants, variables=config.variables))
             found, misses = scan(config, order, matching.stage, matching.event.type, matching.event.data or {}, data)
             _record_event(session, matching, found, misses)
             if found is not None or misses:

@@ -8,7 +8,7 @@ trigger waits for (`matches`, reading the event's data back as its event type). 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -270,10 +270,10 @@ class Miss:
 
 def scan(
     config: AutomationConfig, order: list[str], current: str, event_type: str, event_data: Mapping[str, Any],
-    data: Mapping[str, Any],
+    data: Callable[[], Mapping[str, Any]],
 ) -> tuple[tuple[str, TriggerConfig] | None, list[Miss]]:
-    """The first trigger, in pipeline order, that the event fires (`data` is the item's tree for conditions),
-    and why each trigger of the event's type before it did not."""
+    """The first trigger, in pipeline order, that the event fires (`data()` gives the item's tree, asked for only
+    when a trigger's condition is checked), and why each trigger of the event's type before it did not."""
     misses: list[Miss] = []
     here = config.stages.get(current)
     for trigger in here.triggers if here is not None else ():
@@ -294,7 +294,7 @@ def scan(
                 misses.append(Miss(trigger.name, stage, "its stage comes before the item's, and it does not move back"))
                 continue
             if trigger.condition is not None:
-                passed, reason = conditions.evaluate(trigger.condition, data)
+                passed, reason = conditions.evaluate(trigger.condition, data())
                 if not passed:
                     misses.append(Miss(trigger.name, stage, f"its condition is false: {reason}"))
                     continue
