@@ -7,10 +7,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlmodel import select
 from temporalio.client import WorkflowExecutionStatus
 
+from activities.steps.moments import DueMomentSteps
+from models.tables import HandedRule
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
-from workflows.types import due_moment_key, due_workflow_id
+from workflows.entry import HANDED_GRACE
+from workflows.types import RuleOutcome, due_moment_key, due_workflow_id
 
 AHEAD = 14
 """Seconds from now to the shared moment: past the 10 s under which an entry keeps its own timer."""
@@ -95,3 +99,44 @@ async def test_a_new_version_that_removes_the_rule_takes_it_back_from_its_moment
         assert await entry.result() == {"follow": "cancelled"}
         assert await _done(stack.http, item["id"]) == []
         assert await _notes(stack.http, item["id"]) == []
+
+
+def _handed(stack, key: str) -> list[HandedRule]:
+    with stack.session() as session:
+        return list(session.exec(select(HandedRule).where(HandedRule.moment == key).order_by(HandedRule.item_id)))
+
+
+async def test_a_rule_its_moment_never_finished_runs_once_at_its_entry_past_the_grace(ts_stack):
+    """The moment's workflow is gone: one rule it had begun in a batch that never recorded it, one it never came
+    to. Past the due time and the grace, each entry takes its rule back, even from the batch, and runs it itself,
+    once; the lost batch's record, arriving late, changes nothing."""
+    stack = ts_stack
+    flow, owner = await _setup(stack.http)
+    due = (await stack.env.get_current_time()).replace(microsecond=0) + timedelta(days=1)
+    key = due_moment_key(due)
+    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
+             for n in range(3)]
+    handed = await eventually(lambda: len(rows := _handed(stack, key)) == 2 and rows)
+    assert [row.item_id for row in handed] == [deals[1]["id"], deals[2]["id"]]
+    await stack.client.get_workflow_handle(due_workflow_id(key)).terminate("the moment's worker is gone")
+    with stack.session() as session:
+        begun = session.get(HandedRule, handed[0].id)
+        begun.state, begun.run_by = "running", "a batch that never finished"
+        session.add(begun)
+
+    await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(minutes=1))
+    assert len(await eventually(lambda: _done(stack.http, deals[0]["id"]))) == 1  # its own timer
+    assert [await _done(stack.http, item["id"]) for item in deals[1:]] == [[], []]
+    await stack.env.sleep(HANDED_GRACE)
+    for n, item in enumerate(deals):
+        [done] = await eventually(lambda: _done(stack.http, item["id"]))
+        assert datetime.fromisoformat(done["at"]) >= (due + HANDED_GRACE if n else due)
+        assert await _notes(stack.http, item["id"]) == [f"Call Deal {n} back"]
+        status = await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").describe()
+        assert status.status == WorkflowExecutionStatus.COMPLETED
+    assert [row.state for row in _handed(stack, key)] == ["withdrawn", "withdrawn"]
+
+    with stack.session() as session:
+        DueMomentSteps._record(session, handed[0].id, RuleOutcome(status="done"))
+    assert [row.state for row in _handed(stack, key)] == ["withdrawn", "withdrawn"]
+    assert len(await _done(stack.http, deals[1]["id"])) == 1
