@@ -86,6 +86,9 @@ RULES_TOGETHER_PATCH = "rules-that-start-together"
 PLAN_AGAIN = "plan-again-after-reset"
 SHARED_DUE_MOMENTS = 4
 """The engine generation from which an entry hands a waiting database-only rule to its due moment."""
+# A handed rule whose moment's attempt failed and may be tried again is tried again when the item leaves the stage
+# (as a rule the entry ran itself would be), not recorded as failed.
+HANDED_AGAIN = "handed-rule-tried-again-on-leaving"
 HANDED_GRACE = timedelta(minutes=5)
 """How long past its due time an entry waits for the outcome of a rule it handed over before it takes it back."""
 RAN, DUE, BACK = "ran", "due", "back"
@@ -747,8 +750,15 @@ class StageEntryWorkflow:
             await parent.signal(RULE_MOVE, move)
 
     async def _accept_handed(self, rule: RulePlan, outcome: RuleOutcome) -> None:
-        """The outcome of a handed rule its due moment ran, taken as the item leaves the stage."""
+        """The outcome of a handed rule its due moment ran, taken as the item leaves the stage: one its moment would
+        have tried again is tried again here, and finds the item gone."""
         self.handed.pop(rule.name, None)
+        if outcome.status == AGAIN and workflow.patched(HANDED_AGAIN):
+            try:
+                outcome = await self._retry_alone(rule, outcome.result.get("attempt", 1))
+            except FailureError as error:
+                await self._record_failure(rule, error)
+                return
         if outcome.status in ("failed", AGAIN):
             error = ApplicationError(outcome.reason, type=outcome.result.get("error_type"), non_retryable=True)
             await self._record_failure(rule, error)

@@ -63,7 +63,7 @@ KEEP_MOMENTS = timedelta(hours=1)
 """How long a past moment's count of arrivals is kept (offers come at least `shared_due_ahead_seconds` before it)."""
 
 
-def _encode(value: Any) -> bytes:
+def encode(value: Any) -> bytes:
     return DATA_CONVERTER.payload_converter.to_payloads([value])[0].SerializeToString()
 
 
@@ -111,7 +111,7 @@ class DueMomentSteps:
                 .values(arrivals=DueMomentRecord.arrivals + 1).returning(DueMomentRecord.arrivals)
             ).scalar_one()
             session.add(HandedRule(moment=key, workflow_id=call.workflow_id, rule=call.rule.name, seq=offer.seq,
-                                   item_id=call.item_id, call=_encode(call)))
+                                   item_id=call.item_id, call=encode(call)))
             return "start" if arrivals == 2 else "taken"
 
         answer = await self.deps.db(offered)
@@ -209,7 +209,7 @@ class DueMomentSteps:
         """The rule's outcome, unless its entry took it back meanwhile (long past its due time): then the entry
         runs it, and finds what this run did by its key."""
         session.execute(update(HandedRule).where(HandedRule.id == row_id, HandedRule.state == "running")
-                        .values(state="done", outcome=_encode(outcome)))
+                        .values(state="done", outcome=encode(outcome)))
 
     @activity.defn(name=TELL_DUE_OUTCOMES)
     async def tell_due_outcomes(self, key: str) -> int:

@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlmodel import select
-from temporalio.client import WorkflowExecutionStatus
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from activities.steps.moments import DueMomentSteps
 from models.tables import HandedRule
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from tests.engine.moments import handed, moment_gone, ran_to_be_tried_again
 from workflows.entry import HANDED_GRACE
 from workflows.types import RuleOutcome, due_moment_key, due_workflow_id
 
@@ -30,9 +31,12 @@ async def _setup(http) -> tuple[int, int]:
     return flow["id"], owner["id"]
 
 
-async def _sharing(stack, flow: int, owner: int, count: int) -> tuple[datetime, list[dict], Any]:
-    """`count` deals whose rule falls due at one moment `AHEAD` seconds on: the moment, the deals, its workflow."""
-    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+async def _sharing(
+    stack, flow: int, owner: int, count: int, due: datetime | None = None
+) -> tuple[datetime, list[dict], Any]:
+    """`count` deals whose rule falls due at one moment (`due`, else `AHEAD` seconds on): the moment, the deals, its
+    workflow."""
+    due = due or datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
     deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
              for n in range(count)]
     return due, deals, stack.client.get_workflow_handle(due_workflow_id(due_moment_key(due)))
@@ -101,9 +105,8 @@ async def test_a_new_version_that_removes_the_rule_takes_it_back_from_its_moment
         assert await _notes(stack.http, item["id"]) == []
 
 
-def _handed(stack, key: str) -> list[HandedRule]:
-    with stack.session() as session:
-        return list(session.exec(select(HandedRule).where(HandedRule.moment == key).order_by(HandedRule.item_id)))
+async def _tomorrow(stack) -> datetime:
+    return (await stack.env.get_current_time()).replace(microsecond=0) + timedelta(days=1)
 
 
 async def test_a_rule_its_moment_never_finished_runs_once_at_its_entry_past_the_grace(ts_stack):
@@ -112,15 +115,13 @@ async def test_a_rule_its_moment_never_finished_runs_once_at_its_entry_past_the_
     once; the lost batch's record, arriving late, changes nothing."""
     stack = ts_stack
     flow, owner = await _setup(stack.http)
-    due = (await stack.env.get_current_time()).replace(microsecond=0) + timedelta(days=1)
+    due, deals, _ = await _sharing(stack, flow, owner, 3, await _tomorrow(stack))
     key = due_moment_key(due)
-    deals = [await deal(stack.http, flow, owner, title=f"Deal {n}", fields={"fire_at": due.isoformat()})
-             for n in range(3)]
-    handed = await eventually(lambda: len(rows := _handed(stack, key)) == 2 and rows)
-    assert [row.item_id for row in handed] == [deals[1]["id"], deals[2]["id"]]
-    await stack.client.get_workflow_handle(due_workflow_id(key)).terminate("the moment's worker is gone")
+    rows = await eventually(lambda: len(found := handed(stack, key)) == 2 and found)
+    assert [row.item_id for row in rows] == [deals[1]["id"], deals[2]["id"]]
+    await moment_gone(stack, key)
     with stack.session() as session:
-        begun = session.get(HandedRule, handed[0].id)
+        begun = session.get(HandedRule, rows[0].id)
         begun.state, begun.run_by = "running", "a batch that never finished"
         session.add(begun)
 
@@ -134,9 +135,32 @@ async def test_a_rule_its_moment_never_finished_runs_once_at_its_entry_past_the_
         assert await _notes(stack.http, item["id"]) == [f"Call Deal {n} back"]
         status = await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").describe()
         assert status.status == WorkflowExecutionStatus.COMPLETED
-    assert [row.state for row in _handed(stack, key)] == ["withdrawn", "withdrawn"]
+    assert [row.state for row in handed(stack, key)] == ["withdrawn", "withdrawn"]
 
     with stack.session() as session:
-        DueMomentSteps._record(session, handed[0].id, RuleOutcome(status="done"))
-    assert [row.state for row in _handed(stack, key)] == ["withdrawn", "withdrawn"]
+        DueMomentSteps._record(session, rows[0].id, RuleOutcome(status="done"))
+    assert [row.state for row in handed(stack, key)] == ["withdrawn", "withdrawn"]
     assert len(await _done(stack.http, deals[1]["id"])) == 1
+
+
+async def test_a_rule_whose_moment_will_retry_it_when_the_item_leaves_is_retried_and_cancelled(ts_stack):
+    """The moment ran a rule whose attempt failed and may be tried again (its outcome told no entry yet, its
+    workflow gone); the item leaves the stage: the entry tries it again as it would a rule it ran itself, and the
+    rule, finding the item gone from its stage, is cancelled rather than counted as failed."""
+    stack = ts_stack
+    flow, owner = await _setup(stack.http)
+    due, deals, _ = await _sharing(stack, flow, owner, 2, await _tomorrow(stack))
+    key = due_moment_key(due)
+    [row] = await eventually(lambda: handed(stack, key))
+    await moment_gone(stack, key)
+    ran_to_be_tried_again(stack, row.id)
+
+    ok(await stack.http.post(f"/deals/{deals[1]['id']}/move", json={"stage": "ASIDE"}))
+    entry = stack.client.get_workflow_handle(f"deal-{deals[1]['id']}/entry-1")
+    with pytest.raises(WorkflowFailureError):
+        await entry.result()
+    assert (await entry.describe()).status == WorkflowExecutionStatus.CANCELED
+    [cancelled] = await timeline(stack.http, deals[1]["id"], kind="rule_cancelled")
+    assert (cancelled["rule_name"], cancelled["data"]["reason"]) == ("follow", "left")
+    assert await timeline(stack.http, deals[1]["id"], kind="rule_failed") == []
+    assert await _notes(stack.http, deals[1]["id"]) == []

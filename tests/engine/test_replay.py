@@ -21,6 +21,7 @@ from temporalio.workflow import NondeterminismError
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.custom.endpoint import Endpoint, endpoint
 from tests.engine.changed_workflows import ReorderedEntryWorkflow
+from tests.engine.moments import handed, moment_gone, ran_to_be_tried_again
 from workflows.converter import DATA_CONVERTER
 from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
@@ -30,7 +31,7 @@ from workflows.types import due_moment_key, due_workflow_id
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow, DueMomentWorkflow]
-RELEASE = "v0.9.0"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.9.1"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -118,6 +119,26 @@ async def _moment_scenario(stack) -> dict[str, str]:
             "entry-taken-back": f"deal-{deals[2]['id']}/entry-1"}
 
 
+async def _tried_again_scenario(stack) -> dict[str, str]:
+    """A rule handed to a moment whose attempt failed and may be tried again (its workflow gone before it told the
+    entry), and the item leaving: the entry tries it again, and the rule is cancelled."""
+    owner = await user(stack.http, "Owner")
+    flow = await pipeline(stack.http, ["NEW", "ASIDE"], name="Tried again")
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [
+        {"name": "follow", "type": "add_timeline_entry", "delay": {"field": "Fields.fire_at"},
+         "settings": {"text": "Call back"}},
+    ]}})
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    deals = [await deal(stack.http, flow["id"], owner["id"], fields={"fire_at": due.isoformat()}) for _ in range(2)]
+    key = due_moment_key(due)
+    [row] = await eventually(lambda: handed(stack, key))
+    await moment_gone(stack, key)
+    ran_to_be_tried_again(stack, row.id)
+    ok(await stack.http.post(f"/deals/{deals[1]['id']}/move", json={"stage": "ASIDE"}))
+    await eventually(lambda: _left(stack.http, deals[1]["id"]))
+    return {"entry-tried-again": f"deal-{deals[1]['id']}/entry-1"}
+
+
 async def _done(http, item_id: int, rule: str) -> list[dict]:
     return [entry for entry in await timeline(http, item_id, kind="rule_done") if entry.get("rule_name") == rule]
 
@@ -131,6 +152,7 @@ async def test_fresh_histories_of_every_workflow_type_replay(stack):
     async with endpoint(replies=[(503, {"error": "busy"})]) as erp:
         workflow_ids = await _scenario(stack, erp)
     workflow_ids.update(await _moment_scenario(stack))
+    workflow_ids.update(await _tried_again_scenario(stack))
     histories = {part: await stack.client.get_workflow_handle(wid).fetch_history() for part, wid in workflow_ids.items()}
     for converter in (DataConverter.default, DATA_CONVERTER):
         replayer = Replayer(workflows=WORKFLOWS, data_converter=converter)
