@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, temporal_client: Client | No
     app = FastAPI(
         title="stageflow",
         summary="CRM automation rules and triggers, run as durable workflows on Temporal",
-        version="0.9.1",
+        version="0.10.0",
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -13,7 +13,8 @@ and the API as a real uvicorn process, both on a SQLite app database, driven ove
               update round trip (into PAID without rules, and again with a rule that keeps PAID's entry waiting);
   timers      --timers items each waiting on a six-month rule: creation time, worker peak RSS, Temporal database
               growth; then --fire items whose rule falls due at one common moment shortly after they are all
-              created (a short delay, so the dev server's real timers fire them): every rule fires exactly once;
+              created (a short delay, so the dev server's real timers fire them; --fire-rule-type notify_employee
+              for rules that reach the outside): every rule fires exactly once;
               beside it, as many bare workflows, each a timer until one moment, then one local activity;
   documents   invoices rendered to DOCX + PDF per second (bench/documents.py);
   n8n         (only when named) n8n on the same machine, webhook -> 5 Edit Fields nodes -> one HTTP call, executions/s
@@ -191,6 +192,15 @@ class Crm:
             pipeline_id, kind,
         )
         return dict(rows)
+
+    def effects_per_item(self, pipeline_id: int, rule_type: str) -> dict[int, int]:
+        """What the waiting rule of `timer_automation` did, per item: its `followup` entries, or its notifications."""
+        if rule_type == "add_timeline_entry":
+            return self.done_per_item(pipeline_id, "followup")
+        return dict(self.db.rows(
+            "SELECT n.item_id, COUNT(*) FROM notification n JOIN item i ON i.id = n.item_id WHERE i.pipeline_id = ? "
+            "GROUP BY n.item_id", pipeline_id,
+        ))
 
     def count(self, sql: str, *params) -> int:
         return self.db.rows(sql, *params)[0][0]
@@ -409,11 +419,17 @@ async def bare_update_latency(client: Client, queue: str, events: int, tag: str)
 # -- timers -----------------------------------------------------------------------------------------------------
 
 
-def timer_automation(delay: Any) -> dict[str, Any]:
+def timer_automation(delay: Any, rule_type: str = "add_timeline_entry", user_id: int | None = None) -> dict[str, Any]:
+    """A stage whose one rule waits for `delay`: a `followup` timeline entry, or (`notify_employee`) a notification
+    to `user_id`, a rule of the kind that reaches the outside."""
+    if rule_type == "add_timeline_entry":
+        rule = {"name": "followup", "type": rule_type, "delay": delay,
+                "settings": {"text": "follow-up on {{Deal.Title}}", "kind": "followup"}}
+    else:
+        rule = {"name": "followup", "type": rule_type, "delay": delay,
+                "settings": {"text": "follow-up on {{Deal.Title}}", "user_ids": [user_id]}}
     return {"stages": {
-        "WAIT": {"rules": [{"name": "followup", "type": "add_timeline_entry", "delay": delay,
-                            "settings": {"text": "follow-up on {{Deal.Title}}", "kind": "followup"}}],
-                 "triggers": []},
+        "WAIT": {"rules": [rule], "triggers": []},
         "DONE": {"rules": [], "triggers": []},
     }}
 
@@ -444,9 +460,10 @@ class RssSampler:
 
 
 async def create_waiting(crm: Crm, count: int, concurrency: int, progress: str, delay: Any = SIX_MONTHS,
-                         fields: dict[str, Any] | None = None) -> tuple[int, list[int], float, float]:
+                         fields: dict[str, Any] | None = None,
+                         rule_type: str = "add_timeline_entry") -> tuple[int, list[int], float, float]:
     """`count` deals in a stage whose one rule waits for `delay`; returns once every rule is scheduled."""
-    pipeline_id = await crm.pipeline(["WAIT", "DONE"], timer_automation(delay))
+    pipeline_id = await crm.pipeline(["WAIT", "DONE"], timer_automation(delay, rule_type, crm.user_id))
     done = 0
     started = time.perf_counter()
 
@@ -503,10 +520,11 @@ def slow_workflow_tasks(worker: stack.Proc) -> int:
 
 
 async def timer_firing(
-    crm: Crm, client: Client, procs: stack.Processes, count: int, concurrency: int, rate_hint: float
+    crm: Crm, client: Client, procs: stack.Processes, count: int, concurrency: int, rate_hint: float,
+    rule_type: str = "add_timeline_entry",
 ) -> dict[str, Any]:
-    """`count` rules all due at one moment (a short delay: a date field set a little after the last item will
-    have been created), fired by the dev server's real timers; each must take effect exactly once. Beside the rate,
+    """`count` rules of `rule_type` all due at one moment (a short delay: a date field set a little after the last
+    item will have been created), fired by the dev server's real timers; each must take effect exactly once. Beside the rate,
     the CPU each process used per fired rule while they fired, and when the last of their stage entries' workflows
     ended (an entry whose rule its due moment ran ends once told its outcome)."""
     from datetime import datetime, timezone
@@ -516,9 +534,9 @@ async def timer_firing(
     slow_before = slow_workflow_tasks(crm.worker)
     pipeline_id, ids, posted, scheduled = await create_waiting(
         crm, count, concurrency, "firing", delay={"field": "Fields.fire_at"}, fields={"fire_at": due.isoformat()},
+        rule_type=rule_type,
     )
-    early = crm.count("SELECT COUNT(*) FROM timelineentry t JOIN item i ON i.id = t.item_id WHERE i.pipeline_id = ? "
-                      "AND t.kind = 'followup'", pipeline_id)
+    early = sum(crm.effects_per_item(pipeline_id, rule_type).values())
     wait = (due - datetime.now(timezone.utc)).total_seconds()
     if wait > 0:
         await asyncio.sleep(wait)
@@ -542,12 +560,13 @@ async def timer_firing(
     cpu_ended = cpu_per_item(procs, before, count, ("temporal", "worker-main", "api-main", "driver"))
     await asyncio.sleep(3)
     done = crm.done_per_item(pipeline_id)
-    notes = crm.done_per_item(pipeline_id, "followup")
+    notes = crm.effects_per_item(pipeline_id, rule_type)
     effects = crm.count("SELECT COUNT(*) FROM effect e JOIN item i ON i.id = e.item_id WHERE i.pipeline_id = ?",
                         pipeline_id)
     once = all(done.get(i) == 1 and notes.get(i) == 1 for i in ids) and effects == count
     return {
         "items": count,
+        "rule_type": rule_type,
         "create_seconds": round(posted, 1),
         "fired_before_due": early if wait > 0 else None,
         "due_after_created_seconds": round(wait, 1),
@@ -812,7 +831,8 @@ async def run(args) -> dict[str, Any]:
             if args.fire:
                 rate = result.get("timers", {}).get("create_per_second", 10.0)
                 log(f"firing: {args.fire} rules due at one moment")
-                result["firing"] = await timer_firing(crm, client, procs, args.fire, args.concurrency, rate)
+                result["firing"] = await timer_firing(crm, client, procs, args.fire, args.concurrency, rate,
+                                                      args.fire_rule_type)
                 log(f"firing: {result['firing']}")
                 result["firing"]["bare"] = await bare_firing(client, procs, args.fire, args.concurrency)
                 log(f"bare firing: {result['firing']['bare']}")
@@ -923,7 +943,8 @@ def table(result: dict[str, Any]) -> str:
     if "firing" in result:
         f = result["firing"]
         lines.append(
-                f"firing: {f['items']} rules due at one moment fired in {f['fire_seconds']} s "
+                f"firing: {f['items']} {f.get('rule_type', 'add_timeline_entry')} rules due at one moment fired in "
+                f"{f['fire_seconds']} s "
             f"({f['fired_per_second']}/s; {f['slow_workflow_tasks']} workflow tasks over 5 s; their entries' "
             f"workflows ended within {f.get('entries_ended_seconds', '?')} s, at "
             f"{f.get('cpu_ms_per_rule_until_entries_ended', {}).get('total', '?')} ms of CPU per rule), "
@@ -967,6 +988,9 @@ def main() -> int:
                         help="items waiting on a six-month rule on the dev server (default 10000; 0 skips)")
     parser.add_argument("--fire", type=int, default=None,
                         help="items whose rules all fall due at one moment on the dev server (default 2000; 0 skips)")
+    parser.add_argument("--fire-rule-type", choices=RULE_TYPES, default=RULE_TYPES[0],
+                        help="the type of the rules due at one moment (default add_timeline_entry, database-only; "
+                             "notify_employee runs as a rule that reaches the outside)")
     parser.add_argument("--documents", type=int, default=50, help="invoices to render (default 50; 0 skips)")
     parser.add_argument("--simulations", type=int, default=5, help="simulations of the shop's story (default 5; 0 skips)")
     parser.add_argument("--parts", type=lambda text: set(text.split(",")), default=set(PARTS),

@@ -421,8 +421,8 @@ class DueMomentRecord(SQLModel, table=True):
 
 
 class HandedRule(SQLModel, table=True):
-    """A database-only rule a stage entry handed to its due moment's workflow: the call to make at that moment, and
-    what became of it (`waiting`, `running` in the batch `run_by`, `done` with its outcome, or `withdrawn` by its
+    """A rule a stage entry handed to its due moment's workflow: the call to make at that moment, and what became of
+    it (`waiting`, `running` in the batch `run_by` since `claimed_at`, `done` with its outcome, or `withdrawn` by its
     entry)."""
 
     __table_args__ = (UniqueConstraint("workflow_id", "rule", "seq"),)
@@ -435,6 +435,7 @@ class HandedRule(SQLModel, table=True):
     call: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     state: str = "waiting"
     run_by: str | None = None
+    claimed_at: datetime | None = None
     outcome: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     told: bool = False
     created_at: datetime = Field(default_factory=utcnow)

@@ -86,6 +86,8 @@ RULES_TOGETHER_PATCH = "rules-that-start-together"
 PLAN_AGAIN = "plan-again-after-reset"
 SHARED_DUE_MOMENTS = 4
 """The engine generation from which an entry hands a waiting database-only rule to its due moment."""
+SHARED_OUTSIDE = 5
+"""The engine generation from which an entry hands a waiting rule that reaches the outside to its due moment too."""
 # A handed rule whose moment's attempt failed and may be tried again is tried again when the item leaves the stage
 # (as a rule the entry ran itself would be), not recorded as failed.
 HANDED_AGAIN = "handed-rule-tried-again-on-leaving"
@@ -499,10 +501,11 @@ class StageEntryWorkflow:
             self.due[rule.name] = rescheduled.due
 
     async def _hand_over(self, rule: RulePlan, due: datetime) -> bool:
-        """Offers a database-only rule that needs no other rule's results to its due moment (engine generation 4);
-        whether the moment took it."""
+        """Offers a rule that needs no other rule's results to its due moment (engine generation 4: a database-only
+        one; 5: any); whether the moment took it."""
         ahead = self.plan.shared_due_seconds
-        if (self.entry.engine < SHARED_DUE_MOMENTS or not ahead or not rule.local or rule.depends_on
+        shareable = rule.local or self.entry.engine >= SHARED_OUTSIDE
+        if (self.entry.engine < SHARED_DUE_MOMENTS or not ahead or not shareable or rule.depends_on
                 or rule.name in self.removed or self.applying.locked()
                 or (due - workflow.now()).total_seconds() < ahead):
             return False
@@ -554,8 +557,10 @@ class StageEntryWorkflow:
         seq = self.handed.get(name)
         if seq is None:
             return "done" if name in self.arrived else "withdrawn"
+        stale = self.plans[name].timeout_seconds + STEP_TIMEOUT.total_seconds() if name in self.plans else 0.0
+        asked = TakeBack(workflow_id=workflow.info().workflow_id, rule=name, seq=seq, force=force, stale_seconds=stale)
         taken = await self._step(
-            TAKE_BACK, TakeBack(workflow_id=workflow.info().workflow_id, rule=name, seq=seq, force=force),
+            TAKE_BACK, asked,
             result_type=TakenBack, summary=f"{name}: back from its moment",
         )
         if taken.state == "withdrawn":

@@ -42,13 +42,16 @@ RETRY_FINISHED = "retry_finished"
 """How one failed rule's new run ended, for the operation's progress."""
 FINISH_OPERATION = "finish_operation"
 DUE_WORKFLOW = "DueMomentWorkflow"
-"""Runs, at one due moment, the database-only rules that stage entries handed to it (engine generation 4)."""
+"""Runs, at one due moment, the rules that stage entries handed to it (engine generation 4; from 5 also those that
+reach the outside)."""
 HAND_OVER = "hand_over"
 """An entry offers a waiting rule to its due moment's workflow; the step answers whether the moment took it."""
 TAKE_BACK = "take_back"
 """An entry takes a rule it handed over back, unless its due moment's workflow has run it or runs it now."""
 RUN_DUE_RULES = "run_due_rules"
-"""The next rules handed to a due moment, run together and each recorded on its own."""
+"""The next database-only rules handed to a due moment, run together and each recorded on its own."""
+RUN_DUE_OUTSIDE_RULES = "run_due_outside_rules"
+"""The next rules handed to a due moment that reach the outside, run side by side, each recorded on its own."""
 TELL_DUE_OUTCOMES = "tell_due_outcomes"
 """The outcomes of rules a due moment ran, each sent to its entry (`DUE_OUTCOME`)."""
 FINISH_DUE_MOMENT = "finish_due_moment"
@@ -68,7 +71,7 @@ APPLY_VERSION = "apply_version"
 DUE_OUTCOME = "due_outcome"
 """The outcome of a rule the entry handed to its due moment (`StageEntryWorkflow.due_outcome`)."""
 
-GENERATION = 4
+GENERATION = 5
 """The engine generation a workflow run begins under. A run of generation 1 (an item workflow run started or
 continued as new from 0.5.0 on, a stage entry started with its plan) takes the new path of every
 `workflow.patched` change made before it without recording a marker for each; runs from before keep asking. In
@@ -82,7 +85,8 @@ the entry (`Entered.running`, `MatchResult.entry_running`). In generation 4, a d
 time at least `EntryPlan.shared_due_seconds` ahead, and that another entry's rule waits for too, is handed to that due
 moment's workflow (`DUE_WORKFLOW`), which runs all the rules handed to it together when the moment comes and tells
 each entry its rule's outcome; the entry keeps a timer only as a fallback and takes the rule back when something
-changes it before."""
+changes it before. In generation 5, a waiting rule that reaches the outside is handed to its due moment as well,
+whose workflow runs those rules side by side in calls of their own (`RUN_DUE_OUTSIDE_RULES`)."""
 
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
@@ -579,6 +583,9 @@ class TakeBack:
     seq: int
     force: bool = False
     """Also from a batch that began it and never finished (its moment's workflow was lost)."""
+    stale_seconds: float = 0.0
+    """With `force`: only from a batch that began it at least this long ago (a batch runs each rule within its
+    timeout, so one older than that is lost); 0: whenever it began."""
 
 
 @dataclass
@@ -596,6 +603,8 @@ class DueMoment:
 
     key: str
     due: datetime
+    heartbeat_seconds: float = 30.0
+    """How soon a call of rules that reach the outside whose worker was lost is run again."""
 
 
 @dataclass
@@ -621,6 +630,12 @@ class DueOutcome:
 def due_moment_key(due: datetime) -> str:
     """One due moment, to the microsecond, in UTC."""
     return due.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def outside_moment(key: str) -> str:
+    """Where the rules handed to moment `key` that reach the outside are kept, apart from its database-only ones (a
+    worker from before generation 5 running the moment never takes them)."""
+    return f"{key} outside"
 
 
 def due_workflow_id(key: str) -> str:

@@ -75,6 +75,7 @@ class WorkerActivities:
             self.moments.hand_over,
             self.moments.take_back,
             self.moments.run_due_rules,
+            self.moments.run_due_outside_rules,
             self.moments.tell_due_outcomes,
             self.moments.finish_due_moment,
         ]

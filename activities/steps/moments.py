@@ -1,10 +1,11 @@
-"""Due moments: database-only rules of many stage entries that fall due at one moment run together (engine
-generation 4).
+"""Due moments: rules of many stage entries that fall due at one moment run together (engine generation 4 for
+database-only rules, 5 for those that reach the outside).
 
 An entry whose rule waits for a due time offers it to that moment (`hand_over`). The first entry to wait for a moment
 keeps its own timer; from the second on, the moment takes each rule: it is kept here with the call the entry would
 make, and the moment's workflow (`DUE_WORKFLOW`, started by the first rule it takes) runs them when the moment comes,
-in batches of one transaction each (`run_due_rules`), then sends each entry its rule's outcome (`tell_due_outcomes`).
+in batches of one transaction each (`run_due_rules`), and those that reach the outside side by side, a batch to a
+call that heartbeats (`run_due_outside_rules`), then sends each entry its rule's outcome (`tell_due_outcomes`).
 Each rule still runs through its own runner, keyed by its entry's workflow id and its name, so a rule that both its
 moment and its entry ran would take effect once. An entry takes its rule back (`take_back`) when something changes it
 before the moment (a field it follows, a new automation version, the item leaving the stage) or when no outcome came
@@ -24,21 +25,20 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.steps.runner import RuleRunner, prepare_together, run_at_once
-from activities.steps.together import failed_outcome
+from activities.steps.together import failed_or_again, outcomes_side_by_side, run_in_time
 from activities.rule import Deps
 from models.store import insert_once
 from models.tables import DueMomentRecord, HandedRule, utcnow
 from workflows.converter import DATA_CONVERTER
 from workflows.types import (
-    AGAIN,
     DUE_OUTCOME,
     DUE_WORKFLOW,
     FINISH_DUE_MOMENT,
     HAND_OVER,
+    RUN_DUE_OUTSIDE_RULES,
     RUN_DUE_RULES,
     TAKE_BACK,
     TELL_DUE_OUTCOMES,
@@ -52,6 +52,7 @@ from workflows.types import (
     TakenBack,
     due_moment_key,
     due_workflow_id,
+    outside_moment,
 )
 
 TELL_AT_ONCE = 32
@@ -110,14 +111,17 @@ class DueMomentSteps:
                 update(DueMomentRecord).where(DueMomentRecord.key == key)
                 .values(arrivals=DueMomentRecord.arrivals + 1).returning(DueMomentRecord.arrivals)
             ).scalar_one()
-            session.add(HandedRule(moment=key, workflow_id=call.workflow_id, rule=call.rule.name, seq=offer.seq,
+            kept = key if call.rule.local else outside_moment(key)
+            session.add(HandedRule(moment=kept, workflow_id=call.workflow_id, rule=call.rule.name, seq=offer.seq,
                                    item_id=call.item_id, call=encode(call)))
             return "start" if arrivals == 2 else "taken"
 
         answer = await self.deps.db(offered)
         if answer == "start":
             await self.deps.client.start_workflow(
-                DUE_WORKFLOW, DueMoment(key=key, due=offer.due), id=due_workflow_id(key),
+                DUE_WORKFLOW,
+                DueMoment(key=key, due=offer.due, heartbeat_seconds=self.deps.settings.rule_heartbeat_seconds),
+                id=due_workflow_id(key),
                 task_queue=self.deps.settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -130,10 +134,13 @@ class DueMomentSteps:
         def work(session: Session) -> TakenBack:
             mine = (HandedRule.workflow_id == asked.workflow_id, HandedRule.rule == asked.rule,
                     HandedRule.seq == asked.seq)
-            states = ("waiting", "running") if asked.force else ("waiting",)
-            withdrawn = session.execute(
-                update(HandedRule).where(*mine, col(HandedRule.state).in_(states)).values(state="withdrawn")
-            )
+            takeable = HandedRule.state == "waiting"
+            if asked.force:
+                stale = (HandedRule.state == "running") & (
+                    col(HandedRule.claimed_at).is_(None)
+                    | (col(HandedRule.claimed_at) < utcnow() - timedelta(seconds=asked.stale_seconds)))
+                takeable = takeable | stale
+            withdrawn = session.execute(update(HandedRule).where(*mine, takeable).values(state="withdrawn"))
             if withdrawn.rowcount:
                 return TakenBack(state="withdrawn")
             row = session.exec(select(HandedRule).where(*mine)).first()
@@ -160,10 +167,38 @@ class DueMomentSteps:
             await self.deps.db(lambda session: self._record(session, row_id, outcome))
         return len(claimed)
 
-    def _claim(self, session: Session, batch: DueBatch) -> list[tuple[int, RuleCall]]:
-        """The next rules of the moment, marked as this batch's in one statement that takes only those still waiting
-        (or begun by an earlier attempt of this batch): a rule its entry took back meanwhile is not run."""
-        claimable = (HandedRule.moment == batch.key,
+    @activity.defn(name=RUN_DUE_OUTSIDE_RULES)
+    async def run_due_outside_rules(self, batch: DueBatch) -> int:
+        """Runs the next rules handed to the moment that reach the outside (those an earlier attempt of this batch
+        began first) side by side, each within its own timeout, as `rules.outside_together` does, and records each
+        outcome: a rule that fails for a reason that may pass is for its entry to retry (`AGAIN`). How many it ran."""
+        claimed = await self.deps.db(lambda session: self._claim(session, batch, outside_moment(batch.key)))
+        if not claimed:
+            return 0
+        calls = [call for _, call in claimed]
+        prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, calls))
+        runs = await asyncio.gather(
+            *(run_in_time(self.runners, call, ready) for call, ready in zip(calls, prepared)), return_exceptions=True
+        )
+        outcomes = outcomes_side_by_side(calls, runs, last=self._last, attempt=1)
+
+        def record(session: Session) -> None:
+            for (row_id, _), outcome in zip(claimed, outcomes):
+                self._record(session, row_id, outcome)
+
+        await self.deps.db(record)
+        return len(claimed)
+
+    @property
+    def _last(self) -> bool:
+        """Whether a rule's first attempt is its last (`rule_max_attempts` 1): a failure then is for good."""
+        return self.deps.settings.rule_max_attempts == 1
+
+    def _claim(self, session: Session, batch: DueBatch, moment: str | None = None) -> list[tuple[int, RuleCall]]:
+        """The next rules of the moment (its database-only ones, or those kept under `moment`), marked as this
+        batch's in one statement that takes only those still waiting (or begun by an earlier attempt of this
+        batch): a rule its entry took back meanwhile is not run."""
+        claimable = (HandedRule.moment == (moment or batch.key),
                      or_(HandedRule.state == "waiting",
                          (HandedRule.state == "running") & (HandedRule.run_by == batch.token)))
         while True:
@@ -174,7 +209,7 @@ class DueMomentSteps:
             if not ids:
                 return []
             session.execute(update(HandedRule).where(col(HandedRule.id).in_(ids), *claimable)
-                            .values(state="running", run_by=batch.token))
+                            .values(state="running", run_by=batch.token, claimed_at=utcnow()))
             rows = session.exec(select(HandedRule.id, HandedRule.call).where(
                 col(HandedRule.id).in_(ids), HandedRule.state == "running", HandedRule.run_by == batch.token,
             ).order_by(col(HandedRule.id))).all()
@@ -198,11 +233,7 @@ class DueMomentSteps:
             prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, [call]))
             return await self.runners[call.rule.activity].run(call, prepared[0])
         except Exception as error:  # noqa: BLE001 - each rule's failure is its own
-            if isinstance(error, ApplicationError) and error.non_retryable:
-                return failed_outcome(error)
-            activity.logger.warning("rule %s of %s failed, to be retried: %s", call.rule.name, call.workflow_id,
-                                    error, exc_info=error)
-            return RuleOutcome(status=AGAIN, reason=str(error) or type(error).__name__, result={"attempt": 1})
+            return failed_or_again(call, error, last=self._last, attempt=1)
 
     @staticmethod
     def _record(session: Session, row_id: int, outcome: RuleOutcome) -> None:
@@ -217,7 +248,8 @@ class DueMomentSteps:
         one); how many it told (0: none is left)."""
         rows = await self.deps.db(lambda session: session.exec(
             select(HandedRule.id, HandedRule.workflow_id, HandedRule.rule, HandedRule.seq, HandedRule.outcome).where(
-                HandedRule.moment == key, HandedRule.state == "done", HandedRule.told == False,  # noqa: E712
+                col(HandedRule.moment).in_((key, outside_moment(key))), HandedRule.state == "done",
+                HandedRule.told == False,  # noqa: E712
             ).order_by(col(HandedRule.id)).limit(TELL_BATCH)
         ).all())
         room = asyncio.Semaphore(TELL_AT_ONCE)

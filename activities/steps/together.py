@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.steps.runner import RuleRunner, prepare_together, run_at_once
+from activities.steps.runner import Ready, RuleRunner, prepare_together, run_at_once
 from activities.rule import Deps
 from workflows.types import AGAIN, RULES_OUTSIDE_TOGETHER, RULES_TOGETHER, RuleCall, RuleOutcome, RulesTogether
 
@@ -37,6 +37,45 @@ def failed_outcome(error: BaseException) -> RuleOutcome:
         return RuleOutcome(status="failed", reason=shown.message, result={"error_type": shown.type or "Error"})
     return RuleOutcome(status="failed", reason=str(shown) or type(shown).__name__,
                        result={"error_type": type(shown).__name__})
+
+
+async def run_in_time(runners: Mapping[str, RuleRunner], call: RuleCall, ready: Ready) -> RuleOutcome:
+    """One rule that reaches the outside, run beside others within its own timeout (a rule that exceeds it is
+    retried, as its activity would be)."""
+    timeout = call.rule.timeout_seconds
+    try:
+        async with asyncio.timeout(timeout) as limit:
+            return await runners[call.rule.activity].run(call, ready)
+    except TimeoutError:
+        if limit.expired():
+            raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
+        raise
+
+
+def outcomes_side_by_side(
+    calls: list[RuleCall], runs: list[RuleOutcome | BaseException], *, last: bool, attempt: int
+) -> list[RuleOutcome]:
+    """The outcomes of rules run side by side (`asyncio.gather` with their exceptions): each failure failed for good
+    or to be tried again by its entry (`failed_or_again`); a cancellation or exit is raised."""
+    outcomes: list[RuleOutcome] = []
+    for call, run in zip(calls, runs):
+        if isinstance(run, RuleOutcome):
+            outcomes.append(run)
+        elif not isinstance(run, Exception):
+            raise run
+        else:
+            outcomes.append(failed_or_again(call, run, last=last, attempt=attempt))
+    return outcomes
+
+
+def failed_or_again(call: RuleCall, error: Exception, *, last: bool, attempt: int) -> RuleOutcome:
+    """The outcome of a rule of a shared call that raised `error`: failed for good (`last`: no attempt is left, or
+    the error says so), else to be tried again by its entry (`AGAIN`) after `attempt` attempts."""
+    if last or (isinstance(error, ApplicationError) and error.non_retryable):
+        return failed_outcome(error)
+    activity.logger.warning("rule %s of %s failed, to be retried: %s", call.rule.name, call.workflow_id, error,
+                            exc_info=error)
+    return RuleOutcome(status=AGAIN, reason=str(error) or type(error).__name__, result={"attempt": attempt})
 
 
 class RulesTogetherStep:
@@ -75,32 +114,9 @@ class RulesTogetherStep:
         last = bool(batch.max_attempts) and info.attempt >= batch.max_attempts
         prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, batch.calls))
         runs = await asyncio.gather(
-            *(self._run(call, ready) for call, ready in zip(batch.calls, prepared)), return_exceptions=True
+            *(run_in_time(self.runners, call, ready) for call, ready in zip(batch.calls, prepared)),
+            return_exceptions=True
         )
-        outcomes: list[RuleOutcome] = []
-        for call, run in zip(batch.calls, runs):
-            if isinstance(run, RuleOutcome):
-                outcomes.append(run)
-            elif not isinstance(run, Exception):
-                raise run
-            elif last or (isinstance(run, ApplicationError) and run.non_retryable):
-                outcomes.append(failed_outcome(run))
-            else:
-                activity.logger.warning("rule %s of %s failed, to be retried: %s", call.rule.name, call.workflow_id,
-                                        run, exc_info=run)
-                outcomes.append(RuleOutcome(status=AGAIN, reason=str(run) or type(run).__name__,
-                                            result={"attempt": info.attempt}))
-        return outcomes
+        return outcomes_side_by_side(batch.calls, runs, last=last, attempt=info.attempt)
 
-    async def _run(self, call: RuleCall, ready) -> RuleOutcome:
-        """One rule of the call, within its own timeout (a rule that exceeds it is retried, as its activity would
-        be)."""
-        timeout = call.rule.timeout_seconds
-        try:
-            async with asyncio.timeout(timeout) as limit:
-                return await self.runners[call.rule.activity].run(call, ready)
-        except TimeoutError:
-            if limit.expired():
-                raise TimeoutError(f"the rule ran past its timeout of {timeout:g} s") from None
-            raise
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +34,11 @@ class Seen:
 
 @dataclass
 class Endpoint:
-    """Records every request; answers from `replies` (status, JSON-able body) in turn, then with `default`."""
+    """Records every request; answers with what `answer` says of it, else from `replies` (status, JSON-able body) in
+    turn, then with `default`."""
 
     replies: list[tuple[int, Any]] = field(default_factory=list)
+    answer: Callable[[Seen], tuple[int, Any] | None] | None = None
     default: tuple[int, Any] = (200, {})
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
@@ -58,7 +60,8 @@ class Endpoint:
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append(Seen(method=method, target=target, headers=headers, body=body))
             self.arrived.set()
-            status, answer = self.replies.pop(0) if self.replies else self.default
+            chosen = self.answer(self.requests[-1]) if self.answer is not None else None
+            status, answer = chosen or (self.replies.pop(0) if self.replies else self.default)
             payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
             writer.write(
                 f"HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"

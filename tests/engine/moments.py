@@ -3,20 +3,21 @@ leave a rule as a moment whose attempt failed (and may be tried again) leaves it
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.steps.moments import encode
 from models.tables import HandedRule
 from tests.crm import eventually
-from workflows.types import AGAIN, RuleOutcome, due_workflow_id
+from workflows.types import AGAIN, RuleOutcome, due_workflow_id, outside_moment
 
 
 def handed(stack, key: str) -> list[HandedRule]:
-    """The rules handed to moment `key`, by item."""
+    """The rules handed to moment `key` (database-only ones and those that reach the outside), by item."""
     with stack.session() as session:
-        return list(session.exec(select(HandedRule).where(HandedRule.moment == key).order_by(HandedRule.item_id)))
+        return list(session.exec(select(HandedRule).where(col(HandedRule.moment).in_((key, outside_moment(key))))
+                                 .order_by(HandedRule.item_id, HandedRule.id)))
 
 
 async def moment_gone(stack, key: str) -> None:

@@ -8,14 +8,20 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import ActivityEnvironment
 
+from activities.rule import Deps
 from activities.steps.moments import DueMomentSteps
-from models.tables import HandedRule
+from models.db import create_schema, make_engine
+from models.settings import get_settings
+from models.tables import HandedRule, Notification
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
+from tests.custom.endpoint import endpoint
 from tests.engine.moments import handed, moment_gone, ran_to_be_tried_again
 from workflows.entry import HANDED_GRACE
-from workflows.types import RuleOutcome, due_moment_key, due_workflow_id
+from workflows.types import RUN_DUE_OUTSIDE_RULES, RuleOutcome, TakeBack, due_moment_key, due_workflow_id
 
 AHEAD = 14
 """Seconds from now to the shared moment: past the 10 s under which an entry keeps its own timer."""
@@ -164,3 +170,73 @@ async def test_a_rule_whose_moment_will_retry_it_when_the_item_leaves_is_retried
     assert (cancelled["rule_name"], cancelled["data"]["reason"]) == ("follow", "left")
     assert await timeline(stack.http, deals[1]["id"], kind="rule_failed") == []
     assert await _notes(stack.http, deals[1]["id"]) == []
+
+
+async def test_rules_that_reach_the_outside_run_side_by_side_at_their_moment_each_once(stack):
+    """A notification and a call to an outside system, due at one moment for three deals: the moment runs every
+    rule but the first to arrive side by side in one call (engine generation 5); the call that failed for one deal
+    there is retried by its entry; each rule takes effect once."""
+    owner = await user(stack.http, "Owner")
+    flow = await pipeline(stack.http, ["NEW", "ASIDE"])
+    failing: dict[str, int] = {}
+
+    def answer(seen) -> tuple[int, dict] | None:
+        deal_id = seen.query["deal"][0]
+        if failing.get(deal_id, 0) > 0:
+            failing[deal_id] -= 1
+            return 503, {"error": "busy"}
+        return None
+
+    async with endpoint(answer=answer) as erp:
+        due_at = {"field": "Fields.fire_at"}
+        await automate(stack.http, flow["id"], {"NEW": {"rules": [
+            {"name": "tell", "type": "notify_employee", "delay": due_at,
+             "settings": {"user_ids": [owner["id"]], "text": "Call {{Deal.Title}} back"}},
+            {"name": "erp", "type": "webhook", "delay": due_at, "settings": {"url": erp.url() + "?deal={{Deal.Id}}"}},
+        ]}})
+        due, deals, moment = await _sharing(stack, flow["id"], owner["id"], 3)
+        failing[str(deals[2]["id"])] = 1
+        rows = await eventually(lambda: len(found := handed(stack, due_moment_key(due))) == 5 and found)
+        assert ("erp", deals[2]["id"]) in {(row.rule, row.item_id) for row in rows}
+
+        assert await moment.result() == 5
+        for item in deals:
+            entry = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
+            assert await entry.result() == {"tell": "done", "erp": "done"}
+            done = await timeline(stack.http, item["id"], kind="rule_done")
+            assert sorted(entry["rule_name"] for entry in done) == ["erp", "tell"]
+        calls = [seen.query["deal"][0] for seen in erp.requests]
+        assert sorted(calls) == sorted([str(deals[0]["id"]), str(deals[1]["id"]), str(deals[2]["id"]),
+                                        str(deals[2]["id"])])
+    with stack.session() as session:
+        sent = sorted(row.text for row in session.exec(select(Notification).where(Notification.user_id == owner["id"])))
+    assert sent == [f"Call Deal {n} back" for n in range(3)]
+    history = await moment.fetch_history()
+    kinds = [event.activity_task_scheduled_event_attributes.activity_type.name for event in history.events
+             if event.HasField("activity_task_scheduled_event_attributes")]
+    assert RUN_DUE_OUTSIDE_RULES in kinds
+
+
+async def test_a_forced_take_back_leaves_a_rule_its_batch_began_within_the_rule_s_timeout(tmp_path):
+    """Past the grace, an entry takes its rule back even from a batch that began it, but only from one that began it
+    longer ago than the rule may run: a call to the outside still within its timeout is waited for."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    create_schema(engine)
+    steps = DueMomentSteps(Deps(settings=get_settings(data_dir=tmp_path), database=engine), {})
+    now = datetime.now(timezone.utc)
+    with Session(engine) as session:
+        for seq, claimed in ((1, now - timedelta(seconds=30)), (2, now - timedelta(seconds=200))):
+            session.add(HandedRule(moment="m outside", workflow_id="deal-1/entry-1", rule="tell", seq=seq, item_id=1,
+                                   call=b"", state="running", run_by="batch", claimed_at=claimed))
+        session.commit()
+    env = ActivityEnvironment()
+
+    def asked(seq: int, force: bool) -> TakeBack:
+        return TakeBack(workflow_id="deal-1/entry-1", rule="tell", seq=seq, force=force, stale_seconds=150)
+
+    assert (await env.run(steps.take_back, asked(1, False))).state == "running"
+    assert (await env.run(steps.take_back, asked(1, True))).state == "running"
+    assert (await env.run(steps.take_back, asked(2, True))).state == "withdrawn"
+    with Session(engine) as session:
+        assert [row.state for row in session.exec(select(HandedRule).order_by(HandedRule.seq))] == [
+            "running", "withdrawn"]

@@ -31,7 +31,7 @@ from workflows.types import due_moment_key, due_workflow_id
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow, DueMomentWorkflow]
-RELEASE = "v0.9.1"  # histories of earlier releases stay in tests/histories and must keep replaying
+RELEASE = "v0.10.0"  # histories of earlier releases stay in tests/histories and must keep replaying
 
 
 def _recorded() -> list[Path]:
@@ -98,21 +98,23 @@ async def _scenario(stack, erp: Endpoint) -> dict[str, str]:
 
 
 async def _moment_scenario(stack) -> dict[str, str]:
-    """Three deals whose rule falls due at one moment (engine generation 4): the first keeps its own timer, the
-    second's rule runs at the moment's workflow, the third's date moves before the moment and its entry takes the
-    rule back."""
+    """Three deals whose two rules, one database-only and one that reaches the outside, fall due at one moment
+    (engine generations 4 and 5): the first rule to arrive keeps its own timer, the other rules of the first two deals
+    run at the moment's workflow, the third's date moves before the moment and its entry takes the rules back."""
     owner = await user(stack.http, "Owner")
     flow = await pipeline(stack.http, ["NEW"], name="Moments")
     await automate(stack.http, flow["id"], {"NEW": {"rules": [
         {"name": "follow", "type": "add_timeline_entry", "delay": {"field": "Fields.fire_at"},
          "settings": {"text": "Call back"}},
+        {"name": "tell", "type": "notify_employee", "delay": {"field": "Fields.fire_at"},
+         "settings": {"user_ids": [owner["id"]], "text": "Call back"}},
     ]}})
     due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=13)
     deals = [await deal(stack.http, flow["id"], owner["id"], fields={"fire_at": due.isoformat()}) for _ in range(3)]
     later = due + timedelta(seconds=2)
     ok(await stack.http.patch(f"/deals/{deals[2]['id']}", json={"fields": {"fire_at": later.isoformat()}}))
     moment = due_workflow_id(due_moment_key(due))
-    assert await stack.client.get_workflow_handle(moment).result() == 1
+    assert await stack.client.get_workflow_handle(moment).result() == 3
     for item in deals:
         await stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1").result()
     return {"moment": moment, "entry-handed": f"deal-{deals[1]['id']}/entry-1",
