@@ -418,6 +418,9 @@ class DueMomentRecord(SQLModel, table=True):
     key: str = Field(primary_key=True)
     due: datetime = Field(index=True)
     arrivals: int = 0
+    outside: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    """Whether its workflow runs rules that reach the outside too (a moment first counted by a worker from before
+    engine generation 5 does not: those rules keep their own timers)."""
 
 
 class HandedRule(SQLModel, table=True):

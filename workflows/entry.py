@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         VersionChange,
         WaitEnded,
         anchor_field,
+        known_engine,
         starts_now,
     )
 
@@ -118,6 +119,7 @@ async def run_step(
 class StageEntryWorkflow:
     @workflow.init
     def __init__(self, entry: EntryInput) -> None:
+        known_engine(entry.engine)
         self.entry = entry
         self.plan: EntryPlan | None = None
         self.status: dict[str, str] = {}

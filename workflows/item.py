@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         MoveResult,
         entry_number,
         entry_workflow_id,
+        known_engine,
     )
 
 SEEN_LIMIT = 500
@@ -75,6 +76,7 @@ def _outcome_seen(child: asyncio.Future) -> None:
 class ItemWorkflow:
     @workflow.init
     def __init__(self, state: ItemState) -> None:
+        known_engine(state.engine)
         self.state = state
         self.lock = asyncio.Lock()
         self.moving: asyncio.Task | None = None

@@ -70,6 +70,9 @@ class DueMomentWorkflow:
                     heartbeat_timeout=timedelta(seconds=moment.heartbeat_seconds) if moment.heartbeat_seconds else None,
                     summary=f"batch {batch}: rules that reach the outside",
                 )
+                if count:
+                    # each such batch takes as long as its slowest call: its entries hear of it before the next
+                    await self._tell(moment)
             ran += count
             if count:
                 if workflow.info().is_continue_as_new_suggested():

@@ -88,6 +88,20 @@ each entry its rule's outcome; the entry keeps a timer only as a fallback and ta
 changes it before. In generation 5, a waiting rule that reaches the outside is handed to its due moment as well,
 whose workflow runs those rules side by side in calls of their own (`RUN_DUE_OUTSIDE_RULES`)."""
 
+
+
+class NewerEngine(RuntimeError):
+    """A run begun under an engine generation newer than this code knows."""
+
+
+def known_engine(engine: int) -> None:
+    """Refuses a run begun under a newer engine generation than this code knows: its workflow task fails and is
+    tried again until a worker of that release takes it (this code would choose an older path, which the newer
+    code could not replay)."""
+    if engine > GENERATION:
+        raise NewerEngine(f"this run began under engine generation {engine}; this worker knows up to {GENERATION}")
+
+
 # Search attributes (Keyword) registered by `make run` and the worker.
 SA_ITEM_ID = "StageflowItemId"
 SA_ENTITY = "StageflowEntity"

@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.steps.runner import RuleRunner, prepare_together, run_at_once
+from activities.steps.runner import Ready, RuleRunner, heartbeating, prepare_together, run_at_once
 from activities.steps.together import failed_or_again, outcomes_side_by_side, run_in_time
 from activities.rule import Deps
 from models.store import insert_once
@@ -102,15 +102,20 @@ class DueMomentSteps:
                 return "start"  # an earlier attempt was taken: its moment's workflow may not have started
             if not ahead or offer.due < utcnow() + ahead:
                 return None
-            first = {"key": key, "due": offer.due, "arrivals": 1}
+            first = {"key": key, "due": offer.due, "arrivals": 1, "outside": True}
             if insert_once(session, DueMomentRecord.__table__, first, "key", "key") is not None:
                 # a moment only one rule waits for runs no workflow: the first arrivals clear the counts of the past
                 session.execute(delete(DueMomentRecord).where(DueMomentRecord.due < utcnow() - KEEP_MOMENTS))
                 return None
+            counted = DueMomentRecord.key == key
+            if not call.rule.local:
+                counted = counted & (DueMomentRecord.outside == True)  # noqa: E712
             arrivals = session.execute(
-                update(DueMomentRecord).where(DueMomentRecord.key == key)
+                update(DueMomentRecord).where(counted)
                 .values(arrivals=DueMomentRecord.arrivals + 1).returning(DueMomentRecord.arrivals)
-            ).scalar_one()
+            ).scalar()
+            if arrivals is None:
+                return None  # a moment counted by a worker from before generation 5 runs no rule of this kind
             kept = key if call.rule.local else outside_moment(key)
             session.add(HandedRule(moment=kept, workflow_id=call.workflow_id, rule=call.rule.name, seq=offer.seq,
                                    item_id=call.item_id, call=encode(call)))
@@ -172,21 +177,27 @@ class DueMomentSteps:
         """Runs the next rules handed to the moment that reach the outside (those an earlier attempt of this batch
         began first) side by side, each within its own timeout, as `rules.outside_together` does, and records each
         outcome: a rule that fails for a reason that may pass is for its entry to retry (`AGAIN`). How many it ran."""
-        claimed = await self.deps.db(lambda session: self._claim(session, batch, outside_moment(batch.key)))
-        if not claimed:
-            return 0
-        calls = [call for _, call in claimed]
-        prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, calls))
-        runs = await asyncio.gather(
-            *(run_in_time(self.runners, call, ready) for call, ready in zip(calls, prepared)), return_exceptions=True
-        )
-        outcomes = outcomes_side_by_side(calls, runs, last=self._last, attempt=1)
+        def claim(session: Session) -> tuple[list[tuple[int, RuleCall]], list[Ready]]:
+            """Claimed and prepared in one transaction, so that a rule's claim is as old as its call."""
+            claimed = self._claim(session, batch, outside_moment(batch.key))
+            return claimed, prepare_together(session, self.runners, [call for _, call in claimed]) if claimed else []
 
-        def record(session: Session) -> None:
-            for (row_id, _), outcome in zip(claimed, outcomes):
-                self._record(session, row_id, outcome)
+        async with heartbeating():
+            claimed, prepared = await self.deps.db(claim)
+            if not claimed:
+                return 0
+            calls = [call for _, call in claimed]
+            runs = await asyncio.gather(
+                *(run_in_time(self.runners, call, ready) for call, ready in zip(calls, prepared)),
+                return_exceptions=True,
+            )
+            outcomes = outcomes_side_by_side(calls, runs, last=self._last, attempt=1)
 
-        await self.deps.db(record)
+            def record(session: Session) -> None:
+                for (row_id, _), outcome in zip(claimed, outcomes):
+                    self._record(session, row_id, outcome)
+
+            await self.deps.db(record)
         return len(claimed)
 
     @property

@@ -8,9 +8,10 @@ outcome the workflow history keeps holds no capability tokens (`in_history`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -63,14 +64,8 @@ class RuleRunner:
                     raise  # the rule cannot take effect: step by step it would fail the same way
                 activity.logger.debug("rule %s of %s runs step by step", call.rule.name, call.workflow_id,
                                       exc_info=True)
-        beating = None
-        if info is not None and not info.is_local and info.heartbeat_timeout:
-            beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
-        try:
+        async with heartbeating():
             return in_history(self.kind, call, await self._run(call, ready, deps or self.deps))
-        finally:
-            if beating is not None:
-                beating.cancel()
 
     def _settings(self, call: RuleCall) -> Any:
         try:
@@ -238,6 +233,20 @@ def _at_once(run: Coroutine[Any, Any, RuleOutcome]) -> RuleOutcome:
         return finished.value
     run.close()
     raise RuntimeError("a database-only rule waited for something besides its database work")
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """While the block runs, the activity it runs in heartbeats (a regular activity with a heartbeat timeout)."""
+    info = activity.info() if activity.in_activity() else None
+    beating = None
+    if info is not None and not info.is_local and info.heartbeat_timeout:
+        beating = asyncio.create_task(_heartbeat(info.heartbeat_timeout.total_seconds() / 3))
+    try:
+        yield
+    finally:
+        if beating is not None:
+            beating.cancel()
 
 
 async def _heartbeat(every: float) -> None:

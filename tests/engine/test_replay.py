@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -27,7 +28,7 @@ from workflows.entry import StageEntryWorkflow
 from workflows.item import ItemWorkflow
 from workflows.moment import DueMomentWorkflow
 from workflows.operations import ApplyVersionWorkflow, RetryFailuresWorkflow
-from workflows.types import due_moment_key, due_workflow_id
+from workflows.types import GENERATION, EntryInput, ItemState, due_moment_key, due_workflow_id
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 WORKFLOWS = [ItemWorkflow, StageEntryWorkflow, ApplyVersionWorkflow, RetryFailuresWorkflow, DueMomentWorkflow]
@@ -184,3 +185,29 @@ async def test_a_non_deterministic_change_is_caught():
     assert entries, "no recorded stage-entry history"
     with pytest.raises(NondeterminismError):
         await Replayer(workflows=[ItemWorkflow, ReorderedEntryWorkflow]).replay_workflow(_load(entries[0]))
+
+
+async def test_a_run_begun_under_a_newer_engine_waits_for_a_worker_that_knows_it(stack):
+    """An entry and an item workflow begun by a newer release (its engine generation above this code's) are not run
+    down an older path by this worker: each workflow task fails, saying why, and the workflow stays running for a
+    worker of that release."""
+    newer = GENERATION + 1
+    entry = await stack.client.start_workflow(
+        StageEntryWorkflow.run,
+        EntryInput(item_id=1, entity="deal", pipeline_id=1, stage="NEW", entry_no=1,
+                   entered_at=datetime.now(timezone.utc), parent_workflow_id="deal-1", engine=newer),
+        id=f"newer-engine-entry-{uuid.uuid4().hex[:8]}", task_queue=stack.settings.temporal_task_queue,
+    )
+    item = await stack.client.start_workflow(
+        ItemWorkflow.run, ItemState(item_id=1, entity="deal", pipeline_id=1, engine=newer),
+        id=f"newer-engine-item-{uuid.uuid4().hex[:8]}", task_queue=stack.settings.temporal_task_queue,
+    )
+    for handle in (entry, item):
+        async def refused(handle=handle) -> bool:
+            history = await handle.fetch_history()
+            return any(f"engine generation {newer}" in event.workflow_task_failed_event_attributes.failure.message
+                       for event in history.events if event.HasField("workflow_task_failed_event_attributes"))
+
+        assert await eventually(refused)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await handle.terminate("a newer release's run")
