@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.rule import Deps
 from activities.steps.moments import DueMomentSteps
 from models.db import create_schema, make_engine
 from models.settings import get_settings
-from models.tables import HandedRule, Notification
+from models.tables import DueMomentRecord, HandedRule, Notification
 from tests.crm import automate, deal, eventually, ok, pipeline, timeline, user
 from tests.custom.endpoint import endpoint
 from tests.engine.moments import handed, moment_gone, ran_to_be_tried_again
@@ -240,3 +241,30 @@ async def test_a_forced_take_back_leaves_a_rule_its_batch_began_within_the_rule_
     with Session(engine) as session:
         assert [row.state for row in session.exec(select(HandedRule).order_by(HandedRule.seq))] == [
             "running", "withdrawn"]
+
+
+async def test_a_moment_an_older_worker_counted_takes_no_rule_that_reaches_the_outside(stack):
+    """A moment first counted by a worker from before engine generation 5 runs no rule that reaches the outside: the
+    entries offering one keep their own timers, and each rule still takes effect once, on time."""
+    owner = await user(stack.http, "Owner")
+    flow = await pipeline(stack.http, ["NEW"])
+    await automate(stack.http, flow["id"], {"NEW": {"rules": [
+        {"name": "tell", "type": "notify_employee", "delay": {"field": "Fields.fire_at"},
+         "settings": {"user_ids": [owner["id"]], "text": "Call {{Deal.Title}} back"}},
+    ]}})
+    due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=AHEAD)
+    with stack.session() as session:
+        session.add(DueMomentRecord(key=due_moment_key(due), due=due, arrivals=1, outside=False))
+    due, deals, moment = await _sharing(stack, flow["id"], owner["id"], 2, due)
+
+    for n, item in enumerate(deals):
+        entry = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
+        assert await entry.result() == {"tell": "done"}
+        [done] = await timeline(stack.http, item["id"], kind="rule_done")
+        assert datetime.fromisoformat(done["at"]) >= due
+    with stack.session() as session:
+        sent = sorted(row.text for row in session.exec(select(Notification).where(Notification.user_id == owner["id"])))
+    assert sent == ["Call Deal 0 back", "Call Deal 1 back"]
+    assert handed(stack, due_moment_key(due)) == []
+    with pytest.raises(RPCError):
+        await moment.describe()
