@@ -89,7 +89,6 @@ changes it before. In generation 5, a waiting rule that reaches the outside is h
 whose workflow runs those rules side by side in calls of their own (`RUN_DUE_OUTSIDE_RULES`)."""
 
 
-
 class NewerEngine(RuntimeError):
     """A run begun under an engine generation newer than this code knows."""
 

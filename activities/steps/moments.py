@@ -28,7 +28,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.steps.runner import Ready, RuleRunner, heartbeating, prepare_together, run_at_once
-from activities.steps.together import failed_or_again, outcomes_side_by_side, run_in_time
+from activities.steps.together import failed_or_again, run_side_by_side
 from activities.rule import Deps
 from models.store import insert_once
 from models.tables import DueMomentRecord, HandedRule, utcnow
@@ -187,11 +187,7 @@ class DueMomentSteps:
             if not claimed:
                 return 0
             calls = [call for _, call in claimed]
-            runs = await asyncio.gather(
-                *(run_in_time(self.runners, call, ready) for call, ready in zip(calls, prepared)),
-                return_exceptions=True,
-            )
-            outcomes = outcomes_side_by_side(calls, runs, last=self._last, attempt=1)
+            outcomes = await run_side_by_side(self.runners, calls, prepared, last=self._last, attempt=1)
 
             def record(session: Session) -> None:
                 for (row_id, _), outcome in zip(claimed, outcomes):

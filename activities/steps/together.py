@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.steps.runner import Ready, RuleRunner, prepare_together, run_at_once
+from activities.steps.runner import Ready, RuleRunner, heartbeating, prepare_together, run_at_once
 from activities.rule import Deps
 from workflows.types import AGAIN, RULES_OUTSIDE_TOGETHER, RULES_TOGETHER, RuleCall, RuleOutcome, RulesTogether
 
@@ -52,11 +52,15 @@ async def run_in_time(runners: Mapping[str, RuleRunner], call: RuleCall, ready: 
         raise
 
 
-def outcomes_side_by_side(
-    calls: list[RuleCall], runs: list[RuleOutcome | BaseException], *, last: bool, attempt: int
+async def run_side_by_side(
+    runners: Mapping[str, RuleRunner], calls: list[RuleCall], prepared: list[Ready], *, last: bool, attempt: int
 ) -> list[RuleOutcome]:
-    """The outcomes of rules run side by side (`asyncio.gather` with their exceptions): each failure failed for good
-    or to be tried again by its entry (`failed_or_again`); a cancellation or exit is raised."""
+    """Rules that reach the outside, prepared, run side by side, each within its own timeout: their outcomes, each
+    failure failed for good or to be tried again by its entry (`failed_or_again`); a cancellation or exit is
+    raised."""
+    runs = await asyncio.gather(
+        *(run_in_time(runners, call, ready) for call, ready in zip(calls, prepared)), return_exceptions=True
+    )
     outcomes: list[RuleOutcome] = []
     for call, run in zip(calls, runs):
         if isinstance(run, RuleOutcome):
@@ -112,11 +116,8 @@ class RulesTogetherStep:
     async def run_outside_together(self, batch: RulesTogether) -> list[RuleOutcome]:
         info = activity.info()
         last = bool(batch.max_attempts) and info.attempt >= batch.max_attempts
-        prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, batch.calls))
-        runs = await asyncio.gather(
-            *(run_in_time(self.runners, call, ready) for call, ready in zip(batch.calls, prepared)),
-            return_exceptions=True
-        )
-        return outcomes_side_by_side(batch.calls, runs, last=last, attempt=info.attempt)
+        async with heartbeating():
+            prepared = await self.deps.db(lambda session: prepare_together(session, self.runners, batch.calls))
+            return await run_side_by_side(self.runners, batch.calls, prepared, last=last, attempt=info.attempt)
 
 

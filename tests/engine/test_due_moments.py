@@ -201,6 +201,7 @@ async def test_rules_that_reach_the_outside_run_side_by_side_at_their_moment_eac
         assert ("erp", deals[2]["id"]) in {(row.rule, row.item_id) for row in rows}
 
         assert await moment.result() == 5
+        assert all(row.state == "done" and row.claimed_at is not None for row in handed(stack, due_moment_key(due)))
         for item in deals:
             entry = stack.client.get_workflow_handle(f"deal-{item['id']}/entry-1")
             assert await entry.result() == {"tell": "done", "erp": "done"}
